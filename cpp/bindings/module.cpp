@@ -1,0 +1,122 @@
+// recfast._core: marshalling only. Validate buffers, allocate outputs holding the GIL, release
+// the GIL for compute, and map C++ errors to Python exceptions.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "recfast/simd.h"
+#include "recfast/topk.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// A float32 matrix whose rows are contiguous (column stride 4 bytes); any row stride.
+struct Matrix {
+  const float* data;
+  int64_t rows, cols, row_stride;
+};
+
+Matrix as_matrix(const py::array& a, const char* name) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
+                          " dimensions");
+  const int64_t rows = a.shape(0), cols = a.shape(1);
+  const int64_t s0 = a.strides(0), s1 = a.strides(1);
+  if ((cols > 1 && s1 != 4) || s0 < 0 || s0 % 4 != 0)
+    throw py::value_error(std::string(name) +
+                          " rows must be contiguous float32 with a positive row stride; "
+                          "try numpy.ascontiguousarray");
+  return {static_cast<const float*>(a.data()), rows, cols, rows > 1 ? s0 / 4 : cols};
+}
+
+const int64_t* as_int64_vector(const py::array& a, const char* name, int64_t expect_len) {
+  if (a.dtype().kind() != 'i' || a.itemsize() != 8 || a.ndim() != 1 ||
+      (a.shape(0) > 1 && a.strides(0) != 8))
+    throw py::type_error(std::string(name) + " must be a contiguous 1-D int64 array");
+  if (expect_len >= 0 && a.shape(0) != expect_len)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(expect_len) +
+                          " entries");
+  return static_cast<const int64_t*>(a.data());
+}
+
+recfast::SimdLevel parse_level(const std::string& s) {
+  if (s == "generic") return recfast::SimdLevel::Generic;
+  if (s == "avx2") return recfast::SimdLevel::AVX2;
+  if (s == "avx512") return recfast::SimdLevel::AVX512;
+  throw py::value_error("level must be 'generic', 'avx2' or 'avx512', got '" + s + "'");
+}
+
+py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
+               const std::string& metric, const py::object& excl_indptr,
+               const py::object& excl_indices, int num_threads) {
+  const Matrix q = as_matrix(queries, "queries");
+  const Matrix x = as_matrix(items, "items");
+  if (q.cols != x.cols)
+    throw py::value_error("queries have " + std::to_string(q.cols) + " columns but items have " +
+                          std::to_string(x.cols));
+  if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+  if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  recfast::TopkParams params;
+  params.k = k;
+  if (metric == "cosine")
+    params.metric = recfast::Metric::Cosine;
+  else if (metric == "dot")
+    params.metric = recfast::Metric::Dot;
+  else
+    throw py::value_error("metric must be 'cosine' or 'dot', got '" + metric + "'");
+  params.num_threads = num_threads;
+  if (!excl_indptr.is_none()) {
+    // The Python layer guarantees sorted rows and ids in [0, n_items).
+    params.exclude.indptr = as_int64_vector(excl_indptr, "exclude indptr", q.rows + 1);
+    params.exclude.indices = as_int64_vector(excl_indices, "exclude indices", -1);
+  }
+  params.should_stop = [] {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+  };
+
+  py::array_t<float> scores({q.rows, k});
+  py::array_t<int64_t> ids({q.rows, k});
+  float* s = scores.mutable_data();
+  int64_t* i = ids.mutable_data();
+  bool interrupted = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      recfast::topk_cpu(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols,
+                        params, s, i);
+    } catch (const recfast::Interrupted&) {
+      interrupted = true;
+    }
+  }
+  if (interrupted) throw py::error_already_set();  // the signal handler's exception is set
+  return py::make_tuple(std::move(scores), std::move(ids));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "recfast native core: fused exact top-k scan";
+  m.def("topk", &topk, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("metric"),
+        py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("num_threads"),
+        "Exact top-k of queries against items; validated inputs only (see recfast.topk).");
+  m.def("simd_level", [] { return recfast::level_name(recfast::active_level()); },
+        "The instruction set the kernels use now.");
+  m.def("detected_simd_level", [] { return recfast::level_name(recfast::detect()); },
+        "The best instruction set of this CPU, after RECFAST_SIMD.");
+  m.def(
+      "set_simd_level",
+      [](const std::string& level) {
+        if (!recfast::set_level(parse_level(level)))
+          throw py::value_error("level '" + level + "' is above what this CPU supports (" +
+                                recfast::level_name(recfast::detect()) + ")");
+      },
+      py::arg("level"), "Use a lower instruction set from now on (tests and benchmarks).");
+}

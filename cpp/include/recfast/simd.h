@@ -1,0 +1,20 @@
+// Instruction-set levels and their run-time detection.
+#pragma once
+
+namespace recfast {
+
+enum class SimdLevel { Generic = 0, AVX2 = 1, AVX512 = 2 };
+
+// The best level this CPU and OS support (cpuid + xgetbv), lowered by the environment variable
+// RECFAST_SIMD=generic|avx2|avx512 (a level above what the CPU has is ignored). Detected once.
+SimdLevel detect();
+
+// The level the compute kernels use; equal to detect() unless set_level() lowered it.
+SimdLevel active_level();
+
+// Force a level at or below detect(); returns false (and changes nothing) when it is above.
+bool set_level(SimdLevel level);
+
+const char* level_name(SimdLevel level);
+
+}  // namespace recfast

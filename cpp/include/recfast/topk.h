@@ -1,0 +1,49 @@
+// recfast native top-k: the C++ API, free of Python.
+//
+// Contract (the Python layer validates and documents the same):
+//  * queries: n_queries rows of `dim` floats, row r at queries + r * query_stride.
+//  * items:   n_items rows of `dim` floats, row j at items + j * item_stride.
+//  * metric Cosine scores q.x / (|q| |x|), a zero vector scoring 0; Dot scores q.x.
+//  * out_scores / out_ids: caller-owned, n_queries * k each, row-major. Each row is sorted by
+//    score descending, equal scores lower id first. NaN scores are never returned. Rows with
+//    fewer than k eligible items are padded with id -1 and score -inf.
+//  * exclusion (optional): CSR over queries; row r lists item ids never returned for query r,
+//    sorted ascending, each in [0, n_items).
+//  * Memory beyond inputs and outputs: O(threads x tile + n_queries x k); never n_queries x n_items.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+
+namespace recfast {
+
+enum class Metric { Cosine, Dot };
+
+// Sorted per-query exclusion lists in CSR form (indptr has n_queries + 1 entries).
+struct Exclusion {
+  const int64_t* indptr = nullptr;
+  const int64_t* indices = nullptr;
+  bool empty() const { return indptr == nullptr; }
+};
+
+struct TopkParams {
+  int64_t k = 10;
+  Metric metric = Metric::Cosine;
+  int num_threads = 1;  // >= 1
+  Exclusion exclude;
+  // Polled from the calling thread about every 50 ms while workers compute; returning true
+  // cancels the call, which then throws Interrupted. May be empty.
+  std::function<bool()> should_stop;
+};
+
+// Thrown when should_stop() asked to cancel.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("recfast: interrupted") {}
+};
+
+void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, const float* items,
+              int64_t n_items, int64_t item_stride, int64_t dim, const TopkParams& params,
+              float* out_scores, int64_t* out_ids);
+
+}  // namespace recfast

@@ -1,0 +1,53 @@
+// AVX2 + FMA kernels (compiled with -mavx2 -mfma; used only when the CPU has both).
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels.h"
+#include "recfast/heap.h"
+
+namespace recfast {
+namespace isa_avx2 {
+
+struct V {
+  static constexpr int W = 8;
+  using R = __m256;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R set1(float f) { return _mm256_set1_ps(f); }
+  static R load(const float* p) { return _mm256_load_ps(p); }
+  static R loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R a) { _mm256_store_ps(p, a); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static unsigned ge_mask(R a, R b) {
+    return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GE_OQ)));
+  }
+  static float hsum(R a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+#include "transpose8_avx.h"
+  static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
+                             float* out, int64_t out_stride, float* sumsq) {
+    pack8(rows, stride, dim, valid, out, out_stride, sumsq);
+  }
+};
+
+#include "scan_impl.h"
+
+// 6 x 16 register tile: 12 accumulators + 2 item vectors + 1 broadcast of the 16 registers.
+constexpr int kMR = 6, kNV = 2, kQB = 96;
+using P = Packed<kMR, kNV>;
+using D = Direct<4, 2>;
+
+const KernelSet kSet = {"avx2", kMR, kQB, &scratch_floats_impl<kMR, kNV, kQB>, &P::scan, &D::scan};
+
+}  // namespace isa_avx2
+
+const KernelSet* kernels_avx2() { return &isa_avx2::kSet; }
+
+}  // namespace recfast

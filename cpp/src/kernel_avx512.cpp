@@ -1,0 +1,52 @@
+// AVX-512 kernels (compiled with -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma; used only when
+// the CPU and OS support AVX-512).
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels.h"
+#include "recfast/heap.h"
+
+namespace recfast {
+namespace isa_avx512 {
+
+struct V {
+  static constexpr int W = 16;
+  using R = __m512;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R set1(float f) { return _mm512_set1_ps(f); }
+  static R load(const float* p) { return _mm512_load_ps(p); }
+  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R a) { _mm512_store_ps(p, a); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static unsigned ge_mask(R a, R b) {
+    return static_cast<unsigned>(_mm512_cmp_ps_mask(a, b, _CMP_GE_OQ));
+  }
+  static float hsum(R a) { return _mm512_reduce_add_ps(a); }
+#include "transpose8_avx.h"
+  // A 16-item block is packed as two 8-item halves with the 8 x 8 AVX transpose.
+  static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
+                             float* out, int64_t out_stride, float* sumsq) {
+    pack8(rows, stride, dim, valid < 8 ? valid : 8, out, out_stride, sumsq);
+    pack8(rows + 8 * stride, stride, dim, valid > 8 ? valid - 8 : 0, out + 8, out_stride,
+          sumsq + 8);
+  }
+};
+
+#include "scan_impl.h"
+
+// 12 x 32 register tile: 24 accumulators + 2 item vectors + 1 broadcast of the 32 registers.
+constexpr int kMR = 12, kNV = 2, kQB = 96;
+using P = Packed<kMR, kNV>;
+using D = Direct<4, 2>;
+
+const KernelSet kSet = {"avx512", kMR, kQB, &scratch_floats_impl<kMR, kNV, kQB>, &P::scan, &D::scan};
+
+}  // namespace isa_avx512
+
+const KernelSet* kernels_avx512() { return &isa_avx512::kSet; }
+
+}  // namespace recfast

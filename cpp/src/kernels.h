@@ -1,0 +1,45 @@
+// The interface between the scan driver (topk.cpp) and the per-instruction-set kernels.
+// Each kernel_<isa>.cpp compiles scan_impl.h with its own flags and returns a KernelSet.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "recfast/topk.h"
+
+namespace recfast {
+
+// One unit of work: queries [q0, q1) against items [j0, j1), pushing into per-query heaps.
+struct ScanTask {
+  const float* queries;
+  int64_t query_stride;
+  const float* inv_qnorm;  // per query (indexed by absolute query id); nullptr for Dot
+  const float* items;
+  int64_t item_stride;
+  int64_t dim;
+  int64_t q0, q1, j0, j1;
+  float* heap_scores;  // heap of query q at heap_scores + (q - q0) * heap_k
+  int64_t* heap_ids;
+  int64_t heap_k;
+  Exclusion exclude;
+  float* scratch;  // at least KernelSet::scratch_floats(dim) floats, 64-byte aligned
+  const std::atomic<bool>* cancel;  // checked between item tiles
+};
+
+struct KernelSet {
+  const char* name;
+  // Queries per register tile on the packed path, and the most queries one packed task takes.
+  int64_t packed_query_group;
+  int64_t packed_query_block;
+  int64_t (*scratch_floats)(int64_t dim);
+  // Packed path: queries and item tiles re-laid out for a register-tiled micro-kernel.
+  void (*scan_packed)(const ScanTask& task);
+  // Direct path for a few queries: dot products straight from the rows, no packing.
+  void (*scan_direct)(const ScanTask& task);
+};
+
+const KernelSet* kernels_generic();
+const KernelSet* kernels_avx2();    // nullptr when not compiled in
+const KernelSet* kernels_avx512();  // nullptr when not compiled in
+
+}  // namespace recfast

@@ -1,0 +1,282 @@
+// The scan kernels, written once over a vector type V and included by each kernel_<isa>.cpp
+// inside its own namespace (so every function here is compiled with that file's flags).
+//
+// V provides: W (lanes), R (register type), zero, set1, load (aligned), loadu, store, fma,
+// mul, add, ge_mask (bit per lane of a >= b, false for NaN), hsum, and
+// transpose_pack(rows, stride, dim, n_valid, out, out_stride, sumsq) which writes W rows of
+// W-column blocks transposed (see pack_items).
+//
+// Requires <cstdint>, <cstring>, <cmath>, <atomic> and "recfast/heap.h" to be included first.
+
+constexpr float kInf = __builtin_inff();
+
+static inline bool is_excluded(const Exclusion& ex, int64_t q, int64_t id) {
+  if (ex.indptr == nullptr) return false;
+  int64_t lo = ex.indptr[q], hi = ex.indptr[q + 1];
+  while (lo < hi) {  // lower_bound over the sorted row
+    int64_t mid = lo + (hi - lo) / 2;
+    if (ex.indices[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < ex.indptr[q + 1] && ex.indices[lo] == id;
+}
+
+// Offer a candidate to query q's heap (only called for scores >= the heap's current root).
+static inline void offer(const ScanTask& t, int64_t q, float s, int64_t id) {
+  float* hs = t.heap_scores + (q - t.q0) * t.heap_k;
+  int64_t* hi = t.heap_ids + (q - t.q0) * t.heap_k;
+  if (!better(s, id, hs[0], hi[0])) return;
+  if (is_excluded(t.exclude, q, id)) return;
+  heap_replace_top(hs, hi, t.heap_k, s, id);
+}
+
+static inline float root_score(const ScanTask& t, int64_t q) {
+  return t.heap_scores[(q - t.q0) * t.heap_k];
+}
+
+// Offer the lanes of `mask` from the score vector s (item ids base, base + 1, ...).
+static inline void offer_lanes(const ScanTask& t, int64_t q, typename V::R s, unsigned mask,
+                               int64_t base) {
+  alignas(64) float tmp[V::W];
+  V::store(tmp, s);
+  while (mask) {
+    int lane = __builtin_ctz(mask);
+    mask &= mask - 1;
+    offer(t, q, tmp[lane], base + lane);
+  }
+}
+
+static inline float inv_norm_from_sumsq(float sumsq) {
+  return sumsq > 0.0f ? 1.0f / std::sqrt(sumsq) : 0.0f;
+}
+
+static inline float row_sumsq(const float* x, int64_t dim) {
+  typename V::R acc = V::zero();
+  int64_t p = 0;
+  for (; p + V::W <= dim; p += V::W) {
+    typename V::R v = V::loadu(x + p);
+    acc = V::fma(v, v, acc);
+  }
+  float s = V::hsum(acc);
+  for (; p < dim; ++p) s += x[p] * x[p];
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed path. Queries are packed in groups of MR as qp[p * MR + r]; an item tile is packed in
+// panels of NR = NV * W items as xp[p * NR + c]. The micro-kernel holds an MR x NR block of
+// scores in registers and compares it against each query's running threshold right there.
+
+template <int MR, int NV>
+struct Packed {
+  static constexpr int NR = NV * V::W;
+
+  static int64_t tile_items(int64_t dim) {
+    // Keep a packed tile around 256 KiB so it stays in L2 while every query group reads it.
+    int64_t n = (256 * 1024 / 4) / (dim > 0 ? dim : 1);
+    n = n / NR * NR;
+    if (n < NR) n = NR;
+    if (n > 64 * NR) n = 64 * NR;
+    return n;
+  }
+
+  static int64_t scratch_floats(int64_t dim, int64_t qblock) {
+    int64_t nt = tile_items(dim);
+    return dim * nt + nt + dim * qblock + 64;
+  }
+
+  static void pack_queries(const ScanTask& t, float* qp) {
+    int64_t nq = t.q1 - t.q0;
+    int64_t groups = (nq + MR - 1) / MR;
+    for (int64_t g = 0; g < groups; ++g) {
+      float* dst = qp + g * t.dim * MR;
+      for (int r = 0; r < MR; ++r) {
+        int64_t q = t.q0 + g * MR + r;
+        if (q >= t.q1) {
+          for (int64_t p = 0; p < t.dim; ++p) dst[p * MR + r] = 0.0f;
+          continue;
+        }
+        const float* src = t.queries + q * t.query_stride;
+        float scale = t.inv_qnorm ? t.inv_qnorm[q] : 1.0f;
+        for (int64_t p = 0; p < t.dim; ++p) dst[p * MR + r] = src[p] * scale;
+      }
+    }
+  }
+
+  // Pack items [j, j + n) (n <= NR) into one panel; write inverse norms when invn != nullptr.
+  static void pack_panel(const float* x, int64_t stride, int64_t n, int64_t dim, float* xp,
+                         float* invn) {
+    alignas(64) float sumsq[NR];
+    for (int c = 0; c < NR; ++c) sumsq[c] = 0.0f;
+    for (int c0 = 0; c0 < NR; c0 += V::W) {
+      int64_t valid = n - c0;
+      if (valid <= 0) {
+        for (int64_t p = 0; p < dim; ++p)
+          for (int c = 0; c < V::W; ++c) xp[p * NR + c0 + c] = 0.0f;
+        continue;
+      }
+      V::transpose_pack(x + c0 * stride, stride, dim, valid < V::W ? valid : V::W,
+                        xp + c0, NR, sumsq + c0);
+    }
+    if (invn)
+      for (int c = 0; c < NR; ++c) invn[c] = inv_norm_from_sumsq(sumsq[c]);
+  }
+
+  template <int ROWS>
+  static inline void kernel(const ScanTask& t, const float* qp, const float* xp,
+                            const float* invn, int64_t qbase, int64_t idbase, int ncols) {
+    typename V::R acc[ROWS][NV];
+    for (int r = 0; r < ROWS; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    const int64_t dim = t.dim;
+    for (int64_t p = 0; p < dim; ++p) {
+      typename V::R x[NV];
+      for (int v = 0; v < NV; ++v) x[v] = V::load(xp + p * NR + v * V::W);
+      for (int r = 0; r < ROWS; ++r) {
+        typename V::R qv = V::set1(qp[p * MR + r]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(qv, x[v], acc[r][v]);
+      }
+    }
+    for (int r = 0; r < ROWS; ++r) {
+      const int64_t q = qbase + r;
+      typename V::R thr = V::set1(root_score(t, q));
+      for (int v = 0; v < NV; ++v) {
+        int valid = ncols - v * V::W;
+        if (valid <= 0) break;
+        typename V::R s = invn ? V::mul(acc[r][v], V::load(invn + v * V::W)) : acc[r][v];
+        unsigned mask = V::ge_mask(s, thr);
+        if (valid < V::W) mask &= (1u << valid) - 1u;
+        if (mask) {
+          offer_lanes(t, q, s, mask, idbase + v * V::W);
+          thr = V::set1(root_score(t, q));
+        }
+      }
+    }
+  }
+
+  template <int ROWS>
+  static void kernel_rows_dispatch(int rows, const ScanTask& t, const float* qp, const float* xp,
+                                   const float* invn, int64_t qbase, int64_t idbase, int ncols) {
+    if constexpr (ROWS >= 1) {
+      if (rows == ROWS)
+        kernel<ROWS>(t, qp, xp, invn, qbase, idbase, ncols);
+      else
+        kernel_rows_dispatch<ROWS - 1>(rows, t, qp, xp, invn, qbase, idbase, ncols);
+    }
+  }
+
+  static void scan(const ScanTask& t) {
+    const int64_t dim = t.dim, nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    const int64_t nt = tile_items(dim);
+    const bool cosine = t.inv_qnorm != nullptr;
+    float* xp = t.scratch;                  // dim x nt
+    float* invn = xp + dim * nt;            // nt
+    float* qp = invn + nt;                  // dim x (groups * MR)
+    pack_queries(t, qp);
+    const int64_t groups = (nq + MR - 1) / MR;
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t n = (t.j1 - t0 < nt) ? t.j1 - t0 : nt;
+      const int64_t panels = (n + NR - 1) / NR;
+      for (int64_t pnl = 0; pnl < panels; ++pnl) {
+        int64_t j = t0 + pnl * NR;
+        int64_t cnt = n - pnl * NR < NR ? n - pnl * NR : NR;
+        pack_panel(t.items + j * t.item_stride, t.item_stride, cnt, dim, xp + pnl * dim * NR,
+                   cosine ? invn + pnl * NR : nullptr);
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* qg = qp + g * dim * MR;
+        int rows = static_cast<int>(nq - g * MR < MR ? nq - g * MR : MR);
+        for (int64_t pnl = 0; pnl < panels; ++pnl) {
+          int ncols = static_cast<int>(n - pnl * NR < NR ? n - pnl * NR : NR);
+          kernel_rows_dispatch<MR>(rows, t, qg, xp + pnl * dim * NR,
+                                   cosine ? invn + pnl * NR : nullptr, t.q0 + g * MR,
+                                   t0 + pnl * NR, ncols);
+        }
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Direct path for a few queries: QG queries x IG items of dot products along d, reduced with
+// hsum. Items are read once per query group straight from their rows (no packing), which is
+// what a memory-bound scan of few queries wants.
+
+template <int QG, int IG>
+struct Direct {
+  static int64_t tile_items(int64_t dim) {
+    int64_t n = (192 * 1024 / 4) / (dim > 0 ? dim : 1);
+    if (n < 16) n = 16;
+    if (n > 4096) n = 4096;
+    return n;
+  }
+
+  template <int NQ, int NI>
+  static inline void block(const ScanTask& t, int64_t q, int64_t j, const float* invn_j) {
+    typename V::R acc[NQ][NI];
+    for (int a = 0; a < NQ; ++a)
+      for (int b = 0; b < NI; ++b) acc[a][b] = V::zero();
+    const float* qr[NQ];
+    const float* xr[NI];
+    for (int a = 0; a < NQ; ++a) qr[a] = t.queries + (q + a) * t.query_stride;
+    for (int b = 0; b < NI; ++b) xr[b] = t.items + (j + b) * t.item_stride;
+    const int64_t dim = t.dim;
+    int64_t p = 0;
+    for (; p + V::W <= dim; p += V::W) {
+      typename V::R x[NI];
+      for (int b = 0; b < NI; ++b) x[b] = V::loadu(xr[b] + p);
+      for (int a = 0; a < NQ; ++a) {
+        typename V::R qv = V::loadu(qr[a] + p);
+        for (int b = 0; b < NI; ++b) acc[a][b] = V::fma(qv, x[b], acc[a][b]);
+      }
+    }
+    for (int a = 0; a < NQ; ++a) {
+      float thr = root_score(t, q + a);
+      for (int b = 0; b < NI; ++b) {
+        float s = V::hsum(acc[a][b]);
+        for (int64_t pp = p; pp < dim; ++pp) s += qr[a][pp] * xr[b][pp];
+        if (invn_j) s = s * t.inv_qnorm[q + a] * invn_j[b];
+        if (s >= thr) {
+          offer(t, q + a, s, j + b);
+          thr = root_score(t, q + a);
+        }
+      }
+    }
+  }
+
+  template <int NQ>
+  static void run_group(const ScanTask& t, int64_t q, int64_t t0, int64_t n, const float* invn) {
+    int64_t i = 0;
+    for (; i + IG <= n; i += IG) block<NQ, IG>(t, q, t0 + i, invn ? invn + i : nullptr);
+    for (; i < n; ++i) block<NQ, 1>(t, q, t0 + i, invn ? invn + i : nullptr);
+  }
+
+  static void scan(const ScanTask& t) {
+    const int64_t nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    const int64_t nt = tile_items(t.dim);
+    const bool cosine = t.inv_qnorm != nullptr;
+    float* invn = t.scratch;
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t n = (t.j1 - t0 < nt) ? t.j1 - t0 : nt;
+      if (cosine)
+        for (int64_t i = 0; i < n; ++i)
+          invn[i] = inv_norm_from_sumsq(row_sumsq(t.items + (t0 + i) * t.item_stride, t.dim));
+      int64_t q = t.q0;
+      for (; q + QG <= t.q1; q += QG) run_group<QG>(t, q, t0, n, cosine ? invn : nullptr);
+      for (; q < t.q1; ++q) run_group<1>(t, q, t0, n, cosine ? invn : nullptr);
+    }
+  }
+};
+
+template <int MR, int NV, int QB>
+static int64_t scratch_floats_impl(int64_t dim) {
+  int64_t packed = Packed<MR, NV>::scratch_floats(dim, QB);
+  int64_t direct = Direct<4, 2>::tile_items(dim);
+  return packed > direct ? packed : direct;
+}

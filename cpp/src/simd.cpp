@@ -1,0 +1,79 @@
+// Run-time instruction-set detection: cpuid for the CPU, xgetbv for what the OS saves.
+#include "recfast/simd.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#define RECFAST_X86 1
+#endif
+
+namespace recfast {
+namespace {
+
+#ifdef RECFAST_X86
+unsigned long long xgetbv0() {
+  unsigned eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+SimdLevel cpu_level() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return SimdLevel::Generic;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
+  if (!(fma && osxsave && avx)) return SimdLevel::Generic;
+  const unsigned long long xcr0 = xgetbv0();
+  if ((xcr0 & 0x6) != 0x6) return SimdLevel::Generic;  // XMM and YMM state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return SimdLevel::Generic;
+  const bool avx2 = b & (1u << 5);
+  if (!avx2) return SimdLevel::Generic;
+  const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+  if (f && dq && bw && vl && (xcr0 & 0xE0) == 0xE0) return SimdLevel::AVX512;  // opmask, ZMM
+  return SimdLevel::AVX2;
+}
+#else
+SimdLevel cpu_level() { return SimdLevel::Generic; }
+#endif
+
+SimdLevel env_level(SimdLevel cpu) {
+  const char* env = std::getenv("RECFAST_SIMD");
+  if (env == nullptr || *env == '\0') return cpu;
+  SimdLevel want = cpu;
+  if (std::strcmp(env, "generic") == 0) want = SimdLevel::Generic;
+  else if (std::strcmp(env, "avx2") == 0) want = SimdLevel::AVX2;
+  else if (std::strcmp(env, "avx512") == 0) want = SimdLevel::AVX512;
+  return static_cast<int>(want) < static_cast<int>(cpu) ? want : cpu;
+}
+
+std::atomic<int> g_active{-1};
+
+}  // namespace
+
+SimdLevel detect() {
+  static const SimdLevel level = env_level(cpu_level());
+  return level;
+}
+
+SimdLevel active_level() {
+  int v = g_active.load(std::memory_order_relaxed);
+  return v < 0 ? detect() : static_cast<SimdLevel>(v);
+}
+
+bool set_level(SimdLevel level) {
+  if (static_cast<int>(level) > static_cast<int>(detect())) return false;
+  g_active.store(static_cast<int>(level), std::memory_order_relaxed);
+  return true;
+}
+
+const char* level_name(SimdLevel level) {
+  switch (level) {
+    case SimdLevel::AVX512: return "avx512";
+    case SimdLevel::AVX2: return "avx2";
+    default: return "generic";
+  }
+}
+
+}  // namespace recfast

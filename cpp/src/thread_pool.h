@@ -1,0 +1,18 @@
+// A small persistent thread pool: workers sleep on a condition variable when idle (no spinning),
+// several callers may submit at once, and the first exception of a job is rethrown to its caller.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace recfast {
+
+// Run fn(task, slot) for every task in [0, n_tasks) on up to `workers` pool threads; `slot` in
+// [0, workers) identifies the worker within this call (for per-worker scratch). The caller
+// blocks; every ~50 ms it calls should_stop (if set), and a true answer cancels the remaining
+// tasks and throws Interrupted once running ones return. The first exception thrown by fn
+// cancels the job and is rethrown here after all workers have left it.
+void parallel_for(int64_t n_tasks, int workers, const std::function<void(int64_t, int)>& fn,
+                  const std::function<bool()>& should_stop);
+
+}  // namespace recfast

@@ -1,0 +1,187 @@
+// The scan driver: splits the work into tasks (query blocks x item chunks), gives each task its
+// heaps and scratch, runs the tasks on the pool, merges the per-chunk heaps and sorts the rows.
+#include "recfast/topk.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "kernels.h"
+#include "recfast/heap.h"
+#include "recfast/simd.h"
+#include "thread_pool.h"
+
+namespace recfast {
+namespace {
+
+// Up to this many queries take the direct path (rows read as they are, no packing).
+constexpr int64_t kDirectMaxQueries = 8;
+// Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
+constexpr double kInlineMaxWork = 2e6;
+// Tasks should carry at least this many multiply-adds, so scheduling stays negligible.
+constexpr double kMinTaskWork = 4e6;
+
+const KernelSet& kernels_for(SimdLevel level) {
+  const KernelSet* k = nullptr;
+  if (level == SimdLevel::AVX512) k = kernels_avx512();
+  if (k == nullptr && level != SimdLevel::Generic) k = kernels_avx2();
+  if (k == nullptr) k = kernels_generic();
+  return *k;
+}
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<float, AlignedFree>;
+
+AlignedBuffer aligned_floats(int64_t n) {
+  size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+  if (p == nullptr) throw std::bad_alloc();
+  return AlignedBuffer(static_cast<float*>(p));
+}
+
+float query_inv_norm(const float* q, int64_t dim) {
+  float s = 0.0f;
+  for (int64_t p = 0; p < dim; ++p) s += q[p] * q[p];
+  return s > 0.0f ? 1.0f / std::sqrt(s) : 0.0f;
+}
+
+}  // namespace
+
+void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, const float* items,
+              int64_t n_items, int64_t item_stride, int64_t dim, const TopkParams& params,
+              float* out_scores, int64_t* out_ids) {
+  const int64_t k = params.k;
+  if (k < 1) throw std::invalid_argument("k must be >= 1");
+  if (n_queries < 0 || n_items < 0 || dim < 0) throw std::invalid_argument("negative size");
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  if (n_queries == 0) return;
+  if (n_items == 0) {
+    std::fill(out_scores, out_scores + n_queries * k, neg_inf);
+    std::fill(out_ids, out_ids + n_queries * k, int64_t{-1});
+    return;
+  }
+  const KernelSet& ks = kernels_for(active_level());
+  const int64_t hk = std::min(k, n_items);  // heap size: never more than there are items
+  const int threads = std::max(1, params.num_threads);
+
+  std::vector<float> inv_qnorm;
+  if (params.metric == Metric::Cosine) {
+    inv_qnorm.resize(static_cast<size_t>(n_queries));
+    for (int64_t q = 0; q < n_queries; ++q)
+      inv_qnorm[q] = query_inv_norm(queries + q * query_stride, dim);
+  }
+
+  // Work split. Up to one block of queries: split the items into chunks, one heap set per
+  // chunk, so each item is read from memory once. More: balanced query blocks (a multiple of
+  // the thread count) that each scan all items.
+  const bool direct = n_queries <= kDirectMaxQueries;
+  int64_t qblock = n_queries;
+  if (!direct && n_queries > ks.packed_query_block) {
+    int64_t blocks = (n_queries + ks.packed_query_block - 1) / ks.packed_query_block;
+    blocks = (blocks + threads - 1) / threads * threads;
+    const int64_t g = ks.packed_query_group;
+    qblock = ((n_queries + blocks - 1) / blocks + g - 1) / g * g;
+    qblock = std::min(qblock, ks.packed_query_block);
+  }
+  const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
+  const double work = static_cast<double>(n_queries) * n_items * std::max<int64_t>(dim, 1);
+  int64_t n_chunks = 1;
+  if (n_qblocks < threads) {
+    n_chunks = static_cast<int64_t>(work / n_qblocks / kMinTaskWork);
+    n_chunks = std::min<int64_t>({n_chunks, threads, (n_items + 1023) / 1024});
+    n_chunks = std::max<int64_t>(1, n_chunks);
+  }
+  const int64_t chunk_items = (n_items + n_chunks - 1) / n_chunks;
+  n_chunks = (n_items + chunk_items - 1) / chunk_items;
+
+  // Heaps: chunk c keeps hk slots per query. With one chunk, build them in the output directly
+  // when it has room (hk == k); otherwise in a side buffer.
+  const bool heaps_in_output = n_chunks == 1 && hk == k;
+  std::vector<float> side_scores;
+  std::vector<int64_t> side_ids;
+  float* heap_scores = out_scores;
+  int64_t* heap_ids = out_ids;
+  if (!heaps_in_output) {
+    side_scores.resize(static_cast<size_t>(n_chunks * n_queries * hk));
+    side_ids.resize(side_scores.size());
+    heap_scores = side_scores.data();
+    heap_ids = side_ids.data();
+  }
+  for (int64_t c = 0; c < n_chunks; ++c)
+    for (int64_t q = 0; q < n_queries; ++q)
+      heap_init(heap_scores + (c * n_queries + q) * hk, heap_ids + (c * n_queries + q) * hk, hk);
+
+  const int64_t n_tasks = n_qblocks * n_chunks;
+  const int workers = static_cast<int>(
+      std::min<int64_t>(threads, work < kInlineMaxWork ? 1 : n_tasks));
+  const int64_t scratch_n = ks.scratch_floats(dim);
+  std::vector<AlignedBuffer> scratch;
+  for (int w = 0; w < workers; ++w) scratch.push_back(aligned_floats(scratch_n));
+  std::atomic<bool> cancel{false};
+
+  auto run_task = [&](int64_t task, int slot) {
+    const int64_t b = task / n_chunks, c = task % n_chunks;
+    ScanTask t;
+    t.queries = queries;
+    t.query_stride = query_stride;
+    t.inv_qnorm = inv_qnorm.empty() ? nullptr : inv_qnorm.data();
+    t.items = items;
+    t.item_stride = item_stride;
+    t.dim = dim;
+    t.q0 = b * qblock;
+    t.q1 = std::min(n_queries, t.q0 + qblock);
+    t.j0 = c * chunk_items;
+    t.j1 = std::min(n_items, t.j0 + chunk_items);
+    t.heap_k = hk;
+    t.heap_scores = heap_scores + (c * n_queries + t.q0) * hk;
+    t.heap_ids = heap_ids + (c * n_queries + t.q0) * hk;
+    t.exclude = params.exclude;
+    t.scratch = scratch[static_cast<size_t>(slot)].get();
+    t.cancel = &cancel;
+    if (direct)
+      ks.scan_direct(t);
+    else
+      ks.scan_packed(t);
+  };
+
+  if (workers == 1 && work < kInlineMaxWork) {
+    for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
+  } else {
+    std::function<bool()> should_stop;
+    if (params.should_stop)
+      should_stop = [&] {
+        if (!params.should_stop()) return false;
+        cancel = true;
+        return true;
+      };
+    parallel_for(n_tasks, workers, run_task, should_stop);
+  }
+
+  // Merge chunk heaps into chunk 0's, sort each row, pad to k.
+  for (int64_t q = 0; q < n_queries; ++q) {
+    float* hs = heap_scores + q * hk;
+    int64_t* hi = heap_ids + q * hk;
+    for (int64_t c = 1; c < n_chunks; ++c) {
+      const float* os = heap_scores + (c * n_queries + q) * hk;
+      const int64_t* oi = heap_ids + (c * n_queries + q) * hk;
+      for (int64_t i = 0; i < hk; ++i)
+        if (oi[i] != kEmptyId) heap_push(hs, hi, hk, os[i], oi[i]);
+    }
+    heap_sort_output(hs, hi, hk);
+    if (!heaps_in_output) {
+      std::copy(hs, hs + hk, out_scores + q * k);
+      std::copy(hi, hi + hk, out_ids + q * k);
+      std::fill(out_scores + q * k + hk, out_scores + (q + 1) * k, neg_inf);
+      std::fill(out_ids + q * k + hk, out_ids + (q + 1) * k, int64_t{-1});
+    }
+  }
+}
+
+}  // namespace recfast

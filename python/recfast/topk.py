@@ -1,0 +1,126 @@
+"""The public top-k API over the native core."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _core
+from ._inputs import (
+    as_float32_matrix,
+    check_k,
+    check_metric,
+    check_num_threads,
+    check_shapes,
+    exclusion_csr,
+    single_query_exclude,
+)
+from ._types import TopK
+
+__all__ = ["TopK", "topk", "normalize", "merge_topk", "simd_level"]
+
+
+def topk(
+    queries: Any,
+    items: Any,
+    k: int,
+    *,
+    metric: str = "cosine",
+    exclude: Any = None,
+    num_threads: int | None = None,
+) -> TopK:
+    """Exact top-k items for each query, scanned natively without a queries x items matrix.
+
+    Args:
+        queries: (B, d) or (d,) floats. float32 with contiguous rows is used without a copy
+            (read-only arrays, np.memmap and torch CPU tensors too); float16/float64 are
+            converted, other layouts copied.
+        items: (N, d) floats, same rules.
+        k: how many items per query (>= 1). With fewer than k eligible items the row is padded
+            with id -1 and score -inf.
+        metric: "cosine" (q.x / (|q| |x|), a zero vector scores 0) or "dot" (q.x).
+        exclude: items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
+            are excluded, or a sequence of B integer arrays of item ids.
+        num_threads: None for every CPU this process may use, or a positive count. Results do
+            not depend on it.
+
+    Returns:
+        TopK(scores float32, ids int64), each (B, k) (or (k,) for a 1-D query), rows sorted by
+        score descending with equal scores in increasing id order. NaN scores are never returned.
+    """
+    k = check_k(k)
+    metric = check_metric(metric)
+    threads = check_num_threads(num_threads)
+    q = as_float32_matrix(queries, "queries", allow_1d=True)
+    x = as_float32_matrix(items, "items")
+    check_shapes(q, x)
+    single = q.ndim == 1
+    if single:
+        q = q[None, :]
+        exclude = single_query_exclude(exclude)
+    excl = exclusion_csr(exclude, q.shape[0], x.shape[0])
+    indptr, indices = excl if excl is not None else (None, None)
+    scores, ids = _core.topk(q, x, k, metric, indptr, indices, threads)
+    if single:
+        return TopK(scores[0], ids[0])
+    return TopK(scores, ids)
+
+
+def normalize(x: Any) -> np.ndarray:
+    """Rows of x scaled to unit L2 norm as a new float32 array; zero rows stay zero."""
+    a = as_float32_matrix(x, "x", allow_1d=True)
+    norms = np.sqrt(np.einsum("...i,...i->...", a, a, dtype=np.float32))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(norms > 0, np.float32(1.0) / norms, np.float32(0.0)).astype(np.float32)
+    return (a * inv[..., None]).astype(np.float32, copy=False)
+
+
+def merge_topk(parts: Sequence[tuple[TopK, int]], k: int) -> TopK:
+    """Merge results computed on item shards into the exact global top-k.
+
+    Each part is (TopK, id_offset): its ids are local to a shard whose first item has global id
+    `id_offset`. Padding (id -1) is dropped; the result follows the tie and padding rules of
+    `topk`.
+    """
+    k = check_k(k)
+    if len(parts) == 0:
+        raise ValueError("parts must hold at least one (TopK, id_offset) pair")
+    scores_list, ids_list = [], []
+    for n, part in enumerate(parts):
+        if not (isinstance(part, tuple) and len(part) == 2):
+            raise TypeError(f"parts[{n}] must be a (TopK, id_offset) pair")
+        res, offset = part
+        s = np.asarray(res[0], dtype=np.float32)
+        i = np.asarray(res[1])
+        if i.dtype.kind not in "iu" or s.shape != i.shape or s.ndim not in (1, 2):
+            raise ValueError(f"parts[{n}] must hold matching scores and integer ids arrays")
+        s2, i2 = np.atleast_2d(s), np.atleast_2d(i).astype(np.int64)
+        i2 = np.where(i2 >= 0, i2 + int(offset), -1)
+        scores_list.append(s2)
+        ids_list.append(i2)
+    rows = {s.shape[0] for s in scores_list}
+    if len(rows) != 1:
+        raise ValueError(f"parts have different numbers of query rows: {sorted(rows)}")
+    single = np.asarray(parts[0][0][0]).ndim == 1
+    s = np.concatenate(scores_list, axis=1)
+    i = np.concatenate(ids_list, axis=1)
+    valid = (i >= 0) & ~np.isnan(s)
+    # Sort each row by (valid first, score descending, id ascending).
+    key_score = np.where(valid, -s.astype(np.float64), np.inf)
+    key_id = np.where(valid, i, np.iinfo(np.int64).max)
+    order = np.lexsort((key_id, key_score), axis=-1)[:, :k]
+    out_s = np.take_along_axis(np.where(valid, s, -np.inf), order, axis=1).astype(np.float32)
+    out_i = np.take_along_axis(np.where(valid, i, -1), order, axis=1)
+    if out_s.shape[1] < k:
+        pad = k - out_s.shape[1]
+        out_s = np.pad(out_s, ((0, 0), (0, pad)), constant_values=-np.inf)
+        out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=-1)
+    if single:
+        return TopK(out_s[0], out_i[0])
+    return TopK(out_s, out_i)
+
+
+def simd_level() -> str:
+    """The instruction set the native kernels use: 'avx512', 'avx2' or 'generic'."""
+    return _core.simd_level()
