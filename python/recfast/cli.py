@@ -1,0 +1,445 @@
+"""The `recfast` command (also `python -m recfast`).
+
+    recfast train DATA --out MODEL [--model autoencoder|ease|popularity] [--epochs N] ...
+    recfast recommend MODEL DATA USER [USER ...] [-k 10] [--items TITLES]
+    recfast evaluate DATA [--heldout-users 0.1] [--seed 0] [--epochs N] ...
+    recfast bench [bench options]          (the top-k benchmark, `python -m recfast.bench`)
+
+DATA is a MovieLens file or folder (`--layout movielens`), a CSV (`--layout csv`, columns named
+with --user-col/--item-col/--rating-col/--time-col) or a Parquet file; `--layout auto` (the
+default) picks by name. `train` writes MODEL and, next to it, MODEL.meta.json with the raw item
+ids of the model's columns, so that `recommend` can map histories and results back to raw ids.
+
+A user mistake (missing file, bad column, unknown user, bad option) prints one line
+`recfast: error: ...` on stderr and returns a non-zero status (2 for bad options, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["main"]
+
+MODELS = ("autoencoder", "ease", "popularity")
+META_SUFFIX = ".meta.json"
+_MOVIELENS_NAMES = ("u.data", "ratings.dat", "ratings.csv")
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing the usage block and exiting."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# --------------------------------------------------------------------------------------------
+# arguments
+# --------------------------------------------------------------------------------------------
+
+
+def _heldout(text: str) -> int | float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    return int(value) if value >= 1 and value == int(value) else value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _model_list(text: str) -> list[str]:
+    names = [v.strip().lower() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    return names
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--layout", choices=("auto", "movielens", "csv", "parquet"), default="auto",
+                   help="auto: movielens for a folder or u.data/ratings.dat/ratings.csv, "
+                        "parquet for *.parquet, else csv")
+    g.add_argument("--user-col", default="user", help="csv/parquet: user id column (user)")
+    g.add_argument("--item-col", default="item", help="csv/parquet: item id column (item)")
+    g.add_argument("--rating-col", default=None, help="csv/parquet: rating or weight column")
+    g.add_argument("--time-col", default=None, help="csv/parquet: timestamp column")
+    g.add_argument("--sep", default=",", help="csv: field separator (,)")
+
+
+def _add_filter_args(p: argparse.ArgumentParser, *, protocol: bool) -> None:
+    g = p.add_argument_group("filters")
+    if protocol:
+        g.add_argument("--rating-above", type=float, default=None,
+                       help="keep ratings > this (default 3.5 when the data has ratings)")
+        g.add_argument("--min-user-interactions", type=int, default=5,
+                       help="keep users with at least this many items (5)")
+    else:
+        g.add_argument("--rating-above", type=float, default=None, help="keep ratings > this")
+        g.add_argument("--min-user-interactions", type=int, default=0,
+                       help="keep users with at least this many items")
+    g.add_argument("--min-rating", type=float, default=None, help="keep ratings >= this")
+    g.add_argument("--min-item-interactions", type=int, default=0,
+                   help="keep items with at least this many users")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--epochs", type=_positive_int, default=None,
+                   help="AutoEncoder epochs (default: the model's)")
+    g.add_argument("--variant", choices=("hybrid", "dae", "vae", "ae"), default=None,
+                   help="AutoEncoder variant (default: the model's)")
+    g.add_argument("--latent-dim", type=_positive_int, default=None, help="AutoEncoder latent size")
+    g.add_argument("--batch-size", type=_positive_int, default=None, help="AutoEncoder batch size")
+    g.add_argument("--lr", type=float, default=None, help="AutoEncoder learning rate")
+    g.add_argument("--device", default="auto", help="AutoEncoder device: auto, cpu, cuda")
+    g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="recfast", description="Recommenders on recfast's native top-k.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"recfast {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a model on an interactions file and save it")
+    p.add_argument("data", help="interactions file or MovieLens folder")
+    p.add_argument("--out", required=True, help="where to write the model")
+    p.add_argument("--model", choices=MODELS, default="autoencoder", help="(autoencoder)")
+    p.add_argument("--l2", type=float, default=500.0, help="EASE regularization (500)")
+    _add_data_args(p)
+    _add_filter_args(p, protocol=False)
+    _add_model_args(p)
+
+    p = sub.add_parser("recommend", help="top-k items for users, from their histories in DATA")
+    p.add_argument("model", help="a model written by `recfast train`")
+    p.add_argument("data", help="interactions file holding the users' histories")
+    p.add_argument("users", nargs="+", help="raw user ids")
+    p.add_argument("-k", type=_positive_int, default=10, help="items per user (10)")
+    p.add_argument("--items", default=None,
+                   help="MovieLens titles file or folder (u.item, movies.dat, movies.csv)")
+    p.add_argument("--include-seen", action="store_true", help="allow already seen items")
+    _add_data_args(p)
+
+    p = sub.add_parser("evaluate", help="DESIGN section 4 protocol: AutoEncoder vs EASE vs "
+                                        "Popularity on held-out users")
+    p.add_argument("data", help="interactions file or MovieLens folder")
+    p.add_argument("--heldout-users", type=_heldout, default=0.1,
+                   help="validation and test users each: a count or a fraction (0.1)")
+    p.add_argument("--fold-in", type=float, default=0.8,
+                   help="share of a held-out user's items given as input (0.8)")
+    p.add_argument("--models", type=_model_list, default=list(MODELS),
+                   help="comma-separated subset of autoencoder,ease,popularity")
+    p.add_argument("--ease-l2", type=_float_list, default=[100.0, 300.0, 1000.0, 3000.0],
+                   help="EASE lambdas tried; the best on validation NDCG@100 is used")
+    p.add_argument("--ks", type=_positive_int, nargs="+", default=[20, 50, 100],
+                   help="cut-offs (20 50 100)")
+    p.add_argument("--json", default=None, help="also write all metrics to this JSON file")
+    _add_data_args(p)
+    _add_filter_args(p, protocol=True)
+    _add_model_args(p)
+
+    sub.add_parser("bench", help="the top-k benchmark (see `recfast bench --help`)",
+                   add_help=False)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# shared steps
+# --------------------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from . import data
+
+    path = Path(args.data)
+    layout = args.layout
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if layout == "auto":
+        if path.is_dir() or path.name in _MOVIELENS_NAMES:
+            layout = "movielens"
+        elif path.suffix.lower() in (".parquet", ".pq"):
+            layout = "parquet"
+        else:
+            layout = "csv"
+    if layout == "movielens":
+        return data.load_movielens(path)
+    cols = dict(user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
+                time_col=args.time_col)
+    if layout == "parquet":
+        return data.Interactions.from_parquet(path, **cols)
+    return data.Interactions.from_csv(path, sep=args.sep, **cols)
+
+
+def _filter(d: Any, args: argparse.Namespace, *, protocol: bool) -> Any:
+    rating_above = args.rating_above
+    if protocol and rating_above is None and d.ratings is not None:
+        rating_above = 3.5
+    f = d.filter(min_rating=args.min_rating, rating_above=rating_above,
+                 min_user_interactions=args.min_user_interactions,
+                 min_item_interactions=args.min_item_interactions)
+    if len(f) == 0:
+        raise ValueError(f"{args.data}: no interactions left after filtering")
+    return f
+
+
+def _make_model(name: str, args: argparse.Namespace, *, l2: float = 500.0) -> Any:
+    from . import models
+
+    if name == "popularity":
+        return models.Popularity()
+    if name == "ease":
+        return models.EASE(l2=l2)
+    kwargs: dict[str, Any] = dict(random_state=args.seed, verbose=not args.quiet,
+                                  device=args.device)
+    for key in ("epochs", "variant", "latent_dim", "batch_size", "lr"):
+        value = getattr(args, key)
+        if value is not None:
+            kwargs[key] = value
+    return models.AutoEncoder(**kwargs)
+
+
+def _write_json(path: str, payload: Any) -> None:
+    tmp = f"{path}.part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _history(d: Any, user_rows: np.ndarray, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """Binary histories of the given internal users over the model's columns.
+
+    columns[i] is the model column of internal item i, or -1 when the model has no such item.
+    """
+    pos = np.full(d.n_users, -1, dtype=np.int64)
+    pos[user_rows] = np.arange(len(user_rows))
+    keep = (pos[d.users] >= 0) & (columns[d.items] >= 0)
+    m = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (pos[d.users[keep]], columns[d.items[keep]])),
+        shape=(len(user_rows), n_cols),
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    d = _filter(_load(args), args, protocol=False)
+    X = d.matrix()
+    model = _make_model(args.model, args, l2=args.l2)
+    t0 = time.perf_counter()
+    model.fit(X)
+    seconds = time.perf_counter() - t0
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise FileNotFoundError(f"--out: folder {out.parent} does not exist")
+    model.save(out)
+    _write_json(str(out) + META_SUFFIX, {
+        "model": type(model).__name__,
+        "item_ids": d.item_ids.tolist(),
+        "data": str(args.data),
+        "filters": {"min_rating": args.min_rating, "rating_above": args.rating_above},
+    })
+    print(f"trained {type(model).__name__} on {d.n_users} users x {d.n_items} items "
+          f"({X.nnz} interactions) in {seconds:.1f} s -> {out}")
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from .models import load_model
+
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path}: no such model file")
+    model = load_model(model_path)
+    d = _load(args)
+    meta_path = Path(str(model_path) + META_SUFFIX)
+    filters: dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+            model_items = np.empty(len(meta["item_ids"]), dtype=object)
+            model_items[:] = meta["item_ids"]
+            filters = dict(meta.get("filters") or {})
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{meta_path}: not a model description written by `recfast train` "
+                             f"(expected JSON with 'item_ids')") from None
+    else:
+        model_items = d.item_ids.astype(object)
+        if len(model_items) != model.n_items_:
+            raise ValueError(f"{model_path} has {model.n_items_} item columns but {args.data} "
+                             f"has {len(model_items)} items, and {meta_path.name} (written by "
+                             f"`recfast train`) is missing")
+    if len(model_items) != model.n_items_:
+        raise ValueError(f"{meta_path} lists {len(model_items)} items but the model has "
+                         f"{model.n_items_}")
+    if filters.get("min_rating") is not None or filters.get("rating_above") is not None:
+        if d.ratings is not None:  # the histories the model was trained on
+            d = d.filter(min_rating=filters.get("min_rating"),
+                         rating_above=filters.get("rating_above"))
+    rows = d.user_index(args.users)
+    column_of = {_id_key(v): j for j, v in enumerate(model_items.tolist())}
+    columns = np.array([column_of.get(_id_key(v), -1) for v in d.item_ids.tolist()],
+                       dtype=np.int64)
+    X = _history(d, rows, columns, model.n_items_)
+    res = model.recommend(X, k=args.k, filter_seen=not args.include_seen)
+    titles = _titles(args.items) if args.items else None
+    header = ["user", "rank", "item", "score"] + (["title"] if titles is not None else [])
+    print("\t".join(header))
+    for r, user in enumerate(args.users):
+        for rank, (item, score) in enumerate(zip(res.ids[r].tolist(), res.scores[r].tolist()), 1):
+            if item < 0:
+                break
+            raw = model_items[item]
+            line = [str(user), str(rank), str(raw), f"{score:.6g}"]
+            if titles is not None:
+                line.append(titles.get(_id_key(raw), ""))
+            print("\t".join(line))
+    return 0
+
+
+def _id_key(v: Any) -> Any:
+    """Ids compare as ints when they spell one (MovieLens ids from json, csv and titles)."""
+    if isinstance(v, (np.integer, int)):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _titles(path: str) -> dict[Any, str]:
+    from .data import load_movielens_titles
+
+    return {_id_key(k): v for k, v in load_movielens_titles(path).items()}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import strong_generalization_split
+    from .metrics import evaluate, ndcg_at_k
+
+    d = _filter(_load(args), args, protocol=True)
+    split = strong_generalization_split(d.matrix(), n_heldout_users=args.heldout_users,
+                                        fold_in=args.fold_in, seed=args.seed)
+    ks = sorted(set(args.ks))
+    print(f"{args.data}: {d.n_users} users x {d.n_items} items, {len(d)} interactions; "
+          f"train {split.train.shape[0]}, validation {split.valid_input.shape[0]}, "
+          f"test {split.test_input.shape[0]} users (seed {args.seed})", flush=True)
+    results: dict[str, dict[str, float]] = {}
+    for name in args.models:
+        t0 = time.perf_counter()
+        extra = ""
+        if name == "ease":
+            best = None
+            for l2 in args.ease_l2:
+                m = _make_model("ease", args, l2=l2).fit(split.train)
+                ids = m.recommend(split.valid_input, k=100).ids
+                score = ndcg_at_k(ids, split.valid_target, min(100, ids.shape[1]))
+                if best is None or score > best[0]:
+                    best = (score, l2, m)
+            model = best[2]
+            extra = f"l2={best[1]:g}"
+        elif name == "autoencoder":
+            model = _make_model(name, args)
+            model.fit(split.train, validation=(split.valid_input, split.valid_target))
+            if getattr(model, "best_epoch_", None) is not None:
+                extra = f"best epoch {model.best_epoch_}"
+        else:
+            model = _make_model(name, args).fit(split.train)
+        fit_s = time.perf_counter() - t0
+        label = {"autoencoder": "AutoEncoder", "ease": "EASE", "popularity": "Popularity"}[name]
+        results[label] = dict(evaluate(model, split.test_input, split.test_target, ks=ks),
+                              fit_seconds=fit_s)
+        if extra:
+            results[label]["note"] = extra  # type: ignore[assignment]
+    _print_table(results, ks)
+    if args.json:
+        _write_json(args.json, {"data": str(args.data), "seed": args.seed, "results": results})
+    return 0
+
+
+def _print_table(results: dict[str, dict[str, Any]], ks: Sequence[int]) -> None:
+    cols = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
+    names = {c: c.replace("recall@", "R@").replace("ndcg@", "NDCG@") for c in cols}
+    width = max(len(n) for n in results) if results else 5
+    print(f"{'model':<{width}}  " + "  ".join(f"{names[c]:>8}" for c in cols) + "     fit s")
+    for label, r in results.items():
+        row = "  ".join(f"{r[c]:>8.4f}" for c in cols)
+        note = f"  ({r['note']})" if "note" in r else ""
+        print(f"{label:<{width}}  {row}  {r['fit_seconds']:>8.1f}{note}")
+
+
+_COMMANDS = {"train": _cmd_train, "recommend": _cmd_recommend, "evaluate": _cmd_evaluate}
+
+
+def _say(message: str) -> None:
+    print("recfast: error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `recfast` command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "bench":  # its own options, parsed by recfast.bench
+            from . import bench
+
+            return int(bench.main(argv[1:]) or 0)
+        args = _parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except UsageError as exc:
+        _say(str(exc))
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except FileNotFoundError as exc:
+        _say(str(exc) if exc.filename is None else f"{exc.filename}: no such file")
+        return 1
+    except (ValueError, OSError, MemoryError, ImportError) as exc:
+        _say(str(exc) or type(exc).__name__)
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
