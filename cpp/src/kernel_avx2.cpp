@@ -30,6 +30,7 @@ struct V {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  static void hsum8(const R* a, float* out) { _mm256_storeu_ps(out, hsum8_ymm(a)); }
 #include "transpose8_avx.h"
   static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
                              float* out, int64_t out_stride, float* sumsq) {
@@ -40,11 +41,10 @@ struct V {
 #include "scan_impl.h"
 
 // 6 x 16 register tile: 12 accumulators + 2 item vectors + 1 broadcast of the 16 registers.
-constexpr int kMR = 6, kNV = 2, kQB = 96;
+constexpr int kMR = 6, kNV = 2;
 using P = Packed<kMR, kNV>;
-using D = Direct<4, 2>;
 
-const KernelSet kSet = {"avx2", kMR, kQB, &scratch_floats_impl<kMR, kNV, kQB>, &P::scan, &D::scan};
+const KernelSet kSet = {"avx2", kMR, &scratch_floats_impl<kMR, kNV>, &P::scan, &Direct::scan};
 
 }  // namespace isa_avx2
 

@@ -27,6 +27,13 @@ struct V {
   }
   static float hsum(R a) { return _mm512_reduce_add_ps(a); }
 #include "transpose8_avx.h"
+  static void hsum8(const R* a, float* out) {
+    __m256 h[8];
+    for (int i = 0; i < 8; ++i)
+      h[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[i]), 1)));
+    _mm256_storeu_ps(out, hsum8_ymm(h));
+  }
   // A 16-item block is packed as two 8-item halves with the 8 x 8 AVX transpose.
   static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
                              float* out, int64_t out_stride, float* sumsq) {
@@ -39,11 +46,10 @@ struct V {
 #include "scan_impl.h"
 
 // 12 x 32 register tile: 24 accumulators + 2 item vectors + 1 broadcast of the 32 registers.
-constexpr int kMR = 12, kNV = 2, kQB = 96;
+constexpr int kMR = 12, kNV = 2;
 using P = Packed<kMR, kNV>;
-using D = Direct<4, 2>;
 
-const KernelSet kSet = {"avx512", kMR, kQB, &scratch_floats_impl<kMR, kNV, kQB>, &P::scan, &D::scan};
+const KernelSet kSet = {"avx512", kMR, &scratch_floats_impl<kMR, kNV>, &P::scan, &Direct::scan};
 
 }  // namespace isa_avx512
 

@@ -38,6 +38,9 @@ struct V {
     return m;
   }
   static float hsum(R a) { return (a.v[0] + a.v[2]) + (a.v[1] + a.v[3]); }
+  static void hsum8(const R* a, float* out) {
+    for (int i = 0; i < 8; ++i) out[i] = hsum(a[i]);
+  }
   static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
                              float* out, int64_t out_stride, float* sumsq) {
     for (int64_t p = 0; p < dim; ++p)
@@ -52,11 +55,10 @@ struct V {
 #include "scan_impl.h"
 
 // 4 x 8 register tile: 8 accumulators over 16 SSE registers.
-constexpr int kMR = 4, kNV = 2, kQB = 64;
+constexpr int kMR = 4, kNV = 2;
 using P = Packed<kMR, kNV>;
-using D = Direct<4, 2>;
 
-const KernelSet kSet = {"generic", kMR, kQB, &scratch_floats_impl<kMR, kNV, kQB>, &P::scan, &D::scan};
+const KernelSet kSet = {"generic", kMR, &scratch_floats_impl<kMR, kNV>, &P::scan, &Direct::scan};
 
 }  // namespace isa_generic
 

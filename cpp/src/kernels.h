@@ -22,16 +22,16 @@ struct ScanTask {
   int64_t* heap_ids;
   int64_t heap_k;
   Exclusion exclude;
-  float* scratch;  // at least KernelSet::scratch_floats(dim) floats, 64-byte aligned
+  float* scratch;  // KernelSet::scratch_floats(dim, q1 - q0) floats, 64-byte aligned
   const std::atomic<bool>* cancel;  // checked between item tiles
 };
 
 struct KernelSet {
   const char* name;
-  // Queries per register tile on the packed path, and the most queries one packed task takes.
+  // Queries per register tile on the packed path.
   int64_t packed_query_group;
-  int64_t packed_query_block;
-  int64_t (*scratch_floats)(int64_t dim);
+  // Scratch a task needs for `queries` queries of dimension dim (either path).
+  int64_t (*scratch_floats)(int64_t dim, int64_t queries);
   // Packed path: queries and item tiles re-laid out for a register-tiled micro-kernel.
   void (*scan_packed)(const ScanTask& task);
   // Direct path for a few queries: dot products straight from the rows, no packing.

@@ -2,7 +2,7 @@
 // inside its own namespace (so every function here is compiled with that file's flags).
 //
 // V provides: W (lanes), R (register type), zero, set1, load (aligned), loadu, store, fma,
-// mul, add, ge_mask (bit per lane of a >= b, false for NaN), hsum, and
+// mul, ge_mask (bit per lane of a >= b, false for NaN), hsum, hsum8 (eight sums at once), and
 // transpose_pack(rows, stride, dim, n_valid, out, out_stride, sumsq) which writes W rows of
 // W-column blocks transposed (see pack_items).
 //
@@ -131,6 +131,7 @@ struct Packed {
     for (int r = 0; r < ROWS; ++r)
       for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
     const int64_t dim = t.dim;
+#pragma GCC unroll 4
     for (int64_t p = 0; p < dim; ++p) {
       typename V::R x[NV];
       for (int v = 0; v < NV; ++v) x[v] = V::load(xp + p * NR + v * V::W);
@@ -202,81 +203,79 @@ struct Packed {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Direct path for a few queries: QG queries x IG items of dot products along d, reduced with
-// hsum. Items are read once per query group straight from their rows (no packing), which is
-// what a memory-bound scan of few queries wants.
+// Direct path for a few queries (up to kDirectMaxQueries): each item row is read once, straight
+// from memory (prefetched ahead), and scored against every query while it sits in L1, in
+// groups of up to 8 queries whose dot products along d are reduced together (V::hsum8).
 
-template <int QG, int IG>
 struct Direct {
-  static int64_t tile_items(int64_t dim) {
-    int64_t n = (192 * 1024 / 4) / (dim > 0 ? dim : 1);
-    if (n < 16) n = 16;
-    if (n > 4096) n = 4096;
-    return n;
-  }
+  static constexpr int64_t kMaxQueries = 32;
+  // Rows this far ahead are prefetched: the scan streams the items from memory once.
+  static constexpr int64_t kPrefetchRows = 8;
 
-  template <int NQ, int NI>
-  static inline void block(const ScanTask& t, int64_t q, int64_t j, const float* invn_j) {
-    typename V::R acc[NQ][NI];
-    for (int a = 0; a < NQ; ++a)
-      for (int b = 0; b < NI; ++b) acc[a][b] = V::zero();
+  static int64_t scratch_floats() { return 0; }
+
+  template <int NQ>
+  static inline void group(const ScanTask& t, int64_t q, int64_t j, const float* xr,
+                           float inv_xnorm, float* thr) {
+    typename V::R acc[NQ];
     const float* qr[NQ];
-    const float* xr[NI];
-    for (int a = 0; a < NQ; ++a) qr[a] = t.queries + (q + a) * t.query_stride;
-    for (int b = 0; b < NI; ++b) xr[b] = t.items + (j + b) * t.item_stride;
+    for (int a = 0; a < NQ; ++a) {
+      acc[a] = V::zero();
+      qr[a] = t.queries + (q + a) * t.query_stride;
+    }
     const int64_t dim = t.dim;
     int64_t p = 0;
     for (; p + V::W <= dim; p += V::W) {
-      typename V::R x[NI];
-      for (int b = 0; b < NI; ++b) x[b] = V::loadu(xr[b] + p);
-      for (int a = 0; a < NQ; ++a) {
-        typename V::R qv = V::loadu(qr[a] + p);
-        for (int b = 0; b < NI; ++b) acc[a][b] = V::fma(qv, x[b], acc[a][b]);
-      }
+      typename V::R x = V::loadu(xr + p);
+      for (int a = 0; a < NQ; ++a) acc[a] = V::fma(V::loadu(qr[a] + p), x, acc[a]);
+    }
+    float s[NQ];
+    if constexpr (NQ == 8) {
+      V::hsum8(acc, s);
+    } else {
+      for (int a = 0; a < NQ; ++a) s[a] = V::hsum(acc[a]);
     }
     for (int a = 0; a < NQ; ++a) {
-      float thr = root_score(t, q + a);
-      for (int b = 0; b < NI; ++b) {
-        float s = V::hsum(acc[a][b]);
-        for (int64_t pp = p; pp < dim; ++pp) s += qr[a][pp] * xr[b][pp];
-        if (invn_j) s = s * t.inv_qnorm[q + a] * invn_j[b];
-        if (s >= thr) {
-          offer(t, q + a, s, j + b);
-          thr = root_score(t, q + a);
-        }
+      for (int64_t pp = p; pp < dim; ++pp) s[a] += qr[a][pp] * xr[pp];
+      if (t.inv_qnorm) s[a] = s[a] * t.inv_qnorm[q + a] * inv_xnorm;
+      if (s[a] >= thr[a]) {
+        offer(t, q + a, s[a], j);
+        thr[a] = root_score(t, q + a);
       }
     }
-  }
-
-  template <int NQ>
-  static void run_group(const ScanTask& t, int64_t q, int64_t t0, int64_t n, const float* invn) {
-    int64_t i = 0;
-    for (; i + IG <= n; i += IG) block<NQ, IG>(t, q, t0 + i, invn ? invn + i : nullptr);
-    for (; i < n; ++i) block<NQ, 1>(t, q, t0 + i, invn ? invn + i : nullptr);
   }
 
   static void scan(const ScanTask& t) {
     const int64_t nq = t.q1 - t.q0;
     if (nq <= 0 || t.j1 <= t.j0) return;
-    const int64_t nt = tile_items(t.dim);
-    const bool cosine = t.inv_qnorm != nullptr;
-    float* invn = t.scratch;
-    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
-      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
-      const int64_t n = (t.j1 - t0 < nt) ? t.j1 - t0 : nt;
-      if (cosine)
-        for (int64_t i = 0; i < n; ++i)
-          invn[i] = inv_norm_from_sumsq(row_sumsq(t.items + (t0 + i) * t.item_stride, t.dim));
+    float thr[kMaxQueries];  // the heaps' roots, kept at hand
+    for (int64_t q = t.q0; q < t.q1; ++q) thr[q - t.q0] = root_score(t, q);
+    const int64_t row_bytes = t.item_stride * 4;
+    const int64_t line_bytes = t.dim * 4;
+    for (int64_t j = t.j0; j < t.j1; ++j) {
+      if ((j & 4095) == 0 && t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      if (j + kPrefetchRows < t.j1) {
+        const char* ahead = reinterpret_cast<const char*>(t.items) + (j + kPrefetchRows) * row_bytes;
+        for (int64_t off = 0; off < line_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
+      }
+      const float* xr = t.items + j * t.item_stride;
+      const float inv_xnorm = t.inv_qnorm ? inv_norm_from_sumsq(row_sumsq(xr, t.dim)) : 1.0f;
       int64_t q = t.q0;
-      for (; q + QG <= t.q1; q += QG) run_group<QG>(t, q, t0, n, cosine ? invn : nullptr);
-      for (; q < t.q1; ++q) run_group<1>(t, q, t0, n, cosine ? invn : nullptr);
+      for (; q + 8 <= t.q1; q += 8) group<8>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+      if (q + 4 <= t.q1) {
+        group<4>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+        q += 4;
+      }
+      if (q + 2 <= t.q1) {
+        group<2>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+        q += 2;
+      }
+      if (q < t.q1) group<1>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
     }
   }
 };
 
-template <int MR, int NV, int QB>
-static int64_t scratch_floats_impl(int64_t dim) {
-  int64_t packed = Packed<MR, NV>::scratch_floats(dim, QB);
-  int64_t direct = Direct<4, 2>::tile_items(dim);
-  return packed > direct ? packed : direct;
+template <int MR, int NV>
+static int64_t scratch_floats_impl(int64_t dim, int64_t queries) {
+  return Packed<MR, NV>::scratch_floats(dim, (queries + MR - 1) / MR * MR);
 }

@@ -20,11 +20,18 @@ namespace recfast {
 namespace {
 
 // Up to this many queries take the direct path (rows read as they are, no packing).
-constexpr int64_t kDirectMaxQueries = 8;
+constexpr int64_t kDirectMaxQueries = 16;
+static_assert(kDirectMaxQueries <= 32, "the direct path keeps at most 32 thresholds");
 // Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
 constexpr double kInlineMaxWork = 2e6;
 // Tasks should carry at least this many multiply-adds, so scheduling stays negligible.
 constexpr double kMinTaskWork = 4e6;
+// Tasks per thread when the work allows: dynamic scheduling then absorbs uneven threads.
+constexpr int64_t kTasksPerThread = 4;
+// A packed task's query block: at most this many floats (1 MiB), so it stays in L2.
+constexpr int64_t kQueryPackFloats = 256 * 1024;
+// Heaps of all item chunks together stay under this many bytes.
+constexpr double kChunkHeapBytes = 64.0 * 1024 * 1024;
 
 const KernelSet& kernels_for(SimdLevel level) {
   const KernelSet* k = nullptr;
@@ -78,29 +85,39 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
       inv_qnorm[q] = query_inv_norm(queries + q * query_stride, dim);
   }
 
-  // Work split. Up to one block of queries: split the items into chunks, one heap set per
-  // chunk, so each item is read from memory once. More: balanced query blocks (a multiple of
-  // the thread count) that each scan all items.
+  // Work split into tasks = query blocks x item chunks, scheduled dynamically.
+  //  * A packed task packs its query block once and each item tile once for the whole block,
+  //    so blocks are as large as kQueryPackFloats allows: packing is then amortized over many
+  //    queries (with 1024 x 128 queries, over all of them).
+  //  * Items are split into chunks, each with its own heaps (merged at the end), so every
+  //    thread has work even for one query, each item is read from memory about once, and a
+  //    slow thread does not hold up the rest. Chunk heaps are capped by kChunkHeapBytes.
   const bool direct = n_queries <= kDirectMaxQueries;
-  int64_t qblock = n_queries;
-  if (!direct && n_queries > ks.packed_query_block) {
-    int64_t blocks = (n_queries + ks.packed_query_block - 1) / ks.packed_query_block;
-    blocks = (blocks + threads - 1) / threads * threads;
-    const int64_t g = ks.packed_query_group;
-    qblock = ((n_queries + blocks - 1) / blocks + g - 1) / g * g;
-    qblock = std::min(qblock, ks.packed_query_block);
+  const int64_t g = direct ? 1 : ks.packed_query_group;
+  const double work = static_cast<double>(n_queries) * n_items * std::max<int64_t>(dim, 1);
+  const bool inline_call = work < kInlineMaxWork;
+  const int64_t pack_rows =
+      std::max<int64_t>(g, kQueryPackFloats / std::max<int64_t>(dim, 1) / g * g);
+  int64_t qblock = direct ? n_queries : std::min(n_queries, pack_rows);
+  const double heap_bytes =
+      static_cast<double>(n_queries) * hk * (sizeof(float) + sizeof(int64_t));
+  int64_t n_chunks = 1;
+  if (!inline_call) {
+    const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
+    const int64_t want_tasks = static_cast<int64_t>(threads) * kTasksPerThread;
+    n_chunks = (want_tasks + n_qblocks - 1) / n_qblocks;
+    n_chunks = std::min<int64_t>(n_chunks, static_cast<int64_t>(work / n_qblocks / kMinTaskWork));
+    n_chunks = std::min<int64_t>(n_chunks, static_cast<int64_t>(kChunkHeapBytes / heap_bytes));
+    n_chunks = std::min<int64_t>(n_chunks, (n_items + 1023) / 1024);
+    n_chunks = std::max<int64_t>(1, n_chunks);
+    if (n_chunks * n_qblocks < threads && !direct) {
+      // Too few chunks (huge B x k): split the queries instead.
+      qblock = std::max<int64_t>(g, (n_queries + threads - 1) / threads / g * g);
+    }
   }
   const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
-  const double work = static_cast<double>(n_queries) * n_items * std::max<int64_t>(dim, 1);
-  int64_t n_chunks = 1;
-  if (n_qblocks < threads) {
-    n_chunks = static_cast<int64_t>(work / n_qblocks / kMinTaskWork);
-    n_chunks = std::min<int64_t>({n_chunks, threads, (n_items + 1023) / 1024});
-    n_chunks = std::max<int64_t>(1, n_chunks);
-  }
-  const int64_t chunk_items = (n_items + n_chunks - 1) / n_chunks;
+  const int64_t chunk_items = ((n_items + n_chunks - 1) / n_chunks + 63) / 64 * 64;
   n_chunks = (n_items + chunk_items - 1) / chunk_items;
-
   // Heaps: chunk c keeps hk slots per query. With one chunk, build them in the output directly
   // when it has room (hk == k); otherwise in a side buffer.
   const bool heaps_in_output = n_chunks == 1 && hk == k;
@@ -119,9 +136,8 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
       heap_init(heap_scores + (c * n_queries + q) * hk, heap_ids + (c * n_queries + q) * hk, hk);
 
   const int64_t n_tasks = n_qblocks * n_chunks;
-  const int workers = static_cast<int>(
-      std::min<int64_t>(threads, work < kInlineMaxWork ? 1 : n_tasks));
-  const int64_t scratch_n = ks.scratch_floats(dim);
+  const int workers = inline_call ? 1 : static_cast<int>(std::min<int64_t>(threads, n_tasks));
+  const int64_t scratch_n = ks.scratch_floats(dim, qblock);
   std::vector<AlignedBuffer> scratch;
   for (int w = 0; w < workers; ++w) scratch.push_back(aligned_floats(scratch_n));
   std::atomic<bool> cancel{false};
@@ -151,7 +167,7 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
       ks.scan_packed(t);
   };
 
-  if (workers == 1 && work < kInlineMaxWork) {
+  if (inline_call) {
     for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
   } else {
     std::function<bool()> should_stop;

@@ -1,4 +1,4 @@
-// Packing helper shared by the AVX2 and AVX-512 kernel files (included inside each file's
+// Helpers shared by the AVX2 and AVX-512 kernel files (included inside each file's
 // namespace, compiled with its flags): transposes 8 item rows into 8-float columns of a panel.
 // Requires <immintrin.h>.
 
@@ -19,6 +19,14 @@ static inline void transpose8(__m256 r[8]) {
   r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
   r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// The eight horizontal sums of a[0..7], as one vector: lane i = sum of a[i]'s lanes.
+static inline __m256 hsum8_ymm(const __m256* a) {
+  __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 // out[p * out_stride + c] = rows[c * stride + p] for c < 8 (rows >= valid give 0), p < dim;
