@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "../src/thread_pool.h"
 #include "recfast/simd.h"
 #include "recfast/topk.h"
 
@@ -107,6 +108,21 @@ PYBIND11_MODULE(_core, m) {
   m.def("topk", &topk, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("num_threads"),
         "Exact top-k of queries against items; validated inputs only (see recfast.topk).");
+  m.def(
+      "_raise_in_worker",
+      [](int64_t n_tasks, int64_t failing_task, int num_threads) {
+        // Exercises the pool's error path: task `failing_task` throws on a worker thread.
+        py::gil_scoped_release release;
+        recfast::parallel_for(
+            n_tasks, num_threads,
+            [failing_task](int64_t task, int) {
+              if (task == failing_task)
+                throw std::runtime_error("task " + std::to_string(task) + " failed");
+            },
+            nullptr);
+      },
+      py::arg("n_tasks"), py::arg("failing_task"), py::arg("num_threads"),
+      "Test hook: run n_tasks no-op tasks on the pool, one of which throws RuntimeError.");
   m.def("simd_level", [] { return recfast::level_name(recfast::active_level()); },
         "The instruction set the kernels use now.");
   m.def("detected_simd_level", [] { return recfast::level_name(recfast::detect()); },
