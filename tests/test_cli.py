@@ -192,3 +192,24 @@ def test_recommend_on_movielens(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["recommend", str(model), str(path), "1", "-k", "3", "--items", str(path)]) == 0
     rows = parse_recs(capsys.readouterr().out)
     assert len(rows) == 3 and all(r[4] for r in rows)
+
+
+def test_recommend_user_filtered_out_and_repeated(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # user "low" rated everything 1: after the model's --rating-above 3 filter it has no
+    # history and gets the cold-start ranking (seen items are not known, so none are removed)
+    lines = ["user,item,rating"] + [f"a{u},{i},5" for u in range(6) for i in range(u % 3 + 1)]
+    lines += ["low,0,1", "low,1,1"]
+    data = tmp_path / "r.csv"
+    data.write_text("\n".join(lines) + "\n")
+    model = tmp_path / "pop.model"
+    assert main(["train", str(data), "--rating-col", "rating", "--rating-above", "3",
+                 "--model", "popularity", "--out", str(model)]) == 0
+    capsys.readouterr()
+    code, out, err = run(["recommend", str(model), str(data), "low", "a0", "a0", "-k", "3",
+                          "--rating-col", "rating"], capsys)
+    assert code == 0, err
+    rows = parse_recs(out)
+    assert [r[2] for r in rows if r[0] == "low"] == ["0", "1", "2"]
+    # a0 saw item 0; both of its rows agree
+    assert [r[2] for r in rows if r[0] == "a0"] == ["1", "2", "1", "2"]

@@ -153,3 +153,40 @@ def test_evaluate() -> None:
     assert out["coverage@4"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="same shape"):
         evaluate(model, sp.csr_matrix((3, 6)), targets(), ks=(2,))
+
+
+def _loop_metrics(ranked: np.ndarray, t: sp.csr_matrix, k: int) -> dict[str, float]:
+    """The definitions, one user at a time."""
+    acc: dict[str, list[float]] = {"r": [], "ra": [], "n": [], "p": [], "h": [], "m": []}
+    for u in range(t.shape[0]):
+        tset = set(t.indices[t.indptr[u]:t.indptr[u + 1]].tolist())
+        if not tset:
+            continue
+        row = [i for i in ranked[u, :k].tolist()]
+        hits = [1.0 if i >= 0 and i in tset else 0.0 for i in row]
+        acc["r"].append(sum(hits) / min(k, len(tset)))
+        acc["ra"].append(sum(hits) / len(tset))
+        dcg = sum(h / math.log2(j + 2) for j, h in enumerate(hits))
+        idcg = sum(1 / math.log2(j + 2) for j in range(min(k, len(tset))))
+        acc["n"].append(dcg / idcg)
+        acc["p"].append(sum(hits) / k)
+        acc["h"].append(float(any(hits)))
+        first = next((j for j, h in enumerate(hits) if h), None)
+        acc["m"].append(0.0 if first is None else 1 / (first + 1))
+    return {key: float(np.mean(v)) for key, v in acc.items()}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorized_equals_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_users, n_items, k = 37, 23, 9
+    t = sp.random(n_users, n_items, density=0.15, random_state=rng, format="csr")
+    ranked = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    ranked[rng.random(ranked.shape) < 0.1] = -1  # some padding (ids stay unique per row)
+    want = _loop_metrics(ranked, t, k)
+    assert recall_at_k(ranked, t, k) == pytest.approx(want["r"])
+    assert recall_at_k(ranked, t, k, denominator="all") == pytest.approx(want["ra"])
+    assert ndcg_at_k(ranked, t, k) == pytest.approx(want["n"])
+    assert precision_at_k(ranked, t, k) == pytest.approx(want["p"])
+    assert hit_rate_at_k(ranked, t, k) == pytest.approx(want["h"])
+    assert mrr(ranked, t, k) == pytest.approx(want["m"])

@@ -164,7 +164,7 @@ def _parser() -> _Parser:
                    help="share of a held-out user's items given as input (0.8)")
     p.add_argument("--models", type=_model_list, default=list(MODELS),
                    help="comma-separated subset of autoencoder,ease,popularity")
-    p.add_argument("--ease-l2", type=_float_list, default=[100.0, 300.0, 1000.0, 3000.0],
+    p.add_argument("--ease-l2", type=_float_list, default=[30.0, 100.0, 300.0, 1000.0],
                    help="EASE lambdas tried; the best on validation NDCG@100 is used")
     p.add_argument("--ks", type=_positive_int, nargs="+", default=[20, 50, 100],
                    help="cut-offs (20 50 100)")
@@ -242,20 +242,20 @@ def _write_json(path: str, payload: Any) -> None:
 
 
 def _history(d: Any, user_rows: np.ndarray, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:
-    """Binary histories of the given internal users over the model's columns.
+    """Binary histories of the given internal users over the model's columns, one row each.
 
+    user_rows[r] is the internal index of output row r's user, or -1 for an empty history;
     columns[i] is the model column of internal item i, or -1 when the model has no such item.
     """
-    pos = np.full(d.n_users, -1, dtype=np.int64)
-    pos[user_rows] = np.arange(len(user_rows))
-    keep = (pos[d.users] >= 0) & (columns[d.items] >= 0)
-    m = sp.csr_matrix(
-        (np.ones(int(keep.sum()), np.float32), (pos[d.users[keep]], columns[d.items[keep]])),
-        shape=(len(user_rows), n_cols),
+    keep = columns[d.items] >= 0
+    full = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (d.users[keep], columns[d.items[keep]])),
+        shape=(d.n_users, n_cols),
     )
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
+    full.sum_duplicates()
+    full.data[:] = 1.0
+    m = full[np.maximum(user_rows, 0)]
+    return sp.csr_matrix(sp.diags((user_rows >= 0).astype(np.float32)) @ m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,11 +314,14 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if len(model_items) != model.n_items_:
         raise ValueError(f"{meta_path} lists {len(model_items)} items but the model has "
                          f"{model.n_items_}")
+    d.user_index(args.users)  # every requested user must be in the data
     if filters.get("min_rating") is not None or filters.get("rating_above") is not None:
         if d.ratings is not None:  # the histories the model was trained on
             d = d.filter(min_rating=filters.get("min_rating"),
                          rating_above=filters.get("rating_above"))
-    rows = d.user_index(args.users)
+    # a user whose every rating was filtered out gets an empty history (a cold start)
+    present = {_id_key(v): j for j, v in enumerate(d.user_ids.tolist())}
+    rows = np.array([present.get(_id_key(u), -1) for u in args.users], dtype=np.int64)
     column_of = {_id_key(v): j for j, v in enumerate(model_items.tolist())}
     columns = np.array([column_of.get(_id_key(v), -1) for v in d.item_ids.tolist()],
                        dtype=np.int64)
