@@ -112,6 +112,10 @@ def test_movielens_100k_layout(tmp_path: Path) -> None:
         assert (d.n_users, d.n_items, len(d)) == (2, 2, 3)
         assert list(d.user_ids) == [186, 196] and d.user_ids.dtype.kind == "i"
     assert load_movielens_titles(folder) == {242: "Kolya (1996)", 302: "L.A. Confidential (1997)"}
+    (tmp_path / "other").mkdir()
+    write(tmp_path / "other", "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,9\n")
+    with pytest.raises(ValueError, match="several MovieLens ratings files found"):
+        load_movielens(tmp_path)
 
 
 def test_movielens_1m_layout(tmp_path: Path) -> None:

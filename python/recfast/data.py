@@ -538,11 +538,14 @@ def _find_file(path: str | os.PathLike[str], names: tuple, what: str) -> Path:
     for name in names:
         if (p / name).is_file():
             return p / name
-    subdirs = sorted(d for d in p.iterdir() if d.is_dir())
-    for d in subdirs:  # e.g. the parent folder of an unzipped ml-100k/
-        for name in names:
-            if (d / name).is_file():
-                return d / name
+    # e.g. the parent folder of an unzipped ml-100k/: exactly one subfolder may match
+    found = [d / name for d in sorted(d for d in p.iterdir() if d.is_dir()) for name in names
+             if (d / name).is_file()]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ValueError(f"{p}: several MovieLens {what} files found "
+                         f"({', '.join(str(f.relative_to(p)) for f in found)}); name one")
     raise ValueError(f"{p}: no MovieLens {what} file found; expected one of {list(names)}")
 
 
