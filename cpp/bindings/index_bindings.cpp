@@ -41,7 +41,7 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
                        const py::object& full, const py::object& row_hash, int64_t k,
                        const std::string& metric, bool exact, const py::object& excl_indptr,
                        const py::object& excl_indices, const py::object& allow,
-                       int num_threads) {
+                       int num_threads, int vectors_fd, int64_t vectors_offset) {
   if (queries.ndim() != 2 || queries.dtype().kind() != 'f' || queries.itemsize() != 4)
     throw py::type_error("queries must be a 2-D float32 array");
   const int64_t b = queries.shape(0), dim = queries.shape(1);
@@ -67,6 +67,11 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
     py::array f = full;
     it.full = static_cast<const float*>(c_matrix(f, "vectors", 4, n, dim));
     it.full_stride = dim;
+  }
+  if (vectors_fd >= 0 && exact) {
+    it.full = nullptr;
+    it.full_fd = vectors_fd;
+    it.full_offset = vectors_offset;
   }
   if (!row_hash.is_none())
     it.row_hash = static_cast<const uint64_t*>(c_vector(row_hash, "row_hash", 8, n));
@@ -136,9 +141,10 @@ void register_index(py::module_& m) {
         py::arg("scale"), py::arg("err"), py::arg("norm"), py::arg("vectors"),
         py::arg("row_hash"), py::arg("k"), py::arg("metric"), py::arg("exact"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("allow"),
-        py::arg("num_threads"),
+        py::arg("num_threads"), py::arg("vectors_fd") = -1, py::arg("vectors_offset") = 0,
         "Top-k over compressed items with a certified bound; exact re-scores the survivors "
-        "(validated inputs only, see recfast.ItemIndex). Returns (scores, positions, candidates).");
+        "(validated inputs only, see recfast.ItemIndex). With vectors_fd >= 0 the survivors' float32 rows "
+        "are read with pread from that descriptor at vectors_offset. Returns (scores, positions, candidates).");
   m.def("row_hashes", &row_hashes, py::arg("x"), "The index file's 64-bit checksum of each row.");
   m.def("quant_rel_slack", &recfast::quant_rel_slack, py::arg("dim"),
         "Relative slack c of the certified radius for a dimension.");

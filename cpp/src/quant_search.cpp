@@ -29,6 +29,9 @@
 #include "recfast/topk.h"
 #include "thread_pool.h"
 
+#include <cerrno>
+#include <unistd.h>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #endif
@@ -117,7 +120,7 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   const int64_t k = params.k, n = items.n, dim = items.dim;
   if (k < 1) throw std::invalid_argument("k must be >= 1");
   if (n_queries < 0 || n < 0 || dim < 1) throw std::invalid_argument("bad sizes");
-  if (params.exact && items.full == nullptr)
+  if (params.exact && items.full == nullptr && items.full_fd < 0)
     throw std::invalid_argument("exact search needs the float32 rows");
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const float pos_inf = std::numeric_limits<float>::infinity();
@@ -303,13 +306,36 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
     uni.erase(std::unique(uni.begin(), uni.end()), uni.end());
     const int64_t nu = static_cast<int64_t>(uni.size());
     rows.resize(static_cast<size_t>(std::max<int64_t>(1, nu) * dim));
-    for (int64_t u = 0; u < nu; ++u) {
-      const float* src = items.full + uni[u] * items.full_stride;
-      if (items.row_hash && row_hash(src, dim) != items.row_hash[uni[u]])
-        throw CorruptRow("section 'vectors': row " + std::to_string(uni[u]) +
-                         " does not match its checksum (the file is corrupted)");
-      std::memcpy(rows.data() + u * dim, src, static_cast<size_t>(dim) * sizeof(float));
+    if (items.full_fd >= 0) {
+      // One pread per run of consecutive positions.
+      for (int64_t u = 0; u < nu;) {
+        int64_t v = u + 1;
+        while (v < nu && uni[v] == uni[v - 1] + 1) ++v;
+        char* dst = reinterpret_cast<char*>(rows.data() + u * dim);
+        size_t left = static_cast<size_t>((v - u) * dim) * sizeof(float);
+        int64_t off = items.full_offset + uni[u] * dim * static_cast<int64_t>(sizeof(float));
+        while (left > 0) {
+          ssize_t got = ::pread(items.full_fd, dst, left, static_cast<off_t>(off));
+          if (got < 0 && errno == EINTR) continue;
+          if (got <= 0)
+            throw CorruptRow("section 'vectors': cannot read row " + std::to_string(uni[u]) +
+                             " (the file is truncated or unreadable)");
+          dst += got;
+          off += got;
+          left -= static_cast<size_t>(got);
+        }
+        u = v;
+      }
+    } else {
+      for (int64_t u = 0; u < nu; ++u)
+        std::memcpy(rows.data() + u * dim, items.full + uni[u] * items.full_stride,
+                    static_cast<size_t>(dim) * sizeof(float));
     }
+    if (items.row_hash)
+      for (int64_t u = 0; u < nu; ++u)
+        if (row_hash(rows.data() + u * dim, dim) != items.row_hash[uni[u]])
+          throw CorruptRow("section 'vectors': row " + std::to_string(uni[u]) +
+                           " does not match its checksum (the file is corrupted)");
     TopkParams tp;
     tp.k = k;
     tp.metric = params.metric;

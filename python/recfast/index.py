@@ -68,6 +68,7 @@ import os
 import struct
 import tempfile
 import threading
+import weakref
 import zlib
 from typing import Any
 
@@ -193,6 +194,12 @@ class ItemIndex:
         self._expected_crc: dict[str, int] = {}
         self._rows_unverified = False  # float32 rows checked against row_hash when read
         self._lock = threading.Lock()
+        # A loaded, mapped index keeps a descriptor of its file: the few float32 rows a search
+        # re-scores are read with pread, so their pages never become part of this process's
+        # resident memory (a mapped access maps whole page-cache folios, up to 2 MiB each).
+        self._fd: int | None = None
+        self._vectors_offset = 0
+        self._close_fd: weakref.finalize | None = None
 
     # -- basic properties ------------------------------------------------------------------------
     @property
@@ -269,7 +276,16 @@ class ItemIndex:
 
     def _rows(self, pos: np.ndarray) -> np.ndarray:
         """float32 rows at positions, checked against row_hash when not verified in full."""
-        rows = np.array(self._a["vectors"][pos], dtype=np.float32, copy=True)
+        if self._fd is not None and len(pos) <= 4096:
+            rows = np.empty((len(pos), self._dim), np.float32)
+            rb = self._dim * 4
+            for i, p in enumerate(pos):
+                raw = os.pread(self._fd, rb, self._vectors_offset + int(p) * rb)
+                if len(raw) != rb:
+                    raise ValueError("section 'vectors': the file is truncated")
+                rows[i] = np.frombuffer(raw, np.float32)
+        else:
+            rows = np.array(self._a["vectors"][pos], dtype=np.float32, copy=True)
         if self._rows_unverified and len(pos):
             bad = np.nonzero(_core.row_hashes(rows) != self._a["row_hash"][pos])[0]
             if len(bad):
@@ -359,6 +375,9 @@ class ItemIndex:
         if any(isinstance(v, np.memmap) for v in self._a.values()):
             self._set_arrays({k: np.array(v, copy=True) for k, v in self._a.items()})
         self._rows_unverified = False
+        if self._close_fd is not None:
+            self._close_fd()
+        self._fd, self._close_fd = None, None
 
     def get(self, ids: Any) -> np.ndarray:
         """The stored float32 vectors of ids ((n, d), or (d,) for one id); unknown id: ValueError."""
@@ -432,7 +451,10 @@ class ItemIndex:
             allow = np.zeros(n, np.uint8)
             allow[self._known_positions(include, "include")] = 1
         stats = {"candidates": 0}
-        if self._storage == "float32" or n == 0:
+        if n == 0:
+            scores = np.full((b, k), -np.inf, np.float32)
+            pos = np.full((b, k), -1, np.int64)
+        elif self._storage == "float32":
             self._ensure_verified("vectors")
             scores, pos = self._float_search(q, k, excl, allow, threads)
         else:
@@ -440,7 +462,8 @@ class ItemIndex:
             scores, pos, stats["candidates"] = self._quant_search(
                 q, k, excl, allow, bool(exact), threads
             )
-        ids = np.where(pos >= 0, self._a["ids"][np.maximum(pos, 0)], -1).astype(np.int64)
+        ids = np.full(pos.shape, -1, np.int64)
+        ids[pos >= 0] = self._a["ids"][pos[pos >= 0]]
         if single:
             return TopK(scores[0], ids[0]), stats
         return TopK(scores, ids), stats
@@ -520,6 +543,8 @@ class ItemIndex:
                 indices,
                 allow,
                 threads,
+                self._fd if self._fd is not None else -1,
+                self._vectors_offset,
             )
             scores[main], pos[main] = s, p
         other = np.nonzero(routed)[0]
@@ -649,8 +674,17 @@ class ItemIndex:
         path = os.fspath(path)
         if verify is None:
             verify = not mmap
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return cls._load_fd(fd, path, mmap, verify)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def _load_fd(cls, fd: int, path: str, mmap: bool, verify: bool) -> "ItemIndex":
+        size = os.fstat(fd).st_size
+        with os.fdopen(os.dup(fd), "rb") as f:
             pre = f.read(_PREAMBLE.size)
             if len(pre) >= 8 and pre[:8] != FORMAT_MAGIC:
                 raise ValueError(f"{path}: not a recfast index file (bad magic {pre[:8]!r})")
@@ -680,7 +714,9 @@ class ItemIndex:
                 if s["nbytes"] == 0:
                     arrays[s["name"]] = np.empty(shape, dt)
                 elif mmap and s["name"] not in _SMALL_SECTIONS:
-                    arrays[s["name"]] = np.memmap(path, dtype=dt, mode="r", offset=s["offset"], shape=shape)
+                    arrays[s["name"]] = np.memmap(
+                        f, dtype=dt, mode="r", offset=s["offset"], shape=shape
+                    )
                 else:
                     buf = np.empty(shape, dt)
                     f.seek(s["offset"])
@@ -698,6 +734,12 @@ class ItemIndex:
         ids = arrays["ids"]
         if len(ids) > 1 and not (np.diff(ids) > 0).all():
             raise ValueError(f"{path}: section 'ids' is not strictly increasing")
+        if mmap and isinstance(arrays["vectors"], np.memmap):
+            index._fd = fd
+            index._vectors_offset = int(header["sections"][1]["offset"])
+            index._close_fd = weakref.finalize(index, os.close, fd)
+        else:
+            os.close(fd)
         return index
 
     @classmethod

@@ -40,8 +40,13 @@ struct CompressedItems {
   const float* scale = nullptr;
   const float* err = nullptr;
   const float* norm = nullptr;
-  const float* full = nullptr;      // n rows of float32, needed when exact
+  const float* full = nullptr;      // n rows of float32, needed when exact (unless full_fd)
   int64_t full_stride = 0;          // in floats
+  // Alternatively a file descriptor holding the n contiguous float32 rows from byte full_offset:
+  // the survivors are then read with pread, so a memory-mapped copy's pages are never mapped
+  // into the process just to re-score a few rows (used when full_fd >= 0).
+  int full_fd = -1;
+  int64_t full_offset = 0;
   const uint64_t* row_hash = nullptr;  // optional: row_hash(full row j) checked before use
 };
 
