@@ -13,6 +13,8 @@
 
 namespace py = pybind11;
 
+void register_index(py::module_& m);  // index_bindings.cpp
+
 namespace {
 
 // A float32 matrix whose rows are contiguous (column stride 4 bytes); any row stride.
@@ -135,4 +137,5 @@ PYBIND11_MODULE(_core, m) {
                                 recfast::level_name(recfast::detect()) + ")");
       },
       py::arg("level"), "Use a lower instruction set from now on (tests and benchmarks).");
+  register_index(m);
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._types import TopK
+from .index import ItemIndex
 from .topk import merge_topk, normalize, simd_level, topk
 
 try:
@@ -18,4 +19,4 @@ except PackageNotFoundError:  # running from a source tree
 
 HAS_CUDA = False
 
-__all__ = ["TopK", "topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__"]
+__all__ = ["ItemIndex", "TopK", "topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__"]

@@ -16,3 +16,24 @@ def simd_level() -> str: ...
 def detected_simd_level() -> str: ...
 def set_simd_level(level: str) -> None: ...
 def _raise_in_worker(n_tasks: int, failing_task: int, num_threads: int) -> None: ...
+def quant_search(
+    queries: npt.NDArray[np.float32],
+    codec: str,
+    codes: npt.NDArray[np.int8] | npt.NDArray[np.uint16],
+    scale: npt.NDArray[np.float32],
+    err: npt.NDArray[np.float32],
+    norm: npt.NDArray[np.float32],
+    vectors: npt.NDArray[np.float32] | None,
+    row_hash: npt.NDArray[np.uint64] | None,
+    k: int,
+    metric: str,
+    exact: bool,
+    exclude_indptr: npt.NDArray[np.int64] | None,
+    exclude_indices: npt.NDArray[np.int64] | None,
+    allow: npt.NDArray[np.uint8] | None,
+    num_threads: int,
+    vectors_fd: int = -1,
+    vectors_offset: int = 0,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], int]: ...
+def row_hashes(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]: ...
+def quant_rel_slack(dim: int) -> float: ...

@@ -1,0 +1,151 @@
+// recfast._core index functions (ItemIndex's native half): marshalling only. Registered from
+// module.cpp by register_index(m).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "recfast/quant.h"
+#include "recfast/topk.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// A C-contiguous 2-D array of the given item size; returns its data pointer.
+const void* c_matrix(const py::array& a, const char* name, ssize_t itemsize, ssize_t rows,
+                     ssize_t cols) {
+  if (a.ndim() != 2 || a.itemsize() != itemsize)
+    throw py::type_error(std::string(name) + " must be a 2-D array of " +
+                         std::to_string(itemsize) + "-byte elements");
+  if (a.shape(0) != rows || a.shape(1) != cols)
+    throw py::value_error(std::string(name) + " has the wrong shape");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  return a.data();
+}
+
+const void* c_vector(const py::array& a, const char* name, ssize_t itemsize, ssize_t len) {
+  if (a.ndim() != 1 || a.itemsize() != itemsize || a.shape(0) != len)
+    throw py::type_error(std::string(name) + " must be a 1-D array of " + std::to_string(len) +
+                         " " + std::to_string(itemsize) + "-byte elements");
+  if (len > 1 && a.strides(0) != itemsize)
+    throw py::value_error(std::string(name) + " must be contiguous");
+  return a.data();
+}
+
+py::tuple quant_search(const py::array& queries, const std::string& codec, const py::array& codes,
+                       const py::array& scale, const py::array& err, const py::array& norm,
+                       const py::object& full, const py::object& row_hash, int64_t k,
+                       const std::string& metric, bool exact, const py::object& excl_indptr,
+                       const py::object& excl_indices, const py::object& allow,
+                       int num_threads, int vectors_fd, int64_t vectors_offset) {
+  if (queries.ndim() != 2 || queries.dtype().kind() != 'f' || queries.itemsize() != 4)
+    throw py::type_error("queries must be a 2-D float32 array");
+  const int64_t b = queries.shape(0), dim = queries.shape(1);
+  if (dim > 0 && b > 1 && (queries.strides(1) != 4 || queries.strides(0) % 4 != 0))
+    throw py::value_error("queries rows must be contiguous float32");
+  const int64_t qstride = b > 1 ? queries.strides(0) / 4 : dim;
+  if (codes.ndim() != 2) throw py::type_error("codes must be 2-D");
+  const int64_t n = codes.shape(0);
+  recfast::CompressedItems it;
+  if (codec == "int8")
+    it.codec = recfast::Codec::Int8;
+  else if (codec == "float16")
+    it.codec = recfast::Codec::Float16;
+  else
+    throw py::value_error("codec must be 'int8' or 'float16'");
+  it.n = n;
+  it.dim = dim;
+  it.codes = c_matrix(codes, "codes", codec == "int8" ? 1 : 2, n, dim);
+  it.scale = static_cast<const float*>(c_vector(scale, "scale", 4, n));
+  it.err = static_cast<const float*>(c_vector(err, "err", 4, n));
+  it.norm = static_cast<const float*>(c_vector(norm, "norm", 4, n));
+  if (!full.is_none()) {
+    py::array f = full;
+    it.full = static_cast<const float*>(c_matrix(f, "vectors", 4, n, dim));
+    it.full_stride = dim;
+  }
+  if (vectors_fd >= 0 && exact) {
+    it.full = nullptr;
+    it.full_fd = vectors_fd;
+    it.full_offset = vectors_offset;
+  }
+  if (!row_hash.is_none())
+    it.row_hash = static_cast<const uint64_t*>(c_vector(row_hash, "row_hash", 8, n));
+  if (k < 1) throw py::value_error("k must be >= 1");
+  if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  recfast::QuantSearchParams params;
+  params.k = k;
+  if (metric == "cosine")
+    params.metric = recfast::Metric::Cosine;
+  else if (metric == "dot")
+    params.metric = recfast::Metric::Dot;
+  else
+    throw py::value_error("metric must be 'cosine' or 'dot'");
+  params.num_threads = num_threads;
+  params.exact = exact;
+  if (!excl_indptr.is_none()) {
+    params.exclude.indptr = static_cast<const int64_t*>(c_vector(excl_indptr, "exclude indptr", 8, b + 1));
+    py::array ind = excl_indices;
+    params.exclude.indices = static_cast<const int64_t*>(ind.data());
+  }
+  if (!allow.is_none()) params.allow = static_cast<const uint8_t*>(c_vector(allow, "allow", 1, n));
+  params.should_stop = [] {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+  };
+  py::array_t<float> scores({b, k});
+  py::array_t<int64_t> ids({b, k});
+  float* s = scores.mutable_data();
+  int64_t* i = ids.mutable_data();
+  recfast::QuantSearchStats stats;
+  bool interrupted = false;
+  std::string corrupt;
+  {
+    py::gil_scoped_release release;
+    try {
+      recfast::quant_search(static_cast<const float*>(queries.data()), b, qstride, it, params, s,
+                            i, &stats);
+    } catch (const recfast::Interrupted&) {
+      interrupted = true;
+    } catch (const recfast::CorruptRow& e) {
+      corrupt = e.what();
+    }
+  }
+  if (interrupted) throw py::error_already_set();
+  if (!corrupt.empty()) throw py::value_error(corrupt);
+  return py::make_tuple(std::move(scores), std::move(ids), stats.candidates);
+}
+
+py::array_t<uint64_t> row_hashes(const py::array& x) {
+  if (x.ndim() != 2 || x.itemsize() != 4 || x.dtype().kind() != 'f')
+    throw py::type_error("x must be a 2-D float32 array");
+  const int64_t n = x.shape(0), dim = x.shape(1);
+  const float* p = static_cast<const float*>(c_matrix(x, "x", 4, n, dim));
+  py::array_t<uint64_t> out(n);
+  uint64_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    for (int64_t j = 0; j < n; ++j) o[j] = recfast::row_hash(p + j * dim, dim);
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_index(py::module_& m) {
+  m.def("quant_search", &quant_search, py::arg("queries"), py::arg("codec"), py::arg("codes"),
+        py::arg("scale"), py::arg("err"), py::arg("norm"), py::arg("vectors"),
+        py::arg("row_hash"), py::arg("k"), py::arg("metric"), py::arg("exact"),
+        py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("allow"),
+        py::arg("num_threads"), py::arg("vectors_fd") = -1, py::arg("vectors_offset") = 0,
+        "Top-k over compressed items with a certified bound; exact re-scores the survivors "
+        "(validated inputs only, see recfast.ItemIndex). With vectors_fd >= 0 the survivors' float32 rows "
+        "are read with pread from that descriptor at vectors_offset. Returns (scores, positions, candidates).");
+  m.def("row_hashes", &row_hashes, py::arg("x"), "The index file's 64-bit checksum of each row.");
+  m.def("quant_rel_slack", &recfast::quant_rel_slack, py::arg("dim"),
+        "Relative slack c of the certified radius for a dimension.");
+}

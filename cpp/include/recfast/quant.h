@@ -1,0 +1,91 @@
+// recfast exact search from compressed item storage (int8 or float16): the C++ API, free of
+// Python.
+//
+// Storage, per item j (row-major, contiguous rows of `dim` codes):
+//  * Int8:    codes int8 in [-127, 127]; the decoded vector is x~ = scale[j] * codes.
+//  * Float16: codes IEEE binary16 bits; x~ = scale[j] * codes with scale[j] a power of two (so a
+//             vector of any finite float32 magnitude fits).
+//  * err[j]:  an upper bound on |x - x~| (L2), x the float32 vector; norm[j]: an upper bound on |x|.
+//  * full:    the float32 vectors x (row stride full_stride), read only for the survivors.
+//
+// The scan computes T = q'.x~ in float32 for each (query, item), where q' is the query as the
+// float32 path sees it (cosine: q / |q|), and the certified radius
+//     r = |q'| * (err + c * (norm + err)) + abs_slack,    c = (4 dim + 64) * 2^-24,
+// so that S - r <= T <= S + r for the score S that the float32 path (recfast::topk_cpu) returns:
+// Cauchy-Schwarz gives |q'.x - q'.x~| <= |q'| |x - x~|, and c * |q'| (norm + err) covers, with a
+// wide margin, the float32 rounding of both dot products, of the query and item normalization and
+// of the bound's own arithmetic (each costs at most about (dim + 8) * 2^-24 relative to
+// |q'| |x~|). abs_slack covers underflow.
+//
+// Per query it keeps the k best lower bounds T - r seen so far; their worst is the running
+// threshold tau. Every item whose upper bound T + r reaches tau is a candidate; tau only grows,
+// so at the end the candidates hold every item whose true score can reach the k-th best true
+// score. With `exact`, the candidates are re-scored by topk_cpu itself on the gathered float32
+// rows (see quant_search), so the result is the float32 search's result bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "recfast/topk.h"
+
+namespace recfast {
+
+enum class Codec { Int8, Float16 };
+
+struct CompressedItems {
+  Codec codec = Codec::Int8;
+  int64_t n = 0, dim = 0;
+  const void* codes = nullptr;  // n * dim int8 or uint16 (binary16 bits), contiguous rows
+  const float* scale = nullptr;
+  const float* err = nullptr;
+  const float* norm = nullptr;
+  const float* full = nullptr;      // n rows of float32, needed when exact (unless full_fd)
+  int64_t full_stride = 0;          // in floats
+  // Alternatively a file descriptor holding the n contiguous float32 rows from byte full_offset:
+  // the survivors are then read with pread, so a memory-mapped copy's pages are never mapped
+  // into the process just to re-score a few rows (used when full_fd >= 0).
+  int full_fd = -1;
+  int64_t full_offset = 0;
+  const uint64_t* row_hash = nullptr;  // optional: row_hash(full row j) checked before use
+};
+
+struct QuantSearchParams {
+  int64_t k = 10;
+  Metric metric = Metric::Cosine;
+  int num_threads = 1;
+  bool exact = true;
+  Exclusion exclude;                 // CSR over queries of item positions (sorted rows)
+  const uint8_t* allow = nullptr;    // optional: allow[j] != 0 marks item j eligible
+  std::function<bool()> should_stop;  // as in TopkParams
+};
+
+struct QuantSearchStats {
+  int64_t candidates = 0;  // survivors summed over queries (re-scored when exact)
+};
+
+// Thrown when a float32 row read for re-scoring does not match its stored row hash.
+struct CorruptRow : std::runtime_error {
+  explicit CorruptRow(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Top-k of each query (rows of `dim` floats at queries + r * query_stride) over the compressed
+// items. Outputs as topk_cpu: n_queries * k scores and item positions, sorted, padded -1/-inf.
+// With exact, the output equals topk_cpu(queries, full, ...) with the same metric and queries.
+// Without exact, scores are the compressed scores T (approximate) and ids their top k.
+// Queries must be finite and non-zero (the Python layer routes other rows to topk_cpu).
+void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
+                  const CompressedItems& items, const QuantSearchParams& params,
+                  float* out_scores, int64_t* out_ids, QuantSearchStats* stats);
+
+// The 64-bit row checksum used by the index file: sum over i of bits(x[i]) * m_i mod 2^64, with
+// m_i an odd constant per column (splitmix64(i) | 1). Any change of a single 32-bit word changes it.
+uint64_t row_hash(const float* x, int64_t dim);
+
+// Relative slack c of the certified radius for a dimension (see above).
+float quant_rel_slack(int64_t dim);
+
+// Absolute slack of the certified radius.
+constexpr float kQuantAbsSlack = 1e-30f;
+
+}  // namespace recfast

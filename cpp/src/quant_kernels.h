@@ -1,0 +1,63 @@
+// The interface between the compressed-scan driver (quant_search.cpp) and its per-instruction-set
+// kernels (quant_kernel_<isa>.cpp, each compiling quant_scan_impl.h with its own flags).
+//
+// Nothing here may be an inline function with external linkage or a standard container: kernel
+// files are compiled with different flags, and the linker could otherwise keep an AVX-512 copy
+// for every caller. The only growth of a buffer goes through QueryState::grow, defined by the
+// driver.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "recfast/quant.h"
+
+namespace recfast {
+
+// One survivor: item position, certified upper bound and compressed score.
+struct Cand {
+  int64_t pos;
+  float ub;
+  float t;
+};
+
+// One query's running state within one task (an item chunk).
+struct QueryState {
+  float* lb_scores;  // heap (recfast/heap.h) of the k best lower bounds seen
+  int64_t* lb_ids;
+  Cand* cands;
+  int64_t n_cands, cap;
+  void (*grow)(QueryState* st);  // doubles cap, keeping the candidates
+  void* owner;                    // driver bookkeeping for grow
+};
+
+struct QuantTask {
+  const float* queries;  // prepared queries (cosine: scaled to unit norm), row stride = dim
+  const float* qnorm;    // upper bound on |query| per query (absolute index)
+  const CompressedItems* items;
+  float rel_slack;
+  int64_t dim;
+  int64_t heap_k;  // size of each lower-bound heap
+  int64_t q0, q1, j0, j1;
+  QueryState* states;  // state of query q at states[q - q0]
+  float* tau;          // running threshold of query q at tau[q - q0] (padded with +inf)
+  Exclusion exclude;
+  const uint8_t* allow;
+  float* scratch;  // QuantKernelSet::scratch_floats(dim) floats, 64-byte aligned
+  const std::atomic<bool>* cancel;
+};
+
+struct QuantKernelSet {
+  const char* name;
+  int64_t query_group;  // queries per register group on the packed path
+  int64_t query_block;  // most queries one packed task takes (a multiple of query_group)
+  int64_t (*scratch_floats)(int64_t dim);
+  void (*scan_direct)(const QuantTask& t);  // a few queries: dot products from the rows
+  void (*scan_packed)(const QuantTask& t);  // many queries: item tiles decoded, queries in lanes
+};
+
+const QuantKernelSet* quant_kernels_generic();
+const QuantKernelSet* quant_kernels_avx2();    // nullptr when not compiled in
+const QuantKernelSet* quant_kernels_avx512();  // nullptr when not compiled in
+
+}  // namespace recfast

@@ -1,0 +1,365 @@
+// The compressed-scan driver: prepares the queries and their norm bounds, splits the work into
+// tasks (query blocks x item chunks) run on the pool, merges the per-chunk thresholds and
+// survivors, and re-scores the survivors with topk_cpu on the gathered float32 rows.
+//
+// Why the re-scored scores equal the float32 search bit for bit: topk_cpu computes a score from
+// the query row and the item row alone, by one of two paths chosen by the number of queries of
+// the call (up to kTopkDirectMaxQueries queries: the direct path, more: the packed path), at the
+// active instruction set. The re-scoring calls topk_cpu with the caller's original query rows
+// (not the prepared ones), the same metric and level, and query blocks on the same side of that
+// line as the whole batch; the rows it reads are byte copies of the stored float32 rows. Ties are
+// broken by the gathered row's local index, which follows the position order, as the full
+// search does. tests/test_index.py checks the equality across that line (B = 1, 8, 9, 16, 33, ...)
+// so a change of topk_cpu's path rule shows up there.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "quant_kernels.h"
+#include "recfast/heap.h"
+#include "recfast/quant.h"
+#include "recfast/simd.h"
+#include "recfast/topk.h"
+#include "thread_pool.h"
+
+#include <cerrno>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace recfast {
+namespace {
+
+constexpr int64_t kDirectMaxQueries = 8;   // this scan: few queries read the code rows directly
+constexpr int64_t kTopkDirectMaxQueries = 8;  // topk_cpu's own direct/packed line (see above)
+constexpr int64_t kRerankBlock = 16;          // queries per re-scoring call above that line
+constexpr double kInlineMaxWork = 2e6;
+constexpr double kMinTaskWork = 4e6;
+
+bool cpu_has_f16c() {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return (c & (1u << 29)) != 0;
+#else
+  return false;
+#endif
+}
+
+const QuantKernelSet& qkernels() {
+  static const bool f16c = cpu_has_f16c();
+  const SimdLevel level = active_level();
+  const QuantKernelSet* k = nullptr;
+  if (f16c && level == SimdLevel::AVX512) k = quant_kernels_avx512();
+  if (k == nullptr && f16c && level != SimdLevel::Generic) k = quant_kernels_avx2();
+  if (k == nullptr) k = quant_kernels_generic();
+  return *k;
+}
+
+struct AlignedFree {
+  void operator()(float* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<float, AlignedFree>;
+
+AlignedBuffer aligned_floats(int64_t n) {
+  size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+  if (p == nullptr) throw std::bad_alloc();
+  return AlignedBuffer(static_cast<float*>(p));
+}
+
+void grow_state(QueryState* st) {
+  auto* buf = static_cast<std::vector<Cand>*>(st->owner);
+  buf->resize(std::max<size_t>(16, buf->size() * 2));
+  st->cands = buf->data();
+  st->cap = static_cast<int64_t>(buf->size());
+}
+
+// The smallest float >= v (v >= 0, finite).
+float round_up(double v) {
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+float quant_rel_slack(int64_t dim) {
+  return static_cast<float>((4.0 * static_cast<double>(dim) + 64.0) * std::ldexp(1.0, -24));
+}
+
+uint64_t row_hash(const float* x, int64_t dim) {
+  uint64_t h = 0;
+  for (int64_t i = 0; i < dim; ++i) {
+    uint32_t w;
+    std::memcpy(&w, x + i, 4);
+    h += static_cast<uint64_t>(w) * (splitmix64(static_cast<uint64_t>(i)) | 1ull);
+  }
+  return h;
+}
+
+void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
+                  const CompressedItems& items, const QuantSearchParams& params,
+                  float* out_scores, int64_t* out_ids, QuantSearchStats* stats) {
+  const int64_t k = params.k, n = items.n, dim = items.dim;
+  if (k < 1) throw std::invalid_argument("k must be >= 1");
+  if (n_queries < 0 || n < 0 || dim < 1) throw std::invalid_argument("bad sizes");
+  if (params.exact && items.full == nullptr && items.full_fd < 0)
+    throw std::invalid_argument("exact search needs the float32 rows");
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const float pos_inf = std::numeric_limits<float>::infinity();
+  if (stats) stats->candidates = 0;
+  if (n_queries == 0) return;
+  if (n == 0) {
+    std::fill(out_scores, out_scores + n_queries * k, neg_inf);
+    std::fill(out_ids, out_ids + n_queries * k, int64_t{-1});
+    return;
+  }
+  const QuantKernelSet& ks = qkernels();
+  const int64_t hk = std::min(k, n);
+  const int threads = std::max(1, params.num_threads);
+
+  // Prepared queries (cosine: unit norm, as the float32 path scores them) and |q'| bounds.
+  std::vector<float> qbuf(static_cast<size_t>(n_queries * dim));
+  std::vector<float> qnorm(static_cast<size_t>(n_queries));
+  for (int64_t q = 0; q < n_queries; ++q) {
+    const float* src = queries + q * query_stride;
+    float* dst = qbuf.data() + q * dim;
+    double ss = 0.0;
+    for (int64_t p = 0; p < dim; ++p) ss += static_cast<double>(src[p]) * src[p];
+    if (!(ss > 0.0) || !std::isfinite(ss))
+      throw std::invalid_argument("queries must be finite and non-zero");
+    const double scale = params.metric == Metric::Cosine ? 1.0 / std::sqrt(ss) : 1.0;
+    double ss2 = 0.0;
+    for (int64_t p = 0; p < dim; ++p) {
+      dst[p] = static_cast<float>(src[p] * scale);
+      ss2 += static_cast<double>(dst[p]) * dst[p];
+    }
+    qnorm[q] = round_up(std::sqrt(ss2) * (1.0 + 1e-12));
+  }
+
+  // Work split, as topk_cpu: a few queries share the items in chunks; many go in blocks.
+  const bool direct = n_queries <= kDirectMaxQueries;
+  const int64_t G = ks.query_group;
+  int64_t qblock = n_queries;
+  if (!direct) {
+    int64_t blocks = (n_queries + ks.query_block - 1) / ks.query_block;
+    blocks = (blocks + threads - 1) / threads * threads;
+    qblock = ((n_queries + blocks - 1) / blocks + G - 1) / G * G;
+    qblock = std::min(qblock, ks.query_block);
+  }
+  const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
+  const double work = static_cast<double>(n_queries) * n * dim;
+  int64_t n_chunks = 1;
+  if (n_qblocks < threads) {
+    n_chunks = static_cast<int64_t>(work / n_qblocks / kMinTaskWork);
+    n_chunks = std::min<int64_t>({n_chunks, threads, (n + 1023) / 1024});
+    n_chunks = std::max<int64_t>(1, n_chunks);
+  }
+  const int64_t chunk_items = (n + n_chunks - 1) / n_chunks;
+  n_chunks = (n + chunk_items - 1) / chunk_items;
+
+  // Per (chunk, query): a lower-bound heap, a survivor buffer; per chunk a threshold row.
+  const size_t n_states = static_cast<size_t>(n_chunks * n_queries);
+  std::vector<float> lb_scores(n_states * hk);
+  std::vector<int64_t> lb_ids(n_states * hk);
+  std::vector<std::vector<Cand>> bufs(n_states);
+  std::vector<QueryState> states(n_states);
+  const int64_t tau_row = n_queries + G;
+  std::vector<float> tau(static_cast<size_t>(n_chunks * tau_row));
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    for (int64_t i = 0; i < tau_row; ++i) tau[c * tau_row + i] = i < n_queries ? neg_inf : pos_inf;
+    for (int64_t q = 0; q < n_queries; ++q) {
+      const size_t s = static_cast<size_t>(c * n_queries + q);
+      heap_init(lb_scores.data() + s * hk, lb_ids.data() + s * hk, hk);
+      bufs[s].resize(static_cast<size_t>(64 + 4 * hk));
+      QueryState& st = states[s];
+      st.lb_scores = lb_scores.data() + s * hk;
+      st.lb_ids = lb_ids.data() + s * hk;
+      st.cands = bufs[s].data();
+      st.n_cands = 0;
+      st.cap = static_cast<int64_t>(bufs[s].size());
+      st.grow = &grow_state;
+      st.owner = &bufs[s];
+    }
+  }
+
+  const int64_t n_tasks = n_qblocks * n_chunks;
+  const int workers =
+      static_cast<int>(std::min<int64_t>(threads, work < kInlineMaxWork ? 1 : n_tasks));
+  const int64_t scratch_n = ks.scratch_floats(dim);
+  std::vector<AlignedBuffer> scratch;
+  for (int w = 0; w < workers; ++w) scratch.push_back(aligned_floats(scratch_n));
+  std::atomic<bool> cancel{false};
+  const float rel = quant_rel_slack(dim);
+
+  auto run_task = [&](int64_t task, int slot) {
+    const int64_t b = task / n_chunks, c = task % n_chunks;
+    QuantTask t;
+    t.queries = qbuf.data();
+    t.qnorm = qnorm.data();
+    t.items = &items;
+    t.rel_slack = rel;
+    t.dim = dim;
+    t.heap_k = hk;
+    t.q0 = b * qblock;
+    t.q1 = std::min(n_queries, t.q0 + qblock);
+    t.j0 = c * chunk_items;
+    t.j1 = std::min(n, t.j0 + chunk_items);
+    t.states = states.data() + c * n_queries + t.q0;
+    t.tau = tau.data() + c * tau_row + t.q0;
+    t.exclude = params.exclude;
+    t.allow = params.allow;
+    t.scratch = scratch[static_cast<size_t>(slot)].get();
+    t.cancel = &cancel;
+    if (direct)
+      ks.scan_direct(t);
+    else
+      ks.scan_packed(t);
+  };
+  std::function<bool()> should_stop;
+  if (params.should_stop)
+    should_stop = [&] {
+      if (!params.should_stop()) return false;
+      cancel = true;
+      return true;
+    };
+  if (workers == 1 && work < kInlineMaxWork) {
+    for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
+  } else {
+    parallel_for(n_tasks, workers, run_task, should_stop);
+  }
+
+  // Merge: the global threshold is the k-th best lower bound over the chunks; the survivors are
+  // the candidates whose upper bound reaches it, by position.
+  std::vector<int64_t> cand_indptr(static_cast<size_t>(n_queries + 1), 0);
+  std::vector<int64_t> cand_pos;
+  std::vector<float> ms(static_cast<size_t>(hk));
+  std::vector<int64_t> mi(static_cast<size_t>(hk));
+  for (int64_t q = 0; q < n_queries; ++q) {
+    heap_init(ms.data(), mi.data(), hk);
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const size_t s = static_cast<size_t>(c * n_queries + q);
+      for (int64_t i = 0; i < hk; ++i)
+        if (lb_ids[s * hk + i] != kEmptyId)
+          heap_push(ms.data(), mi.data(), hk, lb_scores[s * hk + i], lb_ids[s * hk + i]);
+    }
+    const float thr = ms[0];  // -inf while fewer than hk items are eligible
+    if (!params.exact) heap_init(ms.data(), mi.data(), hk);
+    const size_t start = cand_pos.size();
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const QueryState& st = states[static_cast<size_t>(c * n_queries + q)];
+      for (int64_t i = 0; i < st.n_cands; ++i) {
+        const Cand& cd = st.cands[i];
+        if (!(cd.ub >= thr)) continue;
+        if (params.exact)
+          cand_pos.push_back(cd.pos);
+        else
+          heap_push(ms.data(), mi.data(), hk, cd.t, cd.pos);
+        if (stats) ++stats->candidates;
+      }
+    }
+    if (params.exact) {
+      std::sort(cand_pos.begin() + static_cast<std::ptrdiff_t>(start), cand_pos.end());
+    } else {
+      heap_sort_output(ms.data(), mi.data(), hk);
+      std::copy(ms.begin(), ms.end(), out_scores + q * k);
+      std::copy(mi.begin(), mi.end(), out_ids + q * k);
+      std::fill(out_scores + q * k + hk, out_scores + (q + 1) * k, neg_inf);
+      std::fill(out_ids + q * k + hk, out_ids + (q + 1) * k, int64_t{-1});
+    }
+    cand_indptr[static_cast<size_t>(q + 1)] = static_cast<int64_t>(cand_pos.size());
+  }
+  bufs.clear();
+  states.clear();
+  if (!params.exact) return;
+
+  // Re-score: query blocks on topk_cpu's side of its direct/packed line, each against the
+  // union of its survivors gathered (in position order) from the float32 rows.
+  int64_t rb = 1;
+  if (n_queries > kTopkDirectMaxQueries) {
+    const int64_t nb = std::max<int64_t>(1, n_queries / kRerankBlock);
+    rb = (n_queries + nb - 1) / nb;  // > kTopkDirectMaxQueries for every block
+  }
+  std::vector<int64_t> uni, ex_indptr, ex_indices;
+  std::vector<float> rows;
+  for (int64_t b0 = 0; b0 < n_queries; b0 += rb) {
+    const int64_t b1 = std::min(n_queries, b0 + rb);
+    uni.assign(cand_pos.begin() + cand_indptr[b0], cand_pos.begin() + cand_indptr[b1]);
+    std::sort(uni.begin(), uni.end());
+    uni.erase(std::unique(uni.begin(), uni.end()), uni.end());
+    const int64_t nu = static_cast<int64_t>(uni.size());
+    rows.resize(static_cast<size_t>(std::max<int64_t>(1, nu) * dim));
+    if (items.full_fd >= 0) {
+      // One pread per run of consecutive positions.
+      for (int64_t u = 0; u < nu;) {
+        int64_t v = u + 1;
+        while (v < nu && uni[v] == uni[v - 1] + 1) ++v;
+        char* dst = reinterpret_cast<char*>(rows.data() + u * dim);
+        size_t left = static_cast<size_t>((v - u) * dim) * sizeof(float);
+        int64_t off = items.full_offset + uni[u] * dim * static_cast<int64_t>(sizeof(float));
+        while (left > 0) {
+          ssize_t got = ::pread(items.full_fd, dst, left, static_cast<off_t>(off));
+          if (got < 0 && errno == EINTR) continue;
+          if (got <= 0)
+            throw CorruptRow("section 'vectors': cannot read row " + std::to_string(uni[u]) +
+                             " (the file is truncated or unreadable)");
+          dst += got;
+          off += got;
+          left -= static_cast<size_t>(got);
+        }
+        u = v;
+      }
+    } else {
+      for (int64_t u = 0; u < nu; ++u)
+        std::memcpy(rows.data() + u * dim, items.full + uni[u] * items.full_stride,
+                    static_cast<size_t>(dim) * sizeof(float));
+    }
+    if (items.row_hash)
+      for (int64_t u = 0; u < nu; ++u)
+        if (row_hash(rows.data() + u * dim, dim) != items.row_hash[uni[u]])
+          throw CorruptRow("section 'vectors': row " + std::to_string(uni[u]) +
+                           " does not match its checksum (the file is corrupted)");
+    TopkParams tp;
+    tp.k = k;
+    tp.metric = params.metric;
+    tp.num_threads = params.num_threads;
+    tp.should_stop = params.should_stop;
+    if (!params.exclude.empty()) {
+      ex_indptr.assign(1, 0);
+      ex_indices.clear();
+      for (int64_t q = b0; q < b1; ++q) {
+        for (int64_t e = params.exclude.indptr[q]; e < params.exclude.indptr[q + 1]; ++e) {
+          auto it = std::lower_bound(uni.begin(), uni.end(), params.exclude.indices[e]);
+          if (it != uni.end() && *it == params.exclude.indices[e])
+            ex_indices.push_back(it - uni.begin());
+        }
+        ex_indptr.push_back(static_cast<int64_t>(ex_indices.size()));
+      }
+      tp.exclude.indptr = ex_indptr.data();
+      tp.exclude.indices = ex_indices.empty() ? ex_indptr.data() : ex_indices.data();
+    }
+    topk_cpu(queries + b0 * query_stride, b1 - b0, query_stride, rows.data(), nu, dim, dim, tp,
+             out_scores + b0 * k, out_ids + b0 * k);
+    for (int64_t i = b0 * k; i < b1 * k; ++i)
+      if (out_ids[i] >= 0) out_ids[i] = uni[static_cast<size_t>(out_ids[i])];
+  }
+}
+
+}  // namespace recfast

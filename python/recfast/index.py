@@ -1,0 +1,809 @@
+"""ItemIndex: item vectors with external ids, filters, similar items, a mappable file, and exact
+search from int8 / float16 storage.
+
+Storage
+-------
+Rows are kept sorted by external id, so a row's position order is its id order and ties (equal
+scores) come out lower id first, as in `recfast.topk`. Cosine indexes store the normalized
+vectors (`recfast.normalize`); `get` returns those.
+
+- ``storage="float32"``: search is `recfast.topk` over the stored rows.
+- ``storage="int8"``: codes in [-127, 127] with a float32 scale per vector (symmetric,
+  scale = max|x| / 127), plus the float32 rows.
+- ``storage="float16"``: binary16 codes of x / 2**e with a power-of-two scale 2**e per vector
+  (any finite float32 magnitude fits), plus the float32 rows.
+
+Exact search from compressed storage
+------------------------------------
+The native scan reads only the codes. For query q and item x it computes the compressed score
+T = q'.x~ (q' the query as the float32 path sees it: q / |q| for cosine) and a certified radius
+r = |q'| (e + c (|x| + e)) + 1e-30, where e >= |x - x~| and |x| are stored per item rounded up
+and c = (4 d + 64) 2^-24 covers every float32 rounding involved (the compressed dot, the float32
+path's own dot and normalizations) with a wide margin. So T - r <= S <= T + r, S being the score
+`recfast.topk` returns. Per query the scan keeps the k best lower bounds (their worst is the
+running threshold) and every item whose upper bound reaches the threshold. The survivors are
+re-scored by the float32 kernel itself (`topk_cpu` on the gathered float32 rows, with the
+caller's query rows and a query batch on the same side of the kernel's direct/packed line as the
+whole batch), so ids and scores equal `recfast.topk(queries, index.get(index.ids), k,
+metric=index.metric)` bit for bit. Only the survivors' float32 rows are read.
+
+File format (version 1), little endian
+--------------------------------------
+==========  =====================================================================
+offset      content
+==========  =====================================================================
+0           magic ``b"RECFIDX\\0"`` (8 bytes)
+8           uint32 format version (1)
+12          uint32 header length H
+16          uint32 zlib.crc32 of the header
+20          uint32 zero
+24          header: UTF-8 JSON {"format": "recfast.ItemIndex", "version", "metric", "dim",
+            "count", "storage", "align": 64, "data_end", "sections": [{"name", "dtype",
+            "shape", "offset", "nbytes", "crc32"}, ...]}
+...         sections, each at a 64-byte aligned offset, raw C-order arrays; zero padding
+            between them; the file ends at data_end (a multiple of 64)
+==========  =====================================================================
+
+Sections: ``ids`` (<i8, n, strictly increasing), ``vectors`` (<f4, n x d), ``row_hash`` (<u8, n:
+sum of the bits of each float32 word times an odd per-column constant, mod 2^64), and for
+compressed storage ``codes`` (|i1 or <u2, n x d), ``scale``, ``err``, ``norm`` (<f4, n each).
+
+Checksums and memory mapping
+----------------------------
+Every load checks the preamble, the header checksum, the section table (names, dtypes, shapes,
+sizes, alignment, order, file length) and the crc32 of the small per-item sections (ids, row_hash,
+scale, err, norm: O(n) bytes). ``verify=True`` (the default of ``mmap=False``) also checks the
+crc32 of ``codes`` and ``vectors`` at load. With ``mmap=True, verify=False`` those are not read at
+load: the section a search streams in full (``codes``, or ``vectors`` for float32 storage) is
+checked once by the first search that needs it, and the float32 rows of a compressed index are
+checked one by one against ``row_hash`` whenever they are read (re-scoring, `get`, `similar`).
+Any mismatch raises ValueError naming the section; a corrupted byte never yields a result.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import struct
+import tempfile
+import threading
+import weakref
+import zlib
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _core
+from ._inputs import (
+    as_float32_matrix,
+    check_k,
+    check_metric,
+    check_num_threads,
+    exclusion_csr,
+    single_query_exclude,
+)
+from ._types import TopK
+from .topk import normalize, topk
+
+__all__ = ["ItemIndex", "FORMAT_VERSION", "STORAGES"]
+
+STORAGES = ("float32", "float16", "int8")
+FORMAT_MAGIC = b"RECFIDX\x00"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<8sIII4x")
+_ALIGN = 64
+_MAX_HEADER = 1 << 20
+_CHUNK_ROWS = 1 << 15
+_SMALL_SECTIONS = ("ids", "row_hash", "scale", "err", "norm")
+# The largest |q'| * |x| for which the compressed bound is computed; beyond, the float32 path.
+_MAX_SCORE_MAGNITUDE = 1e36
+
+
+def _round_up_f32(v: np.ndarray) -> np.ndarray:
+    """The smallest float32 >= each (non-negative, finite) float64 value."""
+    f = v.astype(np.float32)
+    low = f.astype(np.float64) < v
+    f[low] = np.nextafter(f[low], np.float32(np.inf))
+    return f
+
+
+def _row_norms_up(x64: np.ndarray) -> np.ndarray:
+    return _round_up_f32(np.sqrt(np.einsum("ij,ij->i", x64, x64)) * (1.0 + 1e-12))
+
+
+def _quantize(x: np.ndarray, storage: str) -> dict[str, np.ndarray]:
+    """Codes, scale, err >= |x - x~| and norm >= |x| of float32 rows x (finite)."""
+    n, d = x.shape
+    code_dtype = np.int8 if storage == "int8" else np.uint16
+    out = {
+        "codes": np.empty((n, d), code_dtype),
+        "scale": np.empty(n, np.float32),
+        "err": np.empty(n, np.float32),
+        "norm": np.empty(n, np.float32),
+    }
+    for s in range(0, n, _CHUNK_ROWS):
+        xb = x[s : s + _CHUNK_ROWS]
+        amax = np.abs(xb).max(axis=1) if d else np.zeros(len(xb), np.float32)
+        if storage == "int8":
+            scale = (amax / np.float32(127)).astype(np.float32)
+            scale[scale == 0] = 1.0
+            codes = np.clip(np.rint(xb / scale[:, None]), -127, 127).astype(np.int8)
+            dec = codes.astype(np.float64) * scale[:, None].astype(np.float64)
+            out["codes"][s : s + len(xb)] = codes
+        else:
+            _, e = np.frexp(amax)
+            scale = np.ldexp(np.float32(1), np.where(amax > 0, e - 1, 0)).astype(np.float32)
+            h = (xb / scale[:, None]).astype(np.float16)
+            dec = h.astype(np.float64) * scale[:, None].astype(np.float64)
+            out["codes"][s : s + len(xb)] = h.view(np.uint16)
+        x64 = xb.astype(np.float64)
+        out["scale"][s : s + len(xb)] = scale
+        out["err"][s : s + len(xb)] = _row_norms_up(x64 - dec)
+        out["norm"][s : s + len(xb)] = _row_norms_up(x64)
+    return out
+
+
+def _crc32(a: np.ndarray) -> int:
+    crc = 0
+    flat = a.reshape(-1) if a.size else a
+    if flat.size == 0:
+        return 0
+    step = max(1, (16 << 20) // flat.itemsize)
+    for s in range(0, flat.size, step):
+        crc = zlib.crc32(memoryview(np.ascontiguousarray(flat[s : s + step])).cast("B"), crc)
+    return crc
+
+
+def _check_ids_arg(ids: Any, name: str = "ids") -> np.ndarray:
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iu":
+        if a.size == 0:
+            return np.empty(0, np.int64)
+        raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds a value above the int64 range")
+    return a.astype(np.int64, copy=False).reshape(-1)
+
+
+class ItemIndex:
+    """Item vectors addressed by int64 external ids, searched exactly.
+
+    Args:
+        dim: vector dimension (>= 1).
+        metric: "cosine" (vectors normalized on add) or "dot".
+        storage: "float32", "float16" or "int8" (compressed scan, exact re-scoring; see the module
+            docstring).
+
+    `search` and `similar` may run concurrently from several threads (the native code releases
+    the GIL); `add` and `remove` must not run concurrently with any other call.
+    """
+
+    def __init__(self, dim: int, metric: str = "cosine", storage: str = "float32") -> None:
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self._metric = check_metric(metric)
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+        self._dim = int(dim)
+        self._storage = str(storage)
+        self._a: dict[str, np.ndarray] = {}
+        self._set_arrays(self._empty_arrays())
+        self._pending: set[str] = set()  # sections whose crc32 is still to be checked
+        self._expected_crc: dict[str, int] = {}
+        self._rows_unverified = False  # float32 rows checked against row_hash when read
+        self._lock = threading.Lock()
+        # A loaded, mapped index keeps a descriptor of its file: the few float32 rows a search
+        # re-scores are read with pread, so their pages never become part of this process's
+        # resident memory (a mapped access maps whole page-cache folios, up to 2 MiB each).
+        self._fd: int | None = None
+        self._vectors_offset = 0
+        self._close_fd: weakref.finalize | None = None
+
+    # -- basic properties ------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def metric(self) -> str:
+        return self._metric
+
+    @property
+    def storage(self) -> str:
+        return self._storage
+
+    def __len__(self) -> int:
+        return int(self._a["ids"].shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"ItemIndex(dim={self._dim}, metric={self._metric!r}, storage={self._storage!r}, "
+            f"len={len(self)})"
+        )
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The external ids, ascending (a read-only view)."""
+        v = self._a["ids"].view()
+        v.flags.writeable = False
+        return v
+
+    # -- arrays ------------------------------------------------------------------------------------
+    def _section_specs(self, n: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+        d = self._dim
+        specs = [
+            ("ids", np.dtype("<i8"), (n,)),
+            ("vectors", np.dtype("<f4"), (n, d)),
+            ("row_hash", np.dtype("<u8"), (n,)),
+        ]
+        if self._storage != "float32":
+            code = np.dtype("|i1") if self._storage == "int8" else np.dtype("<u2")
+            specs += [
+                ("codes", code, (n, d)),
+                ("scale", np.dtype("<f4"), (n,)),
+                ("err", np.dtype("<f4"), (n,)),
+                ("norm", np.dtype("<f4"), (n,)),
+            ]
+        return specs
+
+    def _empty_arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.empty(shape, dt) for name, dt, shape in self._section_specs(0)}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._a = arrays
+
+    def _positions(self, ids: Any, name: str = "ids") -> np.ndarray:
+        """Positions of external ids; unknown ids are a ValueError."""
+        q = _check_ids_arg(ids, name)
+        all_ids = self._a["ids"]
+        pos = np.searchsorted(all_ids, q)
+        ok = pos < len(all_ids)
+        ok[ok] = all_ids[pos[ok]] == q[ok]
+        if not ok.all():
+            raise ValueError(f"{name} holds id {int(q[~ok][0])}, which is not in the index")
+        return pos.astype(np.int64)
+
+    def _known_positions(self, ids: Any, name: str) -> np.ndarray:
+        """Positions of the external ids that are in the index (others ignored), sorted unique."""
+        q = _check_ids_arg(ids, name)
+        all_ids = self._a["ids"]
+        pos = np.searchsorted(all_ids, q)
+        ok = pos < len(all_ids)
+        ok[ok] = all_ids[pos[ok]] == q[ok]
+        return np.unique(pos[ok]).astype(np.int64)
+
+    def _rows(self, pos: np.ndarray) -> np.ndarray:
+        """float32 rows at positions, checked against row_hash when not verified in full."""
+        if self._fd is not None and len(pos) <= 4096:
+            rows = np.empty((len(pos), self._dim), np.float32)
+            rb = self._dim * 4
+            for i, p in enumerate(pos):
+                raw = os.pread(self._fd, rb, self._vectors_offset + int(p) * rb)
+                if len(raw) != rb:
+                    raise ValueError("section 'vectors': the file is truncated")
+                rows[i] = np.frombuffer(raw, np.float32)
+        else:
+            rows = np.array(self._a["vectors"][pos], dtype=np.float32, copy=True)
+        if self._rows_unverified and len(pos):
+            bad = np.nonzero(_core.row_hashes(rows) != self._a["row_hash"][pos])[0]
+            if len(bad):
+                raise ValueError(
+                    f"section 'vectors': row {int(pos[bad[0]])} does not match its checksum "
+                    "(the file is corrupted)"
+                )
+        return rows
+
+    def _ensure_verified(self, name: str) -> None:
+        if name not in self._pending:
+            return
+        with self._lock:
+            if name not in self._pending:
+                return
+            if _crc32(self._a[name]) != self._expected_crc[name]:
+                raise ValueError(f"section {name!r} fails its crc32 check (the file is corrupted)")
+            self._pending.discard(name)
+            if name == "vectors":
+                self._rows_unverified = False
+
+    # -- mutation ---------------------------------------------------------------------------------
+    def add(self, vectors: Any, ids: Any = None) -> None:
+        """Add vectors (n, d) (or one (d,)) under int64 ids (default: after the largest id).
+
+        A wrong dimension, a non-finite value, or an id already present or repeated is a
+        ValueError and leaves the index unchanged. Cosine indexes store normalized vectors.
+        """
+        x = as_float32_matrix(vectors, "vectors", allow_1d=True)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.shape[1] != self._dim:
+            raise ValueError(f"vectors have dimension {x.shape[1]} but the index has {self._dim}")
+        n_new = x.shape[0]
+        if not np.isfinite(x).all():
+            bad = int(np.nonzero(~np.isfinite(x).all(axis=1))[0][0])
+            raise ValueError(f"vectors row {bad} holds a non-finite value (NaN or inf)")
+        cur = self._a["ids"]
+        if ids is None:
+            start = int(cur[-1]) + 1 if len(cur) else 0
+            new_ids = np.arange(start, start + n_new, dtype=np.int64)
+        else:
+            new_ids = _check_ids_arg(ids)
+            if new_ids.shape[0] != n_new:
+                raise ValueError(f"ids has {new_ids.shape[0]} entries but vectors has {n_new} rows")
+            uniq, counts = np.unique(new_ids, return_counts=True)
+            if (counts > 1).any():
+                raise ValueError(f"ids repeats id {int(uniq[counts > 1][0])}")
+            pos = np.searchsorted(cur, new_ids)
+            hit = pos < len(cur)
+            hit[hit] = cur[pos[hit]] == new_ids[hit]
+            if hit.any():
+                raise ValueError(f"id {int(new_ids[hit][0])} is already in the index")
+        if n_new == 0:
+            return
+        if self._metric == "cosine":
+            x = normalize(x)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        new = {"ids": new_ids, "vectors": x, "row_hash": _core.row_hashes(x)}
+        if self._storage != "float32":
+            new.update(_quantize(x, self._storage))
+        self._materialize()
+        old = self._a
+        if len(cur) == 0 or new_ids.min() > cur[-1]:
+            order = np.argsort(new_ids, kind="stable")
+            merged = {k: np.concatenate([old[k], new[k][order]]) for k in old}
+        else:
+            all_ids = np.concatenate([cur, new_ids])
+            order = np.argsort(all_ids, kind="stable")
+            merged = {k: np.concatenate([old[k], new[k]])[order] for k in old}
+        self._set_arrays(merged)
+
+    def remove(self, ids: Any) -> None:
+        """Remove items by id; an unknown id is a ValueError and removes nothing."""
+        pos = self._positions(ids)
+        if len(pos) == 0:
+            return
+        self._materialize()
+        keep = np.ones(len(self), bool)
+        keep[pos] = False
+        self._set_arrays({k: v[keep] for k, v in self._a.items()})
+
+    def _materialize(self) -> None:
+        """Before a mutation: verify and copy memory-mapped arrays into memory."""
+        for name in list(self._pending):
+            self._ensure_verified(name)
+        if any(isinstance(v, np.memmap) for v in self._a.values()):
+            self._set_arrays({k: np.array(v, copy=True) for k, v in self._a.items()})
+        self._rows_unverified = False
+        if self._close_fd is not None:
+            self._close_fd()
+        self._fd, self._close_fd = None, None
+
+    def get(self, ids: Any) -> np.ndarray:
+        """The stored float32 vectors of ids ((n, d), or (d,) for one id); unknown id: ValueError."""
+        single = np.ndim(ids) == 0
+        pos = self._positions(np.atleast_1d(ids))
+        rows = self._rows(pos)
+        return rows[0] if single else rows
+
+    # -- search ------------------------------------------------------------------------------------
+    def search(
+        self,
+        queries: Any,
+        k: int,
+        *,
+        exclude: Any = None,
+        include: Any = None,
+        exact: bool = True,
+        num_threads: int | None = None,
+    ) -> TopK:
+        """Top-k items per query, with external ids.
+
+        Args:
+            queries: (B, d) or (d,) floats (finite).
+            k: items per query (>= 1); rows with fewer eligible items are padded id -1, -inf.
+            exclude: items never returned, per query: a sequence of B arrays of external ids
+                (ids not in the index are ignored; a flat array for a 1-D query), or a
+                scipy.sparse matrix (B, len(index)) over positions (position = rank of the id in
+                `ids`).
+            include: a global allow-list of external ids (ids not in the index are ignored);
+                None allows every item.
+            exact: True returns exactly `recfast.topk`'s answer on the float32 vectors (ids and
+                scores). False, for compressed storage, skips the float32 re-scoring: ids and
+                scores come from the compressed scan (approximate: scores off by up to the
+                quantization error, near-ties possibly swapped). float32 storage is always exact.
+            num_threads: None for all usable CPUs, or a positive count.
+
+        Returns:
+            TopK(scores float32, ids int64 external), each (B, k) or (k,), best first, equal
+            scores lower id first.
+        """
+        return self.search_with_stats(
+            queries, k, exclude=exclude, include=include, exact=exact, num_threads=num_threads
+        )[0]
+
+    def search_with_stats(
+        self,
+        queries: Any,
+        k: int,
+        *,
+        exclude: Any = None,
+        include: Any = None,
+        exact: bool = True,
+        num_threads: int | None = None,
+    ) -> tuple[TopK, dict[str, int]]:
+        """`search`, plus {"candidates": survivors of the compressed scan summed over queries}."""
+        k = check_k(k)
+        threads = check_num_threads(num_threads)
+        q = as_float32_matrix(queries, "queries", allow_1d=True)
+        single = q.ndim == 1
+        if single:
+            q = q[None, :]
+            exclude = single_query_exclude(exclude)
+        if q.shape[1] != self._dim:
+            raise ValueError(f"queries have dimension {q.shape[1]} but the index has {self._dim}")
+        if not np.isfinite(q).all():
+            raise ValueError("queries must be finite (NaN or inf found)")
+        b, n = q.shape[0], len(self)
+        excl = self._exclusion(exclude, b)
+        allow = None
+        if include is not None:
+            allow = np.zeros(n, np.uint8)
+            allow[self._known_positions(include, "include")] = 1
+        stats = {"candidates": 0}
+        if n == 0:
+            scores = np.full((b, k), -np.inf, np.float32)
+            pos = np.full((b, k), -1, np.int64)
+        elif self._storage == "float32":
+            self._ensure_verified("vectors")
+            scores, pos = self._float_search(q, k, excl, allow, threads)
+        else:
+            self._ensure_verified("codes")
+            scores, pos, stats["candidates"] = self._quant_search(
+                q, k, excl, allow, bool(exact), threads
+            )
+        ids = np.full(pos.shape, -1, np.int64)
+        ids[pos >= 0] = self._a["ids"][pos[pos >= 0]]
+        if single:
+            return TopK(scores[0], ids[0]), stats
+        return TopK(scores, ids), stats
+
+    def _exclusion(self, exclude: Any, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+        n = len(self)
+        if exclude is None:
+            return None
+        if sp.issparse(exclude):
+            return exclusion_csr(exclude, b, n)
+        if isinstance(exclude, (str, bytes, dict)) or not hasattr(exclude, "__len__"):
+            raise TypeError(
+                "exclude must be None, a scipy.sparse matrix or a sequence of id arrays, "
+                f"got {type(exclude).__name__}"
+            )
+        if len(exclude) != b:
+            raise ValueError(f"exclude has {len(exclude)} rows but there are {b} queries")
+        rows = [
+            self._known_positions(r if r is not None else [], f"exclude[{i}]")
+            for i, r in enumerate(exclude)
+        ]
+        return exclusion_csr(rows, b, n) if n else None
+
+    def _float_search(self, q, k, excl, allow, threads):
+        vec = self._a["vectors"]
+        if allow is None:
+            ex = None if excl is None else sp.csr_array(
+                (np.ones(len(excl[1]), np.int8), excl[1], excl[0]), shape=(q.shape[0], len(self))
+            )
+            res = topk(q, vec, k, metric=self._metric, exclude=ex, num_threads=threads)
+            return res.scores, res.ids
+        keep = np.nonzero(allow)[0]
+        ex = None
+        if excl is not None:
+            indptr, indices = excl
+            local = np.searchsorted(keep, indices)
+            hit = local < len(keep)
+            hit[hit] = keep[local[hit]] == indices[hit]
+            rows = np.repeat(np.arange(q.shape[0]), np.diff(indptr))
+            ex = sp.csr_array(
+                (np.ones(int(hit.sum()), np.int8), (rows[hit], local[hit])),
+                shape=(q.shape[0], len(keep)),
+            )
+        rows = self._rows(keep) if self._rows_unverified else vec[keep]
+        res = topk(q, rows, k, metric=self._metric, exclude=ex, num_threads=threads)
+        return res.scores, np.where(res.ids >= 0, keep[np.maximum(res.ids, 0)], -1)
+
+    def _quant_search(self, q, k, excl, allow, exact, threads):
+        a = self._a
+        qq = q.astype(np.float64)
+        qn2 = np.einsum("ij,ij->i", qq, qq)
+        max_norm = float(a["norm"].max()) if len(a["norm"]) else 0.0
+        qn = np.sqrt(qn2) if self._metric == "dot" else np.ones_like(qn2)
+        routed = (qn2 == 0) | (qn * max_norm > _MAX_SCORE_MAGNITUDE)
+        scores = np.empty((q.shape[0], k), np.float32)
+        pos = np.empty((q.shape[0], k), np.int64)
+        cands = 0
+        main = np.nonzero(~routed)[0]
+        if len(main):
+            qm = q if len(main) == q.shape[0] else np.ascontiguousarray(q[main])
+            indptr = indices = None
+            if excl is not None:
+                indptr, indices = excl if len(main) == q.shape[0] else _csr_rows(excl, main)
+            s, p, cands = _core.quant_search(
+                qm,
+                self._storage,
+                a["codes"],
+                a["scale"],
+                a["err"],
+                a["norm"],
+                a["vectors"] if exact else None,
+                a["row_hash"] if (exact and self._rows_unverified) else None,
+                k,
+                self._metric,
+                exact,
+                indptr,
+                indices,
+                allow,
+                threads,
+                self._fd if self._fd is not None else -1,
+                self._vectors_offset,
+            )
+            scores[main], pos[main] = s, p
+        other = np.nonzero(routed)[0]
+        if len(other):
+            # Zero queries (every score 0) and scores beyond the bound's float range: float32.
+            self._ensure_verified("vectors")
+            sub = None if excl is None else _csr_rows(excl, other)
+            s, p = self._float_search(np.ascontiguousarray(q[other]), k, sub, allow, threads)
+            scores[other], pos[other] = s, p
+        return scores, pos, int(cands)
+
+    def similar(
+        self, ids: Any, k: int, *, exact: bool = True, num_threads: int | None = None
+    ) -> TopK:
+        """The k nearest items of each item in ids (never the item itself), external ids.
+
+        One id gives 1-D outputs. Unknown ids are a ValueError.
+        """
+        single = np.ndim(ids) == 0
+        pos = self._positions(np.atleast_1d(ids))
+        q = self._rows(pos)
+        b = len(pos)
+        ex = sp.csr_array(
+            (np.ones(b, np.int8), pos, np.arange(b + 1)), shape=(b, len(self))
+        )
+        res = self.search(q, k, exclude=ex, exact=exact, num_threads=num_threads)
+        if single:
+            return TopK(res.scores[0], res.ids[0])
+        return res
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to one file atomically (temp file in the same directory, fsync,
+        rename, fsync of the directory). See the module docstring for the format."""
+        path = os.fspath(path)
+        for name in list(self._pending):  # a mapped index: check what was not checked yet
+            self._ensure_verified(name)
+        n = len(self)
+        sections = []
+        offset = 0
+        for name, dt, shape in self._section_specs(n):
+            arr = self._a[name]
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+            sections.append(
+                {
+                    "name": name,
+                    "dtype": dt.str,
+                    "shape": list(shape),
+                    "offset": offset,  # relative for now
+                    "nbytes": nbytes,
+                    "crc32": _crc32(np.ascontiguousarray(arr, dtype=dt)),
+                }
+            )
+            offset += (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+        header = {
+            "format": "recfast.ItemIndex",
+            "version": FORMAT_VERSION,
+            "metric": self._metric,
+            "dim": self._dim,
+            "count": n,
+            "storage": self._storage,
+            "align": _ALIGN,
+            "data_end": 0,
+            "sections": sections,
+        }
+        # The header's length depends on the offsets; fix it with room to spare.
+        base = 0
+        for _ in range(3):
+            for s, rel in zip(sections, _rel_offsets(sections)):
+                s["offset"] = base + rel
+            header["data_end"] = base + offset
+            blob = json.dumps(header, sort_keys=True).encode()
+            need = (_PREAMBLE.size + len(blob) + _ALIGN - 1) // _ALIGN * _ALIGN
+            if need == base:
+                break
+            base = need
+        blob = json.dumps(header, sort_keys=True).encode()
+        assert _PREAMBLE.size + len(blob) <= base
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".recfast-index-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_PREAMBLE.pack(FORMAT_MAGIC, FORMAT_VERSION, len(blob), zlib.crc32(blob)))
+                f.write(blob)
+                pos = _PREAMBLE.size + len(blob)
+                for s in sections:
+                    f.write(b"\0" * (s["offset"] - pos))
+                    arr = np.ascontiguousarray(self._a[s["name"]], dtype=np.dtype(s["dtype"]))
+                    flat = arr.reshape(-1)
+                    step = max(1, (16 << 20) // max(1, flat.itemsize))
+                    for i in range(0, flat.size, step):
+                        f.write(memoryview(np.ascontiguousarray(flat[i : i + step])).cast("B"))
+                    pos = s["offset"] + s["nbytes"]
+                f.write(b"\0" * (header["data_end"] - pos))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None
+    ) -> "ItemIndex":
+        """Open an index file.
+
+        mmap=True maps the arrays (np.memmap, read-only) without reading them: pages are read on
+        demand and shared between processes. verify (default: not mmap) checks the crc32 of
+        every section now; otherwise the large sections are checked as described in the module
+        docstring. A truncated, corrupted, foreign or wrong-version file is a ValueError naming
+        what is wrong. Mutating a mapped index first copies it into memory.
+        """
+        path = os.fspath(path)
+        if verify is None:
+            verify = not mmap
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return cls._load_fd(fd, path, mmap, verify)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def _load_fd(cls, fd: int, path: str, mmap: bool, verify: bool) -> "ItemIndex":
+        size = os.fstat(fd).st_size
+        with os.fdopen(os.dup(fd), "rb") as f:
+            pre = f.read(_PREAMBLE.size)
+            if len(pre) >= 8 and pre[:8] != FORMAT_MAGIC:
+                raise ValueError(f"{path}: not a recfast index file (bad magic {pre[:8]!r})")
+            if len(pre) < _PREAMBLE.size:
+                raise ValueError(f"{path}: truncated: {size} bytes, shorter than the preamble")
+            magic, version, hlen, hcrc = _PREAMBLE.unpack(pre)
+            if version != FORMAT_VERSION:
+                raise ValueError(
+                    f"{path}: unsupported format version {version} (this recfast reads "
+                    f"version {FORMAT_VERSION})"
+                )
+            if hlen > _MAX_HEADER:
+                raise ValueError(f"{path}: corrupted preamble (header length {hlen})")
+            blob = f.read(hlen)
+            if len(blob) < hlen:
+                raise ValueError(f"{path}: truncated: the file ends inside the header")
+            if zlib.crc32(blob) != hcrc:
+                raise ValueError(f"{path}: header checksum mismatch (the header is corrupted)")
+            try:
+                header = json.loads(blob.decode())
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ValueError(f"{path}: header is not valid JSON ({e})") from None
+            index = cls._from_header(header, path, size)
+            arrays: dict[str, np.ndarray] = {}
+            for s in header["sections"]:
+                dt, shape = np.dtype(s["dtype"]), tuple(s["shape"])
+                if s["nbytes"] == 0:
+                    arrays[s["name"]] = np.empty(shape, dt)
+                elif mmap and s["name"] not in _SMALL_SECTIONS:
+                    arrays[s["name"]] = np.memmap(
+                        f, dtype=dt, mode="r", offset=s["offset"], shape=shape
+                    )
+                else:
+                    buf = np.empty(shape, dt)
+                    f.seek(s["offset"])
+                    got = f.readinto(memoryview(buf.reshape(-1)).cast("B"))
+                    if got != s["nbytes"]:
+                        raise ValueError(f"{path}: truncated inside section {s['name']!r}")
+                    arrays[s["name"]] = buf
+        index._expected_crc = {s["name"]: int(s["crc32"]) for s in header["sections"]}
+        index._set_arrays(arrays)
+        index._pending = {s["name"] for s in header["sections"]}
+        for name in [s["name"] for s in header["sections"]]:
+            if verify or name in _SMALL_SECTIONS:
+                index._ensure_verified(name)
+        index._rows_unverified = "vectors" in index._pending
+        ids = arrays["ids"]
+        if len(ids) > 1 and not (np.diff(ids) > 0).all():
+            raise ValueError(f"{path}: section 'ids' is not strictly increasing")
+        if mmap and isinstance(arrays["vectors"], np.memmap):
+            index._fd = fd
+            index._vectors_offset = int(header["sections"][1]["offset"])
+            index._close_fd = weakref.finalize(index, os.close, fd)
+        else:
+            os.close(fd)
+        return index
+
+    @classmethod
+    def _from_header(cls, h: Any, path: str, size: int) -> "ItemIndex":
+        def bad(what: str) -> ValueError:
+            return ValueError(f"{path}: invalid header: {what}")
+
+        if not isinstance(h, dict) or h.get("format") != "recfast.ItemIndex":
+            raise bad("not a recfast.ItemIndex header")
+        if h.get("version") != FORMAT_VERSION:
+            raise bad(f"version {h.get('version')!r} differs from the preamble's")
+        dim, count = h.get("dim"), h.get("count")
+        if not (isinstance(dim, int) and dim >= 1 and isinstance(count, int) and count >= 0):
+            raise bad(f"dim {dim!r} / count {count!r}")
+        if h.get("metric") not in ("cosine", "dot") or h.get("storage") not in STORAGES:
+            raise bad(f"metric {h.get('metric')!r} / storage {h.get('storage')!r}")
+        if h.get("align") != _ALIGN:
+            raise bad(f"alignment {h.get('align')!r}")
+        index = cls(dim, metric=h["metric"], storage=h["storage"])
+        specs = index._section_specs(count)
+        secs = h.get("sections")
+        if not isinstance(secs, list) or [s.get("name") for s in secs if isinstance(s, dict)] != [
+            name for name, _, _ in specs
+        ]:
+            raise bad(f"sections should be {[name for name, _, _ in specs]}")
+        end = _PREAMBLE.size
+        for s, (name, dt, shape) in zip(secs, specs):
+            if s.get("dtype") != dt.str or tuple(s.get("shape", ())) != shape:
+                raise bad(f"section {name!r} should be {dt.str} {shape}")
+            off, nb = s.get("offset"), s.get("nbytes")
+            if not (isinstance(off, int) and isinstance(nb, int) and isinstance(s.get("crc32"), int)):
+                raise bad(f"section {name!r} offset/nbytes/crc32")
+            if nb != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+                raise bad(f"section {name!r} size {nb}")
+            if off % _ALIGN or off < end:
+                raise bad(f"section {name!r} offset {off}")
+            end = off + nb
+        data_end = h.get("data_end")
+        if not isinstance(data_end, int) or data_end < end or data_end - end >= _ALIGN:
+            raise bad(f"data_end {data_end!r}")
+        if size < data_end:
+            missing = [s["name"] for s in secs if s["offset"] + s["nbytes"] > size]
+            raise ValueError(
+                f"{path}: truncated: {size} bytes but the header says {data_end} "
+                f"(section {missing[0] if missing else 'padding'!r} incomplete)"
+            )
+        if size > data_end:
+            raise ValueError(f"{path}: {size - data_end} unexpected bytes after the last section")
+        return index
+
+
+def _rel_offsets(sections: list[dict[str, Any]]) -> list[int]:
+    out, off = [], 0
+    for s in sections:
+        out.append(off)
+        off += (s["nbytes"] + _ALIGN - 1) // _ALIGN * _ALIGN
+    return out
+
+
+def _csr_rows(excl: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    indptr, indices = excl
+    parts = [indices[indptr[r] : indptr[r + 1]] for r in rows]
+    new_ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=new_ptr[1:])
+    new_idx = np.concatenate(parts) if parts else np.empty(0, np.int64)
+    return new_ptr, new_idx.astype(np.int64)
+
