@@ -81,7 +81,7 @@ def test_random_matches_float32_search(level, storage, metric, d):
     x = rng.standard_normal((3000, d)).astype(np.float32)
     ids = np.sort(rng.choice(10**9, size=len(x), replace=False))[::-1].copy()  # unsorted input
     idx = make_index(x, metric, storage, ids=ids)
-    for b in (1, 7, 8, 9, 16, 33, 100):
+    for b in (1, 7, 8, 9, 16, 17, 33, 40, 100):  # 16|17: the direct/packed line; 40: remainder
         q = rng.standard_normal((b, d)).astype(np.float32)
         for k in (1, 10):
             res = idx.search(q, k)

@@ -24,11 +24,12 @@ struct V {
   static unsigned ge_mask(R a, R b) {
     return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GE_OQ)));
   }
+  // Summation order ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)), the same as hsum8's per lane, so a
+  // query's score does not depend on the group it is scored in.
   static float hsum(R a) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    __m128 h = _mm_hadd_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    h = _mm_hadd_ps(h, h);
+    return _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_movehdup_ps(h));
   }
   static void hsum8(const R* a, float* out) { _mm256_storeu_ps(out, hsum8_ymm(a)); }
 #include "transpose8_avx.h"

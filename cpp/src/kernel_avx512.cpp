@@ -25,13 +25,21 @@ struct V {
   static unsigned ge_mask(R a, R b) {
     return static_cast<unsigned>(_mm512_cmp_ps_mask(a, b, _CMP_GE_OQ));
   }
-  static float hsum(R a) { return _mm512_reduce_add_ps(a); }
+  // Halves first, then the AVX2 order: the same per-lane order as hsum8 (see kernel_avx2.cpp).
+  static float hsum(R a) {
+    __m256 y = half_sum(a);
+    __m128 h = _mm_hadd_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    h = _mm_hadd_ps(h, h);
+    return _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_movehdup_ps(h));
+  }
+  static __m256 half_sum(R a) {
+    return _mm256_add_ps(_mm512_castps512_ps256(a),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+  }
 #include "transpose8_avx.h"
   static void hsum8(const R* a, float* out) {
     __m256 h[8];
-    for (int i = 0; i < 8; ++i)
-      h[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]),
-                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[i]), 1)));
+    for (int i = 0; i < 8; ++i) h[i] = half_sum(a[i]);
     _mm256_storeu_ps(out, hsum8_ymm(h));
   }
   // A 16-item block is packed as two 8-item halves with the 8 x 8 AVX transpose.

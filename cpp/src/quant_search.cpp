@@ -40,8 +40,7 @@ namespace recfast {
 namespace {
 
 constexpr int64_t kDirectMaxQueries = 8;   // this scan: few queries read the code rows directly
-constexpr int64_t kTopkDirectMaxQueries = 8;  // topk_cpu's own direct/packed line (see above)
-constexpr int64_t kRerankBlock = 16;          // queries per re-scoring call above that line
+constexpr int64_t kRerankBlock = 2 * kTopkDirectMaxQueries;  // queries per packed re-scoring call
 constexpr double kInlineMaxWork = 2e6;
 constexpr double kMinTaskWork = 4e6;
 
@@ -292,15 +291,15 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
 
   // Re-score: query blocks on topk_cpu's side of its direct/packed line, each against the
   // union of its survivors gathered (in position order) from the float32 rows.
-  int64_t rb = 1;
-  if (n_queries > kTopkDirectMaxQueries) {
-    const int64_t nb = std::max<int64_t>(1, n_queries / kRerankBlock);
-    rb = (n_queries + nb - 1) / nb;  // > kTopkDirectMaxQueries for every block
-  }
+  // Few queries: one at a time (direct path, as the whole batch). More: blocks of kRerankBlock,
+  // the last one absorbing a remainder that would fall on the direct side of the line.
+  const bool packed = n_queries > kTopkDirectMaxQueries;
+  const int64_t rb = packed ? kRerankBlock : 1;
   std::vector<int64_t> uni, ex_indptr, ex_indices;
   std::vector<float> rows;
-  for (int64_t b0 = 0; b0 < n_queries; b0 += rb) {
-    const int64_t b1 = std::min(n_queries, b0 + rb);
+  for (int64_t b0 = 0, b1 = 0; b0 < n_queries; b0 = b1) {
+    b1 = std::min(n_queries, b0 + rb);
+    if (packed && n_queries - b1 <= kTopkDirectMaxQueries) b1 = n_queries;
     uni.assign(cand_pos.begin() + cand_indptr[b0], cand_pos.begin() + cand_indptr[b1]);
     std::sort(uni.begin(), uni.end());
     uni.erase(std::unique(uni.begin(), uni.end()), uni.end());

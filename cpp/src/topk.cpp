@@ -19,9 +19,7 @@
 namespace recfast {
 namespace {
 
-// Up to this many queries take the direct path (rows read as they are, no packing).
-constexpr int64_t kDirectMaxQueries = 16;
-static_assert(kDirectMaxQueries <= 32, "the direct path keeps at most 32 thresholds");
+static_assert(kTopkDirectMaxQueries <= 32, "the direct path keeps at most 32 thresholds");
 // Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
 constexpr double kInlineMaxWork = 2e6;
 // Tasks should carry at least this many multiply-adds, so scheduling stays negligible.
@@ -92,7 +90,7 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
   //  * Items are split into chunks, each with its own heaps (merged at the end), so every
   //    thread has work even for one query, each item is read from memory about once, and a
   //    slow thread does not hold up the rest. Chunk heaps are capped by kChunkHeapBytes.
-  const bool direct = n_queries <= kDirectMaxQueries;
+  const bool direct = n_queries <= kTopkDirectMaxQueries;
   const int64_t g = direct ? 1 : ks.packed_query_group;
   const double work = static_cast<double>(n_queries) * n_items * std::max<int64_t>(dim, 1);
   const bool inline_call = work < kInlineMaxWork;

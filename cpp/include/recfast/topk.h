@@ -27,6 +27,11 @@ struct Exclusion {
   bool empty() const { return indptr == nullptr; }
 };
 
+// Up to this many queries take the direct path (item rows scored as they are, no packing);
+// more take the packed path. A score depends only on its query row, its item row, the metric,
+// the instruction set and this choice of path: never on N, k, chunking or thread count.
+constexpr int64_t kTopkDirectMaxQueries = 16;
+
 struct TopkParams {
   int64_t k = 10;
   Metric metric = Metric::Cosine;
