@@ -39,7 +39,7 @@ def as_float32_matrix(x: Any, name: str, *, allow_1d: bool = False) -> np.ndarra
             raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}")
         x = np.asarray(x)
     if x.dtype != np.float32:
-        if x.dtype.type in _CONVERTIBLE_FLOATS:
+        if x.dtype.type in _CONVERTIBLE_FLOATS or x.dtype.type is np.float32:  # or byte-swapped
             x = x.astype(np.float32)
         else:
             raise TypeError(
@@ -87,7 +87,7 @@ def check_num_threads(num_threads: Any) -> int:
         return available_cpus()
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
         raise ValueError(f"num_threads must be None or a positive integer, got {num_threads!r}")
-    return int(num_threads)
+    return min(int(num_threads), 2**31 - 1)  # the native core takes a C int
 
 
 def check_shapes(queries: np.ndarray, items: np.ndarray) -> None:
@@ -116,8 +116,8 @@ def exclusion_csr(
                 f"got {exclude.shape}"
             )
         csr = sp.csr_array(exclude, copy=True)
-        csr.eliminate_zeros()
         csr.sum_duplicates()  # also sorts each row
+        csr.eliminate_zeros()  # after summing: duplicates that sum to 0 are a zero entry
         return csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
     if isinstance(exclude, (str, bytes, dict)) or not hasattr(exclude, "__len__"):
         raise TypeError(
@@ -139,7 +139,8 @@ def exclusion_csr(
         if lo < 0 or hi >= n_items:
             bad = lo if lo < 0 else hi
             raise ValueError(f"exclude[{r}] holds item id {bad}, outside [0, {n_items})")
-        rows.append(np.unique(arr))
+        arr = np.sort(arr)  # sort + dedupe: np.unique (hash based in NumPy 2.4) is ~100x slower
+        rows.append(arr[np.concatenate(([True], arr[1:] != arr[:-1]))])
     indptr = np.zeros(n_queries + 1, np.int64)
     np.cumsum([len(r) for r in rows], out=indptr[1:])
     indices = np.concatenate(rows) if rows else np.empty(0, np.int64)

@@ -27,9 +27,9 @@ _BLOCK_ELEMENTS = 32 * 1024 * 1024
 
 def _normalize(x: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf/NaN rows
         inv = np.where(norms > 0, np.float32(1.0) / norms, np.float32(0.0)).astype(np.float32)
-    return x * inv[:, None]
+        return x * inv[:, None]
 
 
 def _topk_rows(scores: np.ndarray, eligible: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,12 @@ def topk(
         exclude = single_query_exclude(exclude)
     excl = exclusion_csr(exclude, q.shape[0], x.shape[0])
     indptr, indices = excl if excl is not None else (None, None)
-    scores, ids = _core.topk(q, x, k, metric, indptr, indices, threads)
+    if q.shape[0] == 0 or x.shape[0] == 0:
+        # Nothing to scan. (NumPy gives empty arrays zero strides, which _core rejects.)
+        scores = np.full((q.shape[0], k), -np.inf, np.float32)
+        ids = np.full((q.shape[0], k), -1, np.int64)
+    else:
+        scores, ids = _core.topk(q, x, k, metric, indptr, indices, threads)
     if single:
         return TopK(scores[0], ids[0])
     return TopK(scores, ids)
