@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._cuda_backend import HAS_CUDA
 from ._types import TopK
 from .topk import merge_topk, normalize, simd_level, topk
 
@@ -15,7 +16,5 @@ try:
     __version__ = version("recfast")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
-
-HAS_CUDA = False
 
 __all__ = ["TopK", "topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__"]
