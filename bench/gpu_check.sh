@@ -6,7 +6,8 @@
 # writing gpu_check.log, test_cuda.xml, gpu_bench.json and gpu_check.json into OUTDIR.
 #
 # Usage, from the repository root or anywhere:   bash bench/gpu_check.sh OUTDIR
-# Environment: PYTHON (default python3: the interpreter that has torch with CUDA).
+# Environment: PYTHON (default python3: the interpreter that has torch with CUDA);
+# GPU_CHECK_USE_WHEEL=1 skips the build and installs the prebuilt wheel from .whl/.
 #
 # The machine is assumed offline. Build tools (scikit-build-core, pybind11, cmake, ninja and
 # their pure-Python needs) are taken from the interpreter when present, else from .whl/.
@@ -74,6 +75,7 @@ fi
 # ---- build with CUDA, or install the prebuilt wheel ----------------------------------------
 NVCC=$(command -v nvcc || true)
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+[ "${GPU_CHECK_USE_WHEEL:-0}" = 1 ] && { say "GPU_CHECK_USE_WHEEL=1: not building"; NVCC=""; }
 if [ -n "$NVCC" ]; then
   say "nvcc: $NVCC ($("$NVCC" --version | tail -1))"
   export CUDACXX=$NVCC PATH="$(dirname "$NVCC"):$PATH"
@@ -87,7 +89,7 @@ if [ -n "$NVCC" ]; then
     say "build failed; the end of $OUTDIR/build.log:"
     tail -40 "$OUTDIR/build.log"
   fi
-else
+elif [ "${GPU_CHECK_USE_WHEEL:-0}" != 1 ]; then
   say "nvcc NOT FOUND: no CUDA toolkit on this machine; looking for a prebuilt wheel in .whl/"
 fi
 if [ "$BUILD" != ok ]; then
