@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._cuda_backend import HAS_CUDA
 from ._types import TopK
 from .index import ItemIndex
 from .topk import merge_topk, normalize, simd_level, topk
@@ -17,6 +18,6 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-HAS_CUDA = False
-
-__all__ = ["ItemIndex", "TopK", "topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__"]
+__all__ = [
+    "ItemIndex", "TopK", "topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__",
+]

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _cuda_backend
 from ._inputs import (
     as_float32_matrix,
     check_k,
@@ -29,6 +29,7 @@ def topk(
     metric: str = "cosine",
     exclude: Any = None,
     num_threads: int | None = None,
+    device: str = "auto",
 ) -> TopK:
     """Exact top-k items for each query, scanned natively without a queries x items matrix.
 
@@ -43,15 +44,21 @@ def topk(
         exclude: items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
             are excluded, or a sequence of B integer arrays of item ids.
         num_threads: None for every CPU this process may use, or a positive count. Results do
-            not depend on it.
+            not depend on it. Ignored on the GPU.
+        device: "auto" (the GPU exactly when queries or items are torch CUDA tensors, else the
+            CPU), "cpu", or "cuda" / "cuda:N" (numpy inputs are copied to the GPU once). The GPU
+            needs `recfast.HAS_CUDA`; asking for it without raises RuntimeError.
 
     Returns:
         TopK(scores float32, ids int64), each (B, k) (or (k,) for a 1-D query), rows sorted by
         score descending with equal scores in increasing id order. NaN scores are never returned.
+        numpy arrays, except for torch CUDA inputs: then torch CUDA tensors on their device.
     """
     k = check_k(k)
     metric = check_metric(metric)
     threads = check_num_threads(num_threads)
+    if _cuda_backend.use_cuda(device, queries, items):
+        return _cuda_backend.topk(queries, items, k, metric=metric, exclude=exclude, device=device)
     q = as_float32_matrix(queries, "queries", allow_1d=True)
     x = as_float32_matrix(items, "items")
     check_shapes(q, x)

@@ -1,0 +1,196 @@
+// recfast._cuda: marshalling only, over the C++ API of recfast/topk_cuda.h. Takes validated
+// inputs (recfast/_cuda_backend.py validates and documents them), releases the GIL for the GPU
+// work, and maps recfast::CudaError to RuntimeError (its message names the CUDA error, the
+// source file and line).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "recfast/topk_cuda.h"
+
+namespace py = pybind11;
+
+namespace {
+
+struct HostMatrix {
+  const float* data;
+  int64_t rows, cols, row_stride;
+};
+
+HostMatrix host_matrix(const py::array& a, const char* name) {
+  if (a.dtype().kind() != 'f' || a.itemsize() != 4)
+    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 2)
+    throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
+                          " dimensions");
+  const int64_t rows = a.shape(0), cols = a.shape(1);
+  const int64_t s0 = a.strides(0), s1 = a.strides(1);
+  if ((cols > 1 && s1 != 4) || s0 < 0 || s0 % 4 != 0 || (rows > 1 && s0 / 4 < cols))
+    throw py::value_error(std::string(name) +
+                          " rows must be contiguous float32 with a positive row stride; "
+                          "try numpy.ascontiguousarray");
+  return {static_cast<const float*>(a.data()), rows, cols, rows > 1 ? s0 / 4 : cols};
+}
+
+const int64_t* int64_vector(const py::array& a, const char* name, int64_t expect_len) {
+  if (a.dtype().kind() != 'i' || a.itemsize() != 8 || a.ndim() != 1 ||
+      (a.shape(0) > 1 && a.strides(0) != 8))
+    throw py::type_error(std::string(name) + " must be a contiguous 1-D int64 array");
+  if (expect_len >= 0 && a.shape(0) != expect_len)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(expect_len) +
+                          " entries");
+  return static_cast<const int64_t*>(a.data());
+}
+
+recfast::CudaTopkParams make_params(int64_t k, const std::string& metric, int64_t n_queries,
+                                    const py::object& indptr, const py::object& indices,
+                                    size_t scratch_bytes, int64_t max_query_tile) {
+  if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+  recfast::CudaTopkParams p;
+  p.k = k;
+  if (metric == "cosine")
+    p.metric = recfast::Metric::Cosine;
+  else if (metric == "dot")
+    p.metric = recfast::Metric::Dot;
+  else
+    throw py::value_error("metric must be 'cosine' or 'dot', got '" + metric + "'");
+  if (!indptr.is_none()) {
+    // Host CSR: the Python layer guarantees sorted rows and ids in [0, n_items).
+    p.exclude.indptr = int64_vector(indptr, "exclude indptr", n_queries + 1);
+    p.exclude.indices = int64_vector(indices, "exclude indices", -1);
+    p.exclude_on_host = true;
+  }
+  p.scratch_bytes = scratch_bytes;
+  p.max_query_tile = max_query_tile;
+  return p;
+}
+
+py::tuple topk_host(const py::array& queries, const py::array& items, int64_t k,
+                    const std::string& metric, const py::object& indptr,
+                    const py::object& indices, int device, size_t scratch_bytes,
+                    int64_t max_query_tile) {
+  const HostMatrix q = host_matrix(queries, "queries");
+  const HostMatrix x = host_matrix(items, "items");
+  if (q.cols != x.cols)
+    throw py::value_error("queries have " + std::to_string(q.cols) + " columns but items have " +
+                          std::to_string(x.cols));
+  recfast::CudaTopkParams p =
+      make_params(k, metric, q.rows, indptr, indices, scratch_bytes, max_query_tile);
+  py::array_t<float> scores({q.rows, k});
+  py::array_t<int64_t> ids({q.rows, k});
+  float* s = scores.mutable_data();
+  int64_t* i = ids.mutable_data();
+  {
+    py::gil_scoped_release release;
+    recfast::topk_cuda_host(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols,
+                            p, s, i, device);
+  }
+  return py::make_tuple(std::move(scores), std::move(ids));
+}
+
+void topk_device(uintptr_t queries, int64_t n_queries, int64_t query_stride, uintptr_t items,
+                 int64_t n_items, int64_t item_stride, int64_t dim, int64_t k,
+                 const std::string& metric, const py::object& indptr, const py::object& indices,
+                 uintptr_t out_scores, uintptr_t out_ids, int device, uintptr_t stream,
+                 size_t scratch_bytes, int64_t max_query_tile) {
+  recfast::CudaTopkParams p =
+      make_params(k, metric, n_queries, indptr, indices, scratch_bytes, max_query_tile);
+  py::gil_scoped_release release;
+  recfast::CudaDeviceGuard guard(device);
+  cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  recfast::topk_cuda(reinterpret_cast<const float*>(queries), n_queries, query_stride,
+                     reinterpret_cast<const float*>(items), n_items, item_stride, dim, p,
+                     reinterpret_cast<float*>(out_scores), reinterpret_cast<int64_t*>(out_ids),
+                     s);
+  // Wait here so that a failure surfaces from this call, with its file and line.
+  const cudaError_t e = cudaStreamSynchronize(s);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw recfast::CudaError(static_cast<int>(e), "cudaStreamSynchronize", __FILE__, __LINE__);
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "recfast CUDA backend: fused exact top-k on the GPU (validated inputs only)";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const recfast::CudaError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+  m.def("topk_host", &topk_host, py::arg("queries"), py::arg("items"), py::arg("k"),
+        py::arg("metric"), py::arg("exclude_indptr"), py::arg("exclude_indices"),
+        py::arg("device") = 0, py::arg("scratch_bytes") = 0, py::arg("max_query_tile") = 0,
+        "Top-k of host float32 arrays: copied to the GPU once, results back as numpy arrays.");
+  m.def("topk_device", &topk_device, py::arg("queries_ptr"), py::arg("n_queries"),
+        py::arg("query_stride"), py::arg("items_ptr"), py::arg("n_items"),
+        py::arg("item_stride"), py::arg("dim"), py::arg("k"), py::arg("metric"),
+        py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("out_scores_ptr"),
+        py::arg("out_ids_ptr"), py::arg("device"), py::arg("stream"),
+        py::arg("scratch_bytes") = 0, py::arg("max_query_tile") = 0,
+        "Top-k on device pointers (strides in floats), results written to caller-owned device "
+        "buffers of n_queries * k; enqueued on `stream`, which is synchronized before return.");
+  m.def(
+      "device_count", [] { return recfast::cuda_device_count(nullptr); },
+      "Usable CUDA devices (0 without a driver or device).");
+  m.def(
+      "availability",
+      [] {
+        std::string why;
+        return recfast::cuda_device_count(&why) > 0 ? std::string() : why;
+      },
+      "Empty when a CUDA device is usable, else why not.");
+  m.def("runtime_version", [] {
+    int v = 0;
+    cudaRuntimeGetVersion(&v);
+    return v;
+  });
+  m.def("driver_version", [] {
+    int v = 0;
+    if (cudaDriverGetVersion(&v) != cudaSuccess) cudaGetLastError();
+    return v;
+  });
+  m.def(
+      "device_name",
+      [](int device) {
+        cudaDeviceProp prop{};
+        const cudaError_t e = cudaGetDeviceProperties(&prop, device);
+        if (e != cudaSuccess) {
+          cudaGetLastError();
+          throw recfast::CudaError(static_cast<int>(e), "cudaGetDeviceProperties", __FILE__,
+                                   __LINE__);
+        }
+        return std::string(prop.name);
+      },
+      py::arg("device") = 0);
+  m.def(
+      "plan",
+      [](int64_t n_queries, int64_t n_items, int64_t dim, int64_t k, size_t scratch_bytes,
+         int64_t max_query_tile) {
+        recfast::CudaTopkParams p;
+        p.k = k;
+        p.scratch_bytes = scratch_bytes;
+        p.max_query_tile = max_query_tile;
+        const recfast::CudaTopkPlan plan = recfast::plan_topk_cuda(n_queries, n_items, dim, p);
+        py::dict d;
+        d["query_tile"] = plan.query_tile;
+        d["item_chunk"] = plan.item_chunk;
+        d["pass_k"] = plan.pass_k;
+        d["passes"] = plan.passes;
+        d["state_k"] = plan.state_k;
+        d["scratch_bytes"] = plan.scratch_bytes;
+        return d;
+      },
+      py::arg("n_queries"), py::arg("n_items"), py::arg("dim"), py::arg("k"),
+      py::arg("scratch_bytes") = 0, py::arg("max_query_tile") = 0,
+      "How a call of these sizes is tiled, and the device scratch it allocates (bytes).");
+  m.attr("default_scratch_bytes") = recfast::kDefaultScratchBytes;
+  m.attr("max_pass_k") = recfast::kMaxPassK;
+}
