@@ -426,11 +426,8 @@ def test_infinite_scores_dot_tie_by_id(simd_level):
     assert np.isneginf(got.scores[:, -2:]).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "C++ bug: cosine on the direct path (<= kTopkDirectMaxQueries = 16 queries) multiplies the "
-    "raw dot product by the inverse norms, so rows whose squared norm overflows float32 "
-    "(|x| > ~1.8e19) score inf * 0 = NaN and are dropped as ineligible; the packed path "
-    "(> 16 queries) and the reference score them 0"))
+# Rows whose squared norm overflows float32 normalize to 0 (finite rows) on every path: the
+# direct path once scored them inf * 0 = NaN and dropped them.
 def test_cosine_huge_norms_same_on_every_path(simd_level):
     x = np.full((20, 3), 1e20, np.float32)
     x[::2] *= -1

@@ -52,6 +52,17 @@ static inline float inv_norm_from_sumsq(float sumsq) {
   return sumsq > 0.0f ? 1.0f / std::sqrt(sumsq) : 0.0f;
 }
 
+static inline bool row_finite(const float* x, int64_t dim) {
+  for (int64_t p = 0; p < dim; ++p)
+    if (!std::isfinite(x[p])) return false;
+  return true;
+}
+
+// Cosine is defined on normalized rows, x * inv_norm(x): a row whose inverse norm is 0 (a zero
+// row, or one whose squared norm overflows) normalizes to 0 when finite and to NaN otherwise.
+// The kernels compute (q * inv_q) . x * inv_x, which would turn an overflowing dot product
+// into inf * 0 = NaN; rows with inv_x == 0 are therefore scored as this definition says.
+
 static inline float row_sumsq(const float* x, int64_t dim) {
   typename V::R acc = V::zero();
   int64_t p = 0;
@@ -120,8 +131,14 @@ struct Packed {
       V::transpose_pack(x + c0 * stride, stride, dim, valid < V::W ? valid : V::W,
                         xp + c0, NR, sumsq + c0);
     }
-    if (invn)
-      for (int c = 0; c < NR; ++c) invn[c] = inv_norm_from_sumsq(sumsq[c]);
+    if (invn) {
+      for (int c = 0; c < NR; ++c) {
+        invn[c] = inv_norm_from_sumsq(sumsq[c]);
+        // A finite row that normalizes to 0 scores 0: zero its packed column (see above).
+        if (invn[c] == 0.0f && c < n && row_finite(x + c * stride, dim))
+          for (int64_t p = 0; p < dim; ++p) xp[p * NR + c] = 0.0f;
+      }
+    }
   }
 
   template <int ROWS>
@@ -212,16 +229,22 @@ struct Direct {
   // Rows this far ahead are prefetched: the scan streams the items from memory once.
   static constexpr int64_t kPrefetchRows = 8;
 
-  static int64_t scratch_floats() { return 0; }
+  // Query rows as scored: the caller's rows for Dot, normalized copies in scratch for Cosine.
+  struct Rows {
+    const float* base;
+    int64_t stride;
+    int64_t first;  // query id of row 0
+    const float* row(int64_t q) const { return base + (q - first) * stride; }
+  };
 
   template <int NQ>
-  static inline void group(const ScanTask& t, int64_t q, int64_t j, const float* xr,
-                           float inv_xnorm, float* thr) {
+  static inline void group(const ScanTask& t, const Rows& rows, int64_t q, int64_t j,
+                           const float* xr, float inv_xnorm, float* thr) {
     typename V::R acc[NQ];
     const float* qr[NQ];
     for (int a = 0; a < NQ; ++a) {
       acc[a] = V::zero();
-      qr[a] = t.queries + (q + a) * t.query_stride;
+      qr[a] = rows.row(q + a);
     }
     const int64_t dim = t.dim;
     int64_t p = 0;
@@ -237,7 +260,7 @@ struct Direct {
     }
     for (int a = 0; a < NQ; ++a) {
       for (int64_t pp = p; pp < dim; ++pp) s[a] += qr[a][pp] * xr[pp];
-      if (t.inv_qnorm) s[a] = s[a] * t.inv_qnorm[q + a] * inv_xnorm;
+      if (t.inv_qnorm) s[a] *= inv_xnorm;
       if (s[a] >= thr[a]) {
         offer(t, q + a, s[a], j);
         thr[a] = root_score(t, q + a);
@@ -250,6 +273,19 @@ struct Direct {
     if (nq <= 0 || t.j1 <= t.j0) return;
     float thr[kMaxQueries];  // the heaps' roots, kept at hand
     for (int64_t q = t.q0; q < t.q1; ++q) thr[q - t.q0] = root_score(t, q);
+    const bool cosine = t.inv_qnorm != nullptr;
+    Rows rows{t.queries + t.q0 * t.query_stride, t.query_stride, t.q0};
+    bool q_finite[kMaxQueries];
+    if (cosine) {
+      float* qn = t.scratch;
+      for (int64_t q = t.q0; q < t.q1; ++q) {
+        const float* src = t.queries + q * t.query_stride;
+        float* dst = qn + (q - t.q0) * t.dim;
+        for (int64_t p = 0; p < t.dim; ++p) dst[p] = src[p] * t.inv_qnorm[q];
+        q_finite[q - t.q0] = row_finite(src, t.dim);
+      }
+      rows = Rows{qn, t.dim, t.q0};
+    }
     const int64_t row_bytes = t.item_stride * 4;
     const int64_t line_bytes = t.dim * 4;
     for (int64_t j = t.j0; j < t.j1; ++j) {
@@ -259,18 +295,27 @@ struct Direct {
         for (int64_t off = 0; off < line_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
       }
       const float* xr = t.items + j * t.item_stride;
-      const float inv_xnorm = t.inv_qnorm ? inv_norm_from_sumsq(row_sumsq(xr, t.dim)) : 1.0f;
+      const float inv_xnorm = cosine ? inv_norm_from_sumsq(row_sumsq(xr, t.dim)) : 1.0f;
+      if (cosine && inv_xnorm == 0.0f) {  // normalizes to 0 (or NaN): see row_finite
+        if (!row_finite(xr, t.dim)) continue;
+        for (int64_t q = t.q0; q < t.q1; ++q)
+          if (q_finite[q - t.q0] && 0.0f >= thr[q - t.q0]) {
+            offer(t, q, 0.0f, j);
+            thr[q - t.q0] = root_score(t, q);
+          }
+        continue;
+      }
       int64_t q = t.q0;
-      for (; q + 8 <= t.q1; q += 8) group<8>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+      for (; q + 8 <= t.q1; q += 8) group<8>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
       if (q + 4 <= t.q1) {
-        group<4>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+        group<4>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
         q += 4;
       }
       if (q + 2 <= t.q1) {
-        group<2>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+        group<2>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
         q += 2;
       }
-      if (q < t.q1) group<1>(t, q, j, xr, inv_xnorm, thr + (q - t.q0));
+      if (q < t.q1) group<1>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
     }
   }
 };
