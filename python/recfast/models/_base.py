@@ -1,0 +1,232 @@
+"""Shared pieces of the recommenders: input checks, exclusions, atomic files, dispatch by type."""
+
+from __future__ import annotations
+
+import io
+import json
+import numbers
+import os
+import tempfile
+import zipfile
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._types import TopK
+from ..topk import topk
+
+TRAIN_HINT = "pip install recfast[train]"
+
+
+def require_torch() -> Any:
+    """Import torch or raise ImportError telling how to install it."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"this model is trained with PyTorch, which is not installed: {TRAIN_HINT}"
+        ) from exc
+    return torch
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value: Any, name: str, *, minimum: float = 0.0, maximum: float | None = None,
+                strict_min: bool = False, strict_max: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if v < minimum or (strict_min and v == minimum):
+        raise ValueError(f"{name} must be {'>' if strict_min else '>='} {minimum}, got {value}")
+    if maximum is not None and (v > maximum or (strict_max and v == maximum)):
+        raise ValueError(f"{name} must be {'<' if strict_max else '<='} {maximum}, got {value}")
+    return v
+
+
+def as_interactions(X: Any, name: str = "X", n_items: int | None = None) -> sp.csr_matrix:
+    """X as a float32 CSR users x items matrix with sorted, summed indices (copied once)."""
+    if sp.issparse(X):
+        m = sp.csr_matrix(X, dtype=np.float32, copy=True)
+    elif isinstance(X, np.ndarray):
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D users x items matrix, got shape {X.shape}")
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+            raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
+        m = sp.csr_matrix(X.astype(np.float32))
+    else:
+        raise TypeError(
+            f"{name} must be a scipy.sparse users x items matrix (or a 2-D numpy array), "
+            f"got {type(X).__name__}"
+        )
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {m.shape}")
+    if n_items is not None and m.shape[1] != n_items:
+        raise ValueError(
+            f"{name} has {m.shape[1]} item columns but the model was fit on {n_items} items"
+        )
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    if m.nnz and not np.all(np.isfinite(m.data)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if m.nnz and m.data.min() < 0:
+        raise ValueError(f"{name} must be non-negative (interaction strengths)")
+    return m
+
+
+def build_exclusion(X: sp.csr_matrix, filter_seen: bool, filter_items: Any) -> Any:
+    """Exclusions for recfast.topk: the seen items and/or filter_items, as one CSR or None.
+
+    filter_items: None; a 1-D sequence of item ids removed for every user; or a scipy.sparse
+    (n_users, n_items) matrix whose nonzeros are removed per user.
+    """
+    n_users, n_items = X.shape
+    parts = []
+    if not isinstance(filter_seen, (bool, np.bool_)):
+        raise TypeError(f"filter_seen must be True or False, got {type(filter_seen).__name__}")
+    if filter_seen:
+        parts.append(X)
+    if filter_items is not None:
+        if sp.issparse(filter_items):
+            if filter_items.shape != (n_users, n_items):
+                raise ValueError(
+                    f"filter_items as a sparse matrix must have shape {(n_users, n_items)}, "
+                    f"got {filter_items.shape}"
+                )
+            f = sp.csr_matrix(filter_items, dtype=np.float32, copy=True)
+            f.eliminate_zeros()
+            f.data[:] = 1.0
+            parts.append(f)
+        else:
+            ids = np.asarray(filter_items)
+            if ids.ndim != 1:
+                raise ValueError(f"filter_items must be a 1-D sequence of item ids, got shape {ids.shape}")
+            if ids.size and not np.issubdtype(ids.dtype, np.integer):
+                raise TypeError(f"filter_items must hold integer item ids, got dtype {ids.dtype}")
+            ids = ids.astype(np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+                raise ValueError(f"filter_items holds ids outside [0, {n_items})")
+            if ids.size and n_users:
+                ids = np.unique(ids)
+                rows = np.repeat(np.arange(n_users), ids.size)
+                cols = np.tile(ids, n_users)
+                parts.append(sp.csr_matrix(
+                    (np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items)))
+    if not parts:
+        return None
+    out = parts[0].copy()
+    out.data = np.ones_like(out.data)
+    for p in parts[1:]:
+        out = out + p
+    return sp.csr_matrix(out)
+
+
+def check_k_arg(k: Any) -> int:
+    return check_positive_int(k, "k")
+
+
+def dot_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: Any) -> TopK:
+    """recfast.topk by inner product; an empty batch gives empty results."""
+    if users.shape[0] == 0:
+        return TopK(np.empty((0, k), np.float32), np.empty((0, k), np.int64))
+    return topk(users, items, k, metric="dot", exclude=exclude)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
+    """Write a file atomically: a temp file in the same folder, fsync, os.replace."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename durable too
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+NPZ_FORMAT = 1
+
+
+def save_npz(path: str | os.PathLike, model_type: str, header: dict, arrays: dict) -> None:
+    """One .npz file: a JSON header (model type, format, config) plus the arrays."""
+    head = dict(header, model_type=model_type, format_version=NPZ_FORMAT)
+    payload = {"header": np.frombuffer(json.dumps(head).encode("utf-8"), dtype=np.uint8)}
+    payload.update(arrays)
+
+    def write(f: Any) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **payload)
+        f.write(buf.getvalue())
+
+    atomic_write(path, write)
+
+
+def load_npz(path: str | os.PathLike, model_type: str) -> tuple[dict, dict]:
+    with np.load(os.fspath(path), allow_pickle=False) as z:
+        if "header" not in z.files:
+            raise ValueError(f"{os.fspath(path)} is not a recfast model file (no header)")
+        header = json.loads(bytes(z["header"]).decode("utf-8"))
+        if header.get("model_type") != model_type:
+            raise ValueError(
+                f"{os.fspath(path)} holds a {header.get('model_type')!r} model, not {model_type!r}"
+            )
+        if header.get("format_version") != NPZ_FORMAT:
+            raise ValueError(f"{os.fspath(path)}: unsupported format version {header.get('format_version')}")
+        arrays = {name: z[name] for name in z.files if name != "header"}
+    return header, arrays
+
+
+def stored_model_type(path: str | os.PathLike) -> str:
+    """The model type stored in a file written by any recfast model's save()."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(p)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{p} is not a recfast model file") from exc
+    if "header.npy" in names:
+        with np.load(p, allow_pickle=False) as z:
+            return str(json.loads(bytes(z["header"]).decode("utf-8")).get("model_type"))
+    if any(n.endswith("data.pkl") for n in names):
+        return "AutoEncoder"
+    raise ValueError(f"{p} is not a recfast model file")
+
+
+class Recommender:
+    """Common interface: fit(X) -> self, recommend(X, k) -> TopK, save(path), load(path)."""
+
+    n_items_: int
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
+
+    def __repr__(self) -> str:
+        params = getattr(self, "_repr_params", lambda: {})()
+        inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        return f"{type(self).__name__}({inner})"

@@ -1,0 +1,544 @@
+"""Autoencoder recommenders trained with PyTorch: AE, Mult-DAE, Mult-VAE and the hybrid default.
+
+Every variant reads a user's interaction row x (a batch of CSR rows made sparse tensors per batch;
+the whole matrix is never densified), encodes it to a latent vector and decodes scores over all
+items. The decoder ends in one linear layer, so a user's scores are a dot product:
+
+    score(u, j) = <h_u, W_j> + b_j                                  (ae, dae, vae)
+    score(u, j) = <h_u, W_j> + <x~_u U, V_j> + b_j                  (hybrid)
+
+where h_u is the decoder's last hidden activation (the latent itself when there are no hidden
+layers; for the VAE the mean), W_j the decoder's output row for item j, b_j its bias, and for the
+hybrid x~_u the L2-normalized history and U, V the low-rank item-item shortcut. `recommend`
+passes the user vectors [h_u, x~_u U, 1] and item vectors [W_j, V_j, b_j] to
+`recfast.topk(metric="dot")`, so its ranking is exactly the model's own scores.
+
+The hybrid (the default) trains a Mult-DAE and the low-rank linear item-item path jointly by
+gradient descent on one multinomial likelihood. During training the shortcut's diagonal
+(an item predicting itself, x_j U_j . V_j) is removed, as in EASE; at inference the formula
+above holds for all items, which only matters for already-seen items, which are filtered out
+by default (`filter_seen=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._types import TopK
+from ..topk import topk
+from ._base import (
+    Recommender,
+    as_interactions,
+    atomic_write,
+    build_exclusion,
+    check_float,
+    check_k_arg,
+    check_positive_int,
+    dot_topk,
+    require_torch,
+)
+from .ease import _check_item_ids
+
+VARIANTS = ("hybrid", "dae", "vae", "ae")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class AutoEncoderConfig:
+    """Resolved training settings; None in the constructor means the variant's default here."""
+
+    variant: str = "hybrid"  # hybrid = Mult-DAE + low-rank linear shortcut; dae; vae; ae (MSE)
+    latent_dim: int = 200  # size of the bottleneck, as in Liang et al. 2018
+    hidden: tuple = (600,)  # encoder hidden layers; the decoder mirrors them
+    dropout: float = 0.5  # input dropout (denoising); 0 for the plain ae
+    epochs: int = 100  # passes over the training users
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 500  # users per step
+    weight_decay: float = 0.0  # lambda of the total objective: sum_u loss_u + lambda ||W||^2
+    linear_rank: int = 0  # rank of the item-item shortcut U V' (hybrid only; capped at n_items)
+    linear_l2: float = 0.0  # lambda for the shortcut's U and V, same scale as weight_decay
+    anneal_cap: float = 0.2  # Mult-VAE: largest KL weight beta
+    anneal_steps: int = 20000  # Mult-VAE: updates over which beta grows linearly to the cap
+    random_state: int = 0  # seeds initialisation, shuffling and dropout
+    loss: str = "mult"  # hybrid/dae: "mult" (multinomial likelihood) or "mse" (squared error)
+    eval_every: int = 1  # epochs between validation passes when validation is given
+
+
+# Per-variant defaults (tuned on ml-100k / ml-latest-small validation users, DESIGN section 4).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "hybrid": dict(latent_dim=200, hidden=(600,), dropout=0.5, epochs=100, batch_size=500,
+                   weight_decay=0.0, linear_rank=512, linear_l2=0.0),
+    "dae": dict(latent_dim=200, hidden=(), dropout=0.5, epochs=100, batch_size=500,
+                weight_decay=0.0),
+    "vae": dict(latent_dim=200, hidden=(600,), dropout=0.5, epochs=100, batch_size=500,
+                weight_decay=0.0),
+    "ae": dict(latent_dim=200, hidden=(600,), dropout=0.0, epochs=100, batch_size=500,
+               weight_decay=0.0),
+}
+
+
+def _resolve_device(device: str, torch: Any) -> Any:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch has no CUDA here; use device='cpu'")
+    return dev
+
+
+def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
+    nn = torch.nn
+
+    class _Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            dims = [*cfg.hidden, cfg.latent_dim]
+            enc_out = dims[0] * (2 if cfg.variant == "vae" and len(dims) == 1 else 1)
+            # First encoder layer as a parameter used by sparse @ dense (input rows are sparse).
+            self.w_in = nn.Parameter(torch.empty(n_items, enc_out))
+            self.b_in = nn.Parameter(torch.zeros(enc_out))
+            layers = []
+            for i in range(1, len(dims)):
+                out = dims[i] * (2 if cfg.variant == "vae" and i == len(dims) - 1 else 1)
+                layers.append(nn.Linear(dims[i - 1], out))
+            self.enc = nn.ModuleList(layers)
+            back = [cfg.latent_dim, *reversed(cfg.hidden)]
+            self.dec = nn.ModuleList(nn.Linear(back[i], back[i + 1]) for i in range(len(back) - 1))
+            self.out = nn.Linear(back[-1], n_items)
+            rank = min(cfg.linear_rank, n_items) if cfg.variant == "hybrid" else 0
+            self.rank = rank
+            if rank:
+                self.u = nn.Parameter(torch.empty(n_items, rank))
+                self.v = nn.Parameter(torch.empty(n_items, rank))
+            self._init()
+
+        def _init(self) -> None:
+            for w in [self.w_in, *[m.weight for m in self.enc], *[m.weight for m in self.dec],
+                      self.out.weight]:
+                nn.init.xavier_uniform_(w)
+            for m in [*self.enc, *self.dec, self.out]:
+                nn.init.normal_(m.bias, std=0.001)
+            if self.rank:
+                nn.init.normal_(self.u, std=0.01)
+                nn.init.normal_(self.v, std=0.01)
+
+        def encode(self, xs: Any) -> tuple[Any, Any]:
+            """xs: normalized sparse input (B, n_items). Returns (mean, logvar or None)."""
+            vae = cfg.variant == "vae"
+            h = torch.sparse.mm(xs, self.w_in) + self.b_in
+            n = len(self.enc)
+            if not (vae and n == 0):
+                h = torch.tanh(h)
+            for i, layer in enumerate(self.enc):
+                h = layer(h)
+                if not (vae and i == n - 1):
+                    h = torch.tanh(h)
+            if vae:
+                return h[:, : cfg.latent_dim], h[:, cfg.latent_dim:]
+            return h, None
+
+        def hidden_of(self, z: Any) -> Any:
+            """The decoder's last hidden activation: the user vector of the output layer."""
+            for layer in self.dec:
+                z = torch.tanh(layer(z))
+            return z
+
+        def linear_user(self, xs: Any) -> Any:
+            return torch.sparse.mm(xs, self.u)
+
+    return _Net()
+
+
+class AutoEncoder(Recommender):
+    """Autoencoder recommender (PyTorch). See the module docstring for the exact score.
+
+    Args:
+        latent_dim, hidden, dropout, epochs, lr, batch_size, weight_decay, linear_rank,
+        linear_l2: training settings; None takes the variant's default (`AutoEncoderConfig`).
+        variant: "hybrid" (default: Mult-DAE + low-rank linear item-item shortcut, trained
+            jointly), "dae" (Mult-DAE), "vae" (Mult-VAE with KL annealing), "ae" (plain MSE).
+        device: "auto" (CUDA when torch has it, else CPU), "cpu", "cuda", "cuda:N".
+        random_state: seed; the same seed on the same device gives the same embeddings.
+        verbose: show a tqdm progress bar with the loss.
+        num_threads: torch CPU threads during fit/inference (None: leave torch's setting).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int | None = None,
+        hidden: Any = None,
+        dropout: float | None = None,
+        epochs: int | None = None,
+        lr: float = 1e-3,
+        batch_size: int | None = None,
+        weight_decay: float | None = None,
+        variant: str = "hybrid",
+        *,
+        linear_rank: int | None = None,
+        linear_l2: float | None = None,
+        anneal_cap: float = 0.2,
+        anneal_steps: int = 20000,
+        device: str = "auto",
+        random_state: int = 0,
+        verbose: bool = True,
+        num_threads: int | None = None,
+        eval_every: int = 1,
+        loss: str | None = None,
+    ) -> None:
+        require_torch()
+        if not isinstance(variant, str) or variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        d = _DEFAULTS[variant]
+        pick = lambda v, name: d[name] if v is None else v  # noqa: E731
+        hidden = pick(hidden, "hidden")
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            hidden = (int(hidden),)
+        if not isinstance(hidden, (tuple, list)):
+            raise TypeError(f"hidden must be a sequence of layer sizes, got {type(hidden).__name__}")
+        hidden = tuple(check_positive_int(h, "hidden") for h in hidden)
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a string, got {type(device).__name__}")
+        if not isinstance(verbose, (bool, np.bool_)):
+            raise TypeError(f"verbose must be True or False, got {type(verbose).__name__}")
+        self.config = AutoEncoderConfig(
+            variant=variant,
+            latent_dim=check_positive_int(pick(latent_dim, "latent_dim"), "latent_dim"),
+            hidden=hidden,
+            dropout=check_float(pick(dropout, "dropout"), "dropout", maximum=1.0, strict_max=True),
+            epochs=check_positive_int(pick(epochs, "epochs"), "epochs"),
+            lr=check_float(lr, "lr", strict_min=True),
+            batch_size=check_positive_int(pick(batch_size, "batch_size"), "batch_size"),
+            weight_decay=check_float(pick(weight_decay, "weight_decay"), "weight_decay"),
+            linear_rank=check_positive_int(pick(linear_rank, "linear_rank") if variant == "hybrid"
+                                           else (linear_rank or 0), "linear_rank", minimum=0),
+            linear_l2=check_float(pick(linear_l2, "linear_l2") if variant == "hybrid"
+                                  else (linear_l2 or 0.0), "linear_l2"),
+            anneal_cap=check_float(anneal_cap, "anneal_cap"),
+            anneal_steps=check_positive_int(anneal_steps, "anneal_steps"),
+            random_state=check_positive_int(random_state, "random_state", minimum=0),
+            eval_every=check_positive_int(eval_every, "eval_every"),
+            loss=d.get("loss", "mult") if loss is None else loss,
+        )
+        if self.config.loss not in ("mult", "mse"):
+            raise ValueError(f"loss must be 'mult' or 'mse', got {loss!r}")
+        if variant == "hybrid" and self.config.linear_rank == 0:
+            raise ValueError("linear_rank must be >= 1 for variant='hybrid' (use variant='dae')")
+        self.device = device
+        self.verbose = bool(verbose)
+        self.num_threads = None if num_threads is None else check_positive_int(num_threads, "num_threads")
+        _resolve_device(device, require_torch())  # validate now
+
+    def _repr_params(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self.config).items()}
+
+    # ------------------------------------------------------------------ tensors
+    def _sparse_batch(self, m: sp.csr_matrix, train: bool, gen: Any = None) -> Any:
+        """Rows of m as a torch sparse (COO) tensor, L2-normalized, with input dropout in training."""
+        torch = self._torch
+        coo = m.tocoo()
+        vals = torch.from_numpy(coo.data.astype(np.float32))
+        rows = torch.from_numpy(coo.row.astype(np.int64))
+        cols = torch.from_numpy(coo.col.astype(np.int64))
+        p = self.config.dropout
+        # normalize by the full row's norm, then drop (Liang et al.: normalize, then dropout)
+        norm = torch.zeros(m.shape[0]).index_add_(0, rows, vals * vals).sqrt_()
+        raw = vals
+        vals = vals / norm.clamp_min(1e-12)[rows]
+        if train and p > 0:
+            keep = (torch.rand(vals.shape[0], generator=gen) >= p).float() / (1.0 - p)
+            vals = vals * keep
+            raw = raw * keep
+        idx = torch.stack([rows, cols])
+
+        def make(v: Any) -> Any:
+            return torch.sparse_coo_tensor(idx, v, m.shape, is_coalesced=True,
+                                           check_invariants=False).to(self._dev)
+
+        # the deep path reads the normalized rows, the linear shortcut the raw ones
+        return make(vals), (make(raw) if self.config.linear_rank else None)
+
+    def _forward(self, batch: Any, train: bool) -> tuple[Any, Any]:
+        """Logits over all items (B, n_items) and the KL term (VAE) or None."""
+        torch = self._torch
+        net = self.net_
+        xs, xr = batch
+        mu, logvar = net.encode(xs)
+        kl = None
+        z = mu
+        if logvar is not None:
+            if train:
+                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+        h = net.hidden_of(z)
+        logits = net.out(h)
+        if net.rank:
+            lu = net.linear_user(xr)
+            logits = logits + lu @ net.v.T
+            if train:  # no item predicts itself through the shortcut (EASE's constraint)
+                diag = (net.u * net.v).sum(1)
+                logits = logits - (xr.to_dense() * diag[None, :])
+        return logits, kl
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, *, validation: Any = None, callback: Callable | None = None) -> "AutoEncoder":
+        """Train on the users x items matrix X (rows of CSR sparse, batches made per step).
+
+        validation: (input_csr, target_csr) of held-out users: NDCG@100 is measured every
+            `eval_every` epochs and the best epoch's weights are kept (`best_epoch_`,
+            `history_`).
+        callback: called as callback(model, epoch, logs) after each epoch; returning False
+            stops training.
+        """
+        torch = require_torch()
+        self._torch = torch
+        m = as_interactions(X)
+        if m.shape[0] == 0 or m.nnz == 0:
+            raise ValueError("X must hold at least one interaction")
+        if validation is not None:
+            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+                raise TypeError("validation must be a pair (input_csr, target_csr)")
+            v_in = as_interactions(validation[0], "validation input", n_items=m.shape[1])
+            v_tg = as_interactions(validation[1], "validation target", n_items=m.shape[1])
+            if v_in.shape[0] != v_tg.shape[0]:
+                raise ValueError("validation input and target must have the same number of users")
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable")
+        cfg = self.config
+        self._dev = _resolve_device(self.device, torch)
+        n_users, n_items = m.shape
+        self.n_items_ = int(n_items)
+        old_threads = torch.get_num_threads()
+        if self.num_threads is not None:
+            torch.set_num_threads(self.num_threads)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.random_state)
+                self.net_ = _build_net(torch, cfg, n_items).to(self._dev)
+                self._train(m, (v_in, v_tg) if validation is not None else None, callback)
+        finally:
+            torch.set_num_threads(old_threads)
+        self.net_.eval()
+        self._cache = None
+        return self
+
+    def _train(self, m: sp.csr_matrix, validation: Any, callback: Callable | None) -> None:
+        torch = self._torch
+        cfg = self.config
+        net = self.net_
+        n_users = m.shape[0]
+        gen = torch.Generator().manual_seed(cfg.random_state)
+        # lambda ||w||^2 on the total objective = (2 lambda / n_users) decay on the mean loss
+        lin = [p for n, p in net.named_parameters() if n in ("u", "v")]
+        deep_w = [p for n, p in net.named_parameters() if n not in ("u", "v") and p.ndim == 2]
+        biases = [p for n, p in net.named_parameters() if p.ndim == 1]
+        groups = [
+            {"params": deep_w, "weight_decay": 2 * cfg.weight_decay / n_users},
+            {"params": biases, "weight_decay": 0.0},
+        ]
+        if lin:
+            groups.append({"params": lin, "weight_decay": 2 * cfg.linear_l2 / n_users})
+        opt = torch.optim.Adam(groups, lr=cfg.lr)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(cfg.epochs), disable=not self.verbose, desc=f"AutoEncoder[{cfg.variant}]",
+                   unit="epoch")
+        self.history_ = []
+        best = -math.inf
+        best_state = None
+        self.best_epoch_ = None
+        step = 0
+        t0 = time.perf_counter()
+        for epoch in bar:
+            net.train()
+            order = torch.randperm(n_users, generator=gen).numpy()
+            total, count = 0.0, 0
+            for s in range(0, n_users, cfg.batch_size):
+                rows = np.sort(order[s:s + cfg.batch_size])
+                batch = m[rows]
+                xs = self._sparse_batch(batch, train=True, gen=gen)
+                target = torch.from_numpy(batch.toarray()).to(self._dev)
+                logits, kl = self._forward(xs, train=True)
+                if cfg.variant == "ae":
+                    loss = ((torch.sigmoid(logits) - (target > 0).float()) ** 2).sum(1).mean()
+                elif cfg.loss == "mse":
+                    loss = ((logits - target) ** 2).sum(1).mean()
+                else:
+                    loss = -(torch.log_softmax(logits, 1) * target).sum(1).mean()
+                if kl is not None:
+                    beta = min(cfg.anneal_cap, step / cfg.anneal_steps)
+                    loss = loss + beta * kl
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                total += float(loss.detach()) * len(rows)
+                count += len(rows)
+            logs = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0}
+            if validation is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1):
+                net.eval()
+                self._cache = None
+                ndcg = self._validation_ndcg(*validation)
+                logs["ndcg@100"] = ndcg
+                if ndcg > best:
+                    best = ndcg
+                    self.best_epoch_ = epoch
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            self.history_.append(logs)
+            bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "ndcg@100")})
+            if callback is not None and callback(self, epoch, logs) is False:
+                break
+        bar.close()
+        if best_state is not None:
+            net.load_state_dict(best_state)
+
+    def _validation_ndcg(self, v_in: sp.csr_matrix, v_tg: sp.csr_matrix) -> float:
+        keep = np.diff(v_tg.indptr) > 0
+        if not keep.any():
+            return 0.0
+        v_in, v_tg = v_in[keep], v_tg[keep]
+        ids = self.recommend(v_in, k=100).ids
+        return float(_ndcg(ids, v_tg, 100).mean())
+
+    # ------------------------------------------------------------------ inference
+    def _ensure_inference(self) -> None:
+        self._check_fitted()
+        if getattr(self, "_torch", None) is None:
+            self._torch = require_torch()
+
+    def user_embeddings(self, X: Any, *, batch_size: int = 4096) -> np.ndarray:
+        """User vectors for histories X (fold-in): [h_u, x~_u U] (see the module docstring)."""
+        self._ensure_inference()
+        m = as_interactions(X, n_items=self.n_items_)
+        torch = self._torch
+        outs = []
+        with torch.no_grad():
+            for s in range(0, m.shape[0], batch_size):
+                xb = self._sparse_batch(m[s:s + batch_size], train=False)
+                outs.append(self._user_vectors(xb).cpu().numpy())
+        dim = self.item_embeddings().shape[1]
+        return np.concatenate(outs) if outs else np.empty((0, dim), np.float32)
+
+    def _user_vectors(self, batch: Any) -> Any:
+        torch = self._torch
+        net = self.net_
+        xs, xr = batch
+        with torch.no_grad():
+            mu, _ = net.encode(xs)
+            h = net.hidden_of(mu)
+            if net.rank:
+                h = torch.cat([h, net.linear_user(xr)], 1)
+        return h
+
+    def item_embeddings(self) -> np.ndarray:
+        """Item vectors [W_j, V_j] (float32, n_items x d), without the bias."""
+        self._ensure_inference()
+        torch = self._torch
+        with torch.no_grad():
+            net = self.net_
+            parts = [net.out.weight]
+            if net.rank:
+                parts.append(net.v)
+            return torch.cat(parts, 1).float().cpu().numpy()
+
+    def _scoring_items(self) -> np.ndarray:
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            emb = self.item_embeddings()
+            bias = self.net_.out.bias.detach().float().cpu().numpy()
+            cache = np.ascontiguousarray(np.concatenate([emb, bias[:, None]], 1), dtype=np.float32)
+            self._cache = cache
+        return cache
+
+    def scores(self, X: Any) -> np.ndarray:
+        """The model's full score matrix for histories X (dense; for small inputs and tests)."""
+        u = self.user_embeddings(X)
+        items = self._scoring_items()
+        return u @ items[:, :-1].T + items[:, -1][None, :]
+
+    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
+                  filter_items: Any = None) -> TopK:
+        """Top-k items for each row of X (a user's history, known or new) via recfast.topk.
+
+        User vectors [h_u, x~_u U, 1] against item vectors [W_j, V_j, b_j], metric="dot".
+        filter_seen removes each row's items; filter_items (ids for all rows, or a sparse
+        users x items matrix) removes more.
+        """
+        self._ensure_inference()
+        k = check_k_arg(k)
+        m = as_interactions(X, n_items=self.n_items_)
+        excl = build_exclusion(m, filter_seen, filter_items)
+        items = self._scoring_items()
+        users = self.user_embeddings(m)
+        users = np.concatenate([users, np.ones((users.shape[0], 1), np.float32)], 1)
+        return dot_topk(users, items, k, excl)
+
+    def similar_items(self, item_ids: Any, k: int = 10) -> TopK:
+        """Cosine neighbours over item_embeddings(), never the item itself."""
+        self._ensure_inference()
+        k = check_k_arg(k)
+        ids = _check_item_ids(item_ids, self.n_items_)
+        emb = self.item_embeddings()
+        return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Config and weights in one file (torch.save), written atomically."""
+        self._ensure_inference()
+        torch = self._torch
+        cfg = dataclasses.asdict(self.config)
+        cfg["hidden"] = list(cfg["hidden"])
+        state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
+        payload = {"model_type": "AutoEncoder", "format_version": FORMAT_VERSION,
+                   "config": cfg, "n_items": self.n_items_, "state_dict": state}
+        atomic_write(path, lambda f: torch.save(payload, f))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> "AutoEncoder":
+        """A saved AutoEncoder (loaded with weights_only=True) on `device`."""
+        torch = require_torch()
+        payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("model_type") != "AutoEncoder":
+            raise ValueError(f"{os.fspath(path)} does not hold an AutoEncoder")
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{os.fspath(path)}: unsupported format version {payload.get('format_version')}")
+        cfg = dict(payload["config"])
+        cfg["hidden"] = tuple(cfg["hidden"])
+        model = cls.__new__(cls)
+        model.config = AutoEncoderConfig(**cfg)
+        model.device = device
+        model.verbose = False
+        model.num_threads = None
+        model._torch = torch
+        model._dev = _resolve_device(device, torch)
+        model.n_items_ = int(payload["n_items"])
+        model.net_ = _build_net(torch, model.config, model.n_items_)
+        model.net_.load_state_dict(payload["state_dict"])
+        model.net_.to(model._dev).eval()
+        model._cache = None
+        return model
+
+
+def _ndcg(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> np.ndarray:
+    """NDCG@k with binary gain, ideal over min(k, |targets|) (DESIGN section 4)."""
+    ids = ids[:, :k]
+    n = ids.shape[0]
+    hits = np.zeros(ids.shape, bool)
+    for i in range(n):
+        t = targets.indices[targets.indptr[i]:targets.indptr[i + 1]]
+        hits[i] = np.isin(ids[i], t)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * disc).sum(1)
+    nt = np.minimum(np.diff(targets.indptr), k)
+    idcg = np.cumsum(disc)[np.maximum(nt, 1) - 1]
+    return np.where(nt > 0, dcg / idcg, 0.0)

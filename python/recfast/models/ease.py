@@ -1,0 +1,146 @@
+"""EASE (Steck 2019): the closed-form item-item linear autoencoder with a zero diagonal."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .._types import TopK
+from ..topk import topk
+from ._base import (
+    Recommender,
+    as_interactions,
+    build_exclusion,
+    check_float,
+    check_k_arg,
+    dot_topk,
+    load_npz,
+    save_npz,
+)
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can still allocate: MemAvailable from /proc/meminfo (Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover
+        return 1 << 62
+
+
+# The closed form holds about three items x items matrices at once (Gram, inverse, weights).
+_MATRICES_AT_ONCE = 3
+
+
+class EASE(Recommender):
+    """B = argmin ||X - XB||^2 + l2 ||B||^2 with diag(B) = 0: B = I - P / diag(P), P = (X'X + l2 I)^-1.
+
+    Scores for a user with history x are x @ B. Needs items x items memory: float64 when
+    three such matrices fit in available memory, float32 when only that fits, else fit()
+    raises MemoryError naming the size.
+    """
+
+    def __init__(self, l2: float = 500.0, *, memory_limit: int | None = None) -> None:
+        self.l2 = check_float(l2, "l2", strict_min=True)
+        if memory_limit is not None:
+            memory_limit = int(memory_limit)
+            if memory_limit <= 0:
+                raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit}")
+        self.memory_limit = memory_limit
+
+    def _repr_params(self) -> dict:
+        return {"l2": self.l2}
+
+    def _choose_dtype(self, n_items: int) -> type:
+        avail = self.memory_limit if self.memory_limit is not None else available_memory_bytes()
+        for dtype in (np.float64, np.float32):
+            need = _MATRICES_AT_ONCE * n_items * n_items * np.dtype(dtype).itemsize
+            if need <= 0.8 * avail:
+                return dtype
+        need32 = _MATRICES_AT_ONCE * n_items * n_items * 4
+        raise MemoryError(
+            f"EASE needs about {need32 / 2**30:.1f} GiB for {n_items} x {n_items} items matrices "
+            f"(float32, {_MATRICES_AT_ONCE} at once) but only {avail / 2**30:.1f} GiB is available; "
+            "filter rare items first or use AutoEncoder"
+        )
+
+    def fit(self, X: Any, **_: Any) -> "EASE":
+        m = as_interactions(X)
+        n = int(m.shape[1])
+        dtype = self._choose_dtype(n)
+        t0 = time.perf_counter()
+        gram = (m.T @ m).toarray().astype(dtype, copy=False)
+        gram[np.diag_indices(n)] += self.l2
+        p = np.linalg.inv(gram)
+        del gram
+        b = p / (-np.diag(p))[None, :]
+        b[np.diag_indices(n)] = 0.0
+        self.B_ = np.ascontiguousarray(b, dtype=np.float32)
+        self.n_items_ = n
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
+                  filter_items: Any = None, batch_size: int = 4096) -> TopK:
+        """Top-k items by x @ B for each row (user history) of X, through recfast.topk."""
+        self._check_fitted()
+        k = check_k_arg(k)
+        m = as_interactions(X, n_items=self.n_items_)
+        excl = build_exclusion(m, filter_seen, filter_items)
+        items = np.ascontiguousarray(self.B_.T)  # item j's vector is column j of B
+        scores, ids = [], []
+        for s in range(0, max(m.shape[0], 1), batch_size):
+            q = m[s:s + batch_size].toarray()
+            e = excl[s:s + batch_size] if excl is not None else None
+            r = dot_topk(q, items, k, e)
+            scores.append(r.scores)
+            ids.append(r.ids)
+        return TopK(np.concatenate(scores), np.concatenate(ids))
+
+    def item_embeddings(self) -> np.ndarray:
+        """Item j's weights: column j of B (how much each item predicts j)."""
+        self._check_fitted()
+        return np.ascontiguousarray(self.B_.T)
+
+    def similar_items(self, item_ids: Any, k: int = 10) -> TopK:
+        """Cosine neighbours over the columns of B, never the item itself."""
+        self._check_fitted()
+        k = check_k_arg(k)
+        ids = _check_item_ids(item_ids, self.n_items_)
+        emb = self.item_embeddings()
+        return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
+
+    def save(self, path: str | os.PathLike) -> None:
+        self._check_fitted()
+        save_npz(path, "EASE", {"config": {"l2": self.l2}}, {"B": self.B_})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "EASE":
+        header, arrays = load_npz(path, "EASE")
+        model = cls(**header["config"])
+        model.B_ = np.ascontiguousarray(arrays["B"], dtype=np.float32)
+        model.n_items_ = int(model.B_.shape[0])
+        return model
+
+
+def _check_item_ids(item_ids: Any, n_items: int) -> np.ndarray:
+    ids = np.atleast_1d(np.asarray(item_ids))
+    if ids.ndim != 1:
+        raise ValueError(f"item_ids must be an id or a 1-D sequence of ids, got shape {ids.shape}")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"item_ids must be integers, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        raise ValueError(f"item_ids holds ids outside [0, {n_items})")
+    return ids

@@ -1,0 +1,55 @@
+"""Popularity baseline: every user gets the most interacted-with items they have not seen."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .._types import TopK
+from ._base import (
+    Recommender,
+    as_interactions,
+    build_exclusion,
+    check_k_arg,
+    dot_topk,
+    load_npz,
+    save_npz,
+)
+
+
+class Popularity(Recommender):
+    """Scores item j by the number of training users who interacted with it."""
+
+    def fit(self, X: Any, **_: Any) -> "Popularity":
+        m = as_interactions(X)
+        counts = np.bincount(m.indices, minlength=m.shape[1]).astype(np.float32)
+        self.item_counts_ = counts
+        self.n_items_ = int(m.shape[1])
+        return self
+
+    def _repr_params(self) -> dict:
+        return {}
+
+    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
+                  filter_items: Any = None) -> TopK:
+        """Top-k unseen items by popularity for each row (user history) of X."""
+        self._check_fitted()
+        k = check_k_arg(k)
+        m = as_interactions(X, n_items=self.n_items_)
+        excl = build_exclusion(m, filter_seen, filter_items)
+        users = np.ones((m.shape[0], 1), np.float32)
+        return dot_topk(users, self.item_counts_[:, None], k, excl)
+
+    def save(self, path: str | os.PathLike) -> None:
+        self._check_fitted()
+        save_npz(path, "Popularity", {"config": {}}, {"item_counts": self.item_counts_})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Popularity":
+        _, arrays = load_npz(path, "Popularity")
+        model = cls()
+        model.item_counts_ = arrays["item_counts"].astype(np.float32)
+        model.n_items_ = int(model.item_counts_.shape[0])
+        return model
