@@ -6,51 +6,12 @@
 
 #include "kernels.h"
 #include "recfast/heap.h"
+#include "scalar_helpers.h"
 
 namespace recfast {
 namespace isa_generic {
 
-struct V {
-  static constexpr int W = 4;
-  struct alignas(16) R {
-    float v[4];
-  };
-  static R zero() { return R{{0.0f, 0.0f, 0.0f, 0.0f}}; }
-  static R set1(float f) { return R{{f, f, f, f}}; }
-  static R load(const float* p) { return R{{p[0], p[1], p[2], p[3]}}; }
-  static R loadu(const float* p) { return load(p); }
-  static void store(float* p, R a) {
-    for (int i = 0; i < 4; ++i) p[i] = a.v[i];
-  }
-  static R fma(R a, R b, R c) {
-    R r;
-    for (int i = 0; i < 4; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
-    return r;
-  }
-  static R mul(R a, R b) {
-    R r;
-    for (int i = 0; i < 4; ++i) r.v[i] = a.v[i] * b.v[i];
-    return r;
-  }
-  static unsigned ge_mask(R a, R b) {
-    unsigned m = 0;
-    for (int i = 0; i < 4; ++i) m |= (a.v[i] >= b.v[i] ? 1u : 0u) << i;
-    return m;
-  }
-  static float hsum(R a) { return (a.v[0] + a.v[2]) + (a.v[1] + a.v[3]); }
-  static void hsum8(const R* a, float* out) {
-    for (int i = 0; i < 8; ++i) out[i] = hsum(a[i]);
-  }
-  static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
-                             float* out, int64_t out_stride, float* sumsq) {
-    for (int64_t p = 0; p < dim; ++p)
-      for (int c = 0; c < 4; ++c) {
-        float v = c < valid ? rows[c * stride + p] : 0.0f;
-        out[p * out_stride + c] = v;
-        sumsq[c] += v * v;
-      }
-  }
-};
+#include "vec_generic.h"
 
 #include "scan_impl.h"
 

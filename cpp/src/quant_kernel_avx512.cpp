@@ -9,34 +9,12 @@
 
 #include "quant_kernels.h"
 #include "recfast/heap.h"
+#include "scalar_helpers.h"
 
 namespace recfast {
 namespace qisa_avx512 {
 
-struct V {
-  static constexpr int W = 16;
-  using R = __m512;
-  static R zero() { return _mm512_setzero_ps(); }
-  static R set1(float f) { return _mm512_set1_ps(f); }
-  static R load(const float* p) { return _mm512_load_ps(p); }
-  static R loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, R a) { _mm512_store_ps(p, a); }
-  static void storeu(float* p, R a) { _mm512_storeu_ps(p, a); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
-  static R add(R a, R b) { return _mm512_add_ps(a, b); }
-  static unsigned ge_mask(R a, R b) {
-    return static_cast<unsigned>(_mm512_cmp_ps_mask(a, b, _CMP_GE_OQ));
-  }
-  static float hsum(R a) { return _mm512_reduce_add_ps(a); }
-  static R cvt_i8(const int8_t* p) {
-    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
-  }
-  static R cvt_f16(const uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  }
-};
+#include "vec_avx512.h"
 
 #include "quant_scan_impl.h"
 

@@ -5,49 +5,12 @@
 // c) = a * b + c, mul, add, ge_mask (bit per lane of a >= b, false for NaN), hsum, and the
 // decoders cvt_i8(const int8_t*) / cvt_f16(const uint16_t*) of W codes to W floats.
 //
-// Requires <cstdint>, <cstring>, <atomic>, "recfast/heap.h" and "quant_kernels.h" first.
+// Requires <cstdint>, <cstring>, <atomic>, "recfast/heap.h", "scalar_helpers.h" and
+// "quant_kernels.h" first.
 // QV query vectors x NI items form the packed path's register tile.
 
-static inline bool q_is_excluded(const Exclusion& ex, int64_t q, int64_t id) {
-  if (ex.indptr == nullptr) return false;
-  int64_t lo = ex.indptr[q], hi = ex.indptr[q + 1];
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (ex.indices[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < ex.indptr[q + 1] && ex.indices[lo] == id;
-}
-
-// Exact binary16 -> binary32 (every half value is a float value).
-static inline float q_half_to_float(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;
-    } else {  // subnormal: normalize
-      int e = -1;
-      do {
-        ++e;
-        man <<= 1;
-      } while ((man & 0x400u) == 0);
-      bits = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((man & 0x3FFu) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7F800000u | (man << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 static inline float q_decode1(int8_t c) { return static_cast<float>(c); }
-static inline float q_decode1(uint16_t c) { return q_half_to_float(c); }
+static inline float q_decode1(uint16_t c) { return half_to_float(c); }
 static inline typename V::R q_decodew(const int8_t* p) { return V::cvt_i8(p); }
 static inline typename V::R q_decodew(const uint16_t* p) { return V::cvt_f16(p); }
 
@@ -65,7 +28,7 @@ static inline void q_offer(const QuantTask& t, int64_t q, int64_t pos, float T, 
   const float ub = T + r;
   if (!(ub >= t.tau[li])) return;
   if (t.allow && !t.allow[pos]) return;
-  if (q_is_excluded(t.exclude, q, pos)) return;
+  if (is_excluded(t.exclude, q, pos)) return;
   QueryState& st = t.states[li];
   const float lb = T - r;
   if (better(lb, pos, st.lb_scores[0], st.lb_ids[0])) {

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "aligned_buffer.h"
 #include "quant_kernels.h"
 #include "recfast/heap.h"
 #include "recfast/quant.h"
@@ -44,37 +45,15 @@ constexpr int64_t kRerankBlock = 2 * kTopkDirectMaxQueries;  // queries per pack
 constexpr double kInlineMaxWork = 2e6;
 constexpr double kMinTaskWork = 4e6;
 
-bool cpu_has_f16c() {
-#if defined(__x86_64__) || defined(_M_X64)
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-  return (c & (1u << 29)) != 0;
-#else
-  return false;
-#endif
-}
-
 const QuantKernelSet& qkernels() {
-  static const bool f16c = cpu_has_f16c();
-  const SimdLevel level = active_level();
+  const SimdLevel level = active_level();  // AVX2 and up include F16C
   const QuantKernelSet* k = nullptr;
-  if (f16c && level == SimdLevel::AVX512) k = quant_kernels_avx512();
-  if (k == nullptr && f16c && level != SimdLevel::Generic) k = quant_kernels_avx2();
+  if (level == SimdLevel::AVX512) k = quant_kernels_avx512();
+  if (k == nullptr && level != SimdLevel::Generic) k = quant_kernels_avx2();
   if (k == nullptr) k = quant_kernels_generic();
   return *k;
 }
 
-struct AlignedFree {
-  void operator()(float* p) const { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<float, AlignedFree>;
-
-AlignedBuffer aligned_floats(int64_t n) {
-  size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes ? bytes : 64);
-  if (p == nullptr) throw std::bad_alloc();
-  return AlignedBuffer(static_cast<float*>(p));
-}
 
 void grow_state(QueryState* st) {
   auto* buf = static_cast<std::vector<Cand>*>(st->owner);

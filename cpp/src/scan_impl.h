@@ -1,27 +1,15 @@
 // The scan kernels, written once over a vector type V and included by each kernel_<isa>.cpp
 // inside its own namespace (so every function here is compiled with that file's flags).
 //
-// V provides: W (lanes), R (register type), zero, set1, load (aligned), loadu, store, fma,
-// mul, ge_mask (bit per lane of a >= b, false for NaN), hsum, hsum8 (eight sums at once), and
-// transpose_pack(rows, stride, dim, n_valid, out, out_stride, sumsq) which writes W rows of
-// W-column blocks transposed (see pack_items).
+// V (vec_<isa>.h) provides: W (lanes), R (register type), zero, set1, load (aligned), loadu,
+// store, fma, mul, ge_mask (bit per lane of a >= b, false for NaN), hsum, hsum8 (eight sums at
+// once, each in hsum's order), and transpose_pack(rows, stride, dim, n_valid, out, out_stride,
+// sumsq) which writes W rows as W-float columns of a panel (see pack_panel).
 //
-// Requires <cstdint>, <cstring>, <cmath>, <atomic> and "recfast/heap.h" to be included first.
+// Requires <cstdint>, <cstring>, <cmath>, <atomic>, "recfast/heap.h" and "scalar_helpers.h"
+// to be included first.
 
 constexpr float kInf = __builtin_inff();
-
-static inline bool is_excluded(const Exclusion& ex, int64_t q, int64_t id) {
-  if (ex.indptr == nullptr) return false;
-  int64_t lo = ex.indptr[q], hi = ex.indptr[q + 1];
-  while (lo < hi) {  // lower_bound over the sorted row
-    int64_t mid = lo + (hi - lo) / 2;
-    if (ex.indices[mid] < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < ex.indptr[q + 1] && ex.indices[lo] == id;
-}
 
 // Offer a candidate to query q's heap (only called for scores >= the heap's current root).
 static inline void offer(const ScanTask& t, int64_t q, float s, int64_t id) {

@@ -24,7 +24,8 @@ SimdLevel cpu_level() {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return SimdLevel::Generic;
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
-  if (!(fma && osxsave && avx)) return SimdLevel::Generic;
+  const bool f16c = c & (1u << 29);  // every AVX2 CPU has it; the compressed scans use it
+  if (!(fma && osxsave && avx && f16c)) return SimdLevel::Generic;
   const unsigned long long xcr0 = xgetbv0();
   if ((xcr0 & 0x6) != 0x6) return SimdLevel::Generic;  // XMM and YMM state
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return SimdLevel::Generic;

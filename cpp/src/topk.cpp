@@ -11,6 +11,7 @@
 #include <new>
 #include <vector>
 
+#include "aligned_buffer.h"
 #include "kernels.h"
 #include "recfast/heap.h"
 #include "recfast/simd.h"
@@ -39,17 +40,6 @@ const KernelSet& kernels_for(SimdLevel level) {
   return *k;
 }
 
-struct AlignedFree {
-  void operator()(float* p) const { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<float, AlignedFree>;
-
-AlignedBuffer aligned_floats(int64_t n) {
-  size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes ? bytes : 64);
-  if (p == nullptr) throw std::bad_alloc();
-  return AlignedBuffer(static_cast<float*>(p));
-}
 
 float query_inv_norm(const float* q, int64_t dim) {
   float s = 0.0f;

@@ -3,6 +3,7 @@
 
 namespace recfast {
 
+// AVX2 means AVX2 + FMA + F16C; AVX512 means F, DQ, BW and VL on top of it.
 enum class SimdLevel { Generic = 0, AVX2 = 1, AVX512 = 2 };
 
 // The best level this CPU and OS support (cpuid + xgetbv), lowered by the environment variable
