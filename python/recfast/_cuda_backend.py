@@ -24,6 +24,7 @@ from ._inputs import (
     check_shapes,
     exclusion_csr,
     is_torch_tensor,
+    prepare,
     single_query_exclude,
 )
 from ._types import TopK
@@ -164,21 +165,11 @@ def topk(
     if cuda_in:
         return _topk_torch(queries, items, k, metric, exclude, index, cuda_in[0],
                            scratch_bytes, max_query_tile)
-    q = as_float32_matrix(queries, "queries", allow_1d=True)
-    x = as_float32_matrix(items, "items")
-    check_shapes(q, x)
-    single = q.ndim == 1
-    if single:
-        q = q[None, :]
-        exclude = single_query_exclude(exclude)
-    excl = exclusion_csr(exclude, q.shape[0], x.shape[0])
-    indptr, indices = excl if excl is not None else (None, None)
-    scores, ids = _module.topk_host(
-        q, x, k, metric, indptr, indices, index or 0, scratch_bytes, max_query_tile
-    )
-    if single:
-        return TopK(scores[0], ids[0])
-    return TopK(scores, ids)
+    pb = prepare(queries, items, exclude)
+    indptr, indices = pb.exclude_csr
+    return pb.result(*_module.topk_host(
+        pb.queries, pb.items, k, metric, indptr, indices, index or 0, scratch_bytes, max_query_tile
+    ))
 
 
 def _topk_torch(queries, items, k, metric, exclude, index, ref, scratch_bytes, max_query_tile):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numbers
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._types import TopK
 
 METRICS = ("cosine", "dot")
 _CONVERTIBLE_FLOATS = (np.float16, np.float64, np.longdouble)
@@ -157,3 +160,32 @@ def single_query_exclude(exclude: Any) -> Any:
     if isinstance(exclude, (list, tuple)) and all(isinstance(v, numbers.Integral) for v in exclude):
         return [np.asarray(exclude, dtype=np.int64)]
     return exclude
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A validated top-k problem: 2-D float32 queries and items, exclusions as CSR."""
+
+    queries: np.ndarray
+    items: np.ndarray
+    exclude: tuple[np.ndarray, np.ndarray] | None
+    single: bool  # the caller gave one 1-D query: results are 1-D
+
+    @property
+    def exclude_csr(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return self.exclude if self.exclude is not None else (None, None)
+
+    def result(self, scores: Any, ids: Any) -> TopK:
+        return TopK(scores[0], ids[0]) if self.single else TopK(scores, ids)
+
+
+def prepare(queries: Any, items: Any, exclude: Any) -> Problem:
+    """Validate and convert the array arguments shared by every top-k backend."""
+    q = as_float32_matrix(queries, "queries", allow_1d=True)
+    x = as_float32_matrix(items, "items")
+    check_shapes(q, x)
+    single = q.ndim == 1
+    if single:
+        q = q[None, :]
+        exclude = single_query_exclude(exclude)
+    return Problem(q, x, exclusion_csr(exclude, q.shape[0], x.shape[0]), single)

@@ -11,13 +11,10 @@ from typing import Any
 import numpy as np
 
 from ._inputs import (
-    as_float32_matrix,
     check_k,
     check_metric,
     check_num_threads,
-    check_shapes,
-    exclusion_csr,
-    single_query_exclude,
+    prepare,
 )
 from ._types import TopK
 
@@ -68,14 +65,8 @@ def topk(
     k = check_k(k)
     metric = check_metric(metric)
     check_num_threads(num_threads)
-    q = as_float32_matrix(queries, "queries", allow_1d=True)
-    x = as_float32_matrix(items, "items")
-    check_shapes(q, x)
-    single = q.ndim == 1
-    if single:
-        q = q[None, :]
-        exclude = single_query_exclude(exclude)
-    excl = exclusion_csr(exclude, q.shape[0], x.shape[0])
+    pb = prepare(queries, items, exclude)
+    q, x, excl = pb.queries, pb.items, pb.exclude
     if metric == "cosine":
         q, x = _normalize(q), _normalize(x)
     b, n = q.shape[0], x.shape[0]
@@ -93,6 +84,4 @@ def topk(
             row_of = np.repeat(np.arange(stop - start), np.diff(indptr[start : stop + 1]))
             eligible[row_of, indices[lo:hi]] = False
         out_s[start:stop], out_i[start:stop] = _topk_rows(scores, eligible, k)
-    if single:
-        return TopK(out_s[0], out_i[0])
-    return TopK(out_s, out_i)
+    return pb.result(out_s, out_i)

@@ -12,9 +12,7 @@ from ._inputs import (
     check_k,
     check_metric,
     check_num_threads,
-    check_shapes,
-    exclusion_csr,
-    single_query_exclude,
+    prepare,
 )
 from ._types import TopK
 
@@ -59,24 +57,13 @@ def topk(
     threads = check_num_threads(num_threads)
     if _cuda_backend.use_cuda(device, queries, items):
         return _cuda_backend.topk(queries, items, k, metric=metric, exclude=exclude, device=device)
-    q = as_float32_matrix(queries, "queries", allow_1d=True)
-    x = as_float32_matrix(items, "items")
-    check_shapes(q, x)
-    single = q.ndim == 1
-    if single:
-        q = q[None, :]
-        exclude = single_query_exclude(exclude)
-    excl = exclusion_csr(exclude, q.shape[0], x.shape[0])
-    indptr, indices = excl if excl is not None else (None, None)
-    if q.shape[0] == 0 or x.shape[0] == 0:
+    pb = prepare(queries, items, exclude)
+    b, n = pb.queries.shape[0], pb.items.shape[0]
+    if b == 0 or n == 0:
         # Nothing to scan. (NumPy gives empty arrays zero strides, which _core rejects.)
-        scores = np.full((q.shape[0], k), -np.inf, np.float32)
-        ids = np.full((q.shape[0], k), -1, np.int64)
-    else:
-        scores, ids = _core.topk(q, x, k, metric, indptr, indices, threads)
-    if single:
-        return TopK(scores[0], ids[0])
-    return TopK(scores, ids)
+        return pb.result(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
+    indptr, indices = pb.exclude_csr
+    return pb.result(*_core.topk(pb.queries, pb.items, k, metric, indptr, indices, threads))
 
 
 def normalize(x: Any) -> np.ndarray:

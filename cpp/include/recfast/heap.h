@@ -11,7 +11,6 @@
 
 #include <cstdint>
 #include <limits>
-#include <utility>
 
 namespace recfast {
 
@@ -29,15 +28,14 @@ static inline void heap_init(float* scores, int64_t* ids, int64_t k) {
   }
 }
 
-// Replace the root (the worst pair) by (s, id) and sift it down. Call only when
-// better(s, id, scores[0], ids[0]).
-static inline void heap_replace_top(float* scores, int64_t* ids, int64_t k, float s, int64_t id) {
+// Sift (s, id) down from the root of the heap's first n slots.
+static inline void heap_sift_down(float* scores, int64_t* ids, int64_t n, float s, int64_t id) {
   int64_t i = 0;
   for (;;) {
     int64_t child = 2 * i + 1;
-    if (child >= k) break;
+    if (child >= n) break;
     // Pick the worse child: it must rise above (s, id) if (s, id) is better than it.
-    if (child + 1 < k && better(scores[child], ids[child], scores[child + 1], ids[child + 1]))
+    if (child + 1 < n && better(scores[child], ids[child], scores[child + 1], ids[child + 1]))
       ++child;
     if (!better(s, id, scores[child], ids[child])) break;
     scores[i] = scores[child];
@@ -48,32 +46,25 @@ static inline void heap_replace_top(float* scores, int64_t* ids, int64_t k, floa
   ids[i] = id;
 }
 
+// Replace the root (the worst pair) by (s, id). Call only when better(s, id, root).
+static inline void heap_replace_top(float* scores, int64_t* ids, int64_t k, float s, int64_t id) {
+  heap_sift_down(scores, ids, k, s, id);
+}
+
 // Push (s, id) if it belongs to the k best kept so far.
 static inline void heap_push(float* scores, int64_t* ids, int64_t k, float s, int64_t id) {
-  if (better(s, id, scores[0], ids[0])) heap_replace_top(scores, ids, k, s, id);
+  if (better(s, id, scores[0], ids[0])) heap_sift_down(scores, ids, k, s, id);
 }
 
 // Turn a heap into a row sorted best first (heap sort), padding empty slots as id -1.
 static inline void heap_sort_output(float* scores, int64_t* ids, int64_t k) {
   for (int64_t n = k; n > 1; --n) {
-    std::swap(scores[0], scores[n - 1]);
-    std::swap(ids[0], ids[n - 1]);
-    // Sift the new root down within the first n - 1 slots.
-    float s = scores[0];
-    int64_t id = ids[0];
-    int64_t i = 0, m = n - 1;
-    for (;;) {
-      int64_t child = 2 * i + 1;
-      if (child >= m) break;
-      if (child + 1 < m && better(scores[child], ids[child], scores[child + 1], ids[child + 1]))
-        ++child;
-      if (!better(s, id, scores[child], ids[child])) break;
-      scores[i] = scores[child];
-      ids[i] = ids[child];
-      i = child;
-    }
-    scores[i] = s;
-    ids[i] = id;
+    // The root (the worst of the first n) goes to slot n - 1; the old last slot sifts down.
+    const float s = scores[n - 1];
+    const int64_t id = ids[n - 1];
+    scores[n - 1] = scores[0];
+    ids[n - 1] = ids[0];
+    heap_sift_down(scores, ids, n - 1, s, id);
   }
   for (int64_t i = 0; i < k; ++i)
     if (ids[i] == kEmptyId) ids[i] = -1;
