@@ -13,6 +13,8 @@ import numpy as np
 ROWS = [
     ("recfast-dot", "recfast dot"),
     ("recfast-cosine", "recfast cosine"),
+    ("index-float16", "ItemIndex float16 exact"),
+    ("index-int8", "ItemIndex int8 exact"),
     ("reference", "NumPy reference"),
     ("faiss-default", "FAISS default"),
     ("faiss-blas", "FAISS blas_threshold=1"),
@@ -24,7 +26,7 @@ ROWS = [
 LABELS = dict(ROWS)
 BASELINE = "recfast-dot"
 # Columns of the summary table (one per library, best FAISS only).
-SUMMARY = ["recfast-dot", "recfast-cosine", "reference", "faiss-default", "faiss-best", "torch", "implicit"]
+SUMMARY = ["recfast-dot", "recfast-cosine", "index-float16", "index-int8", "reference", "faiss-default", "faiss-best", "torch", "implicit"]
 
 
 def gflops(n: int, d: int, b: int, seconds: float) -> float:
@@ -112,10 +114,24 @@ def shape_table(n: int, d: int, b: int, k: int, rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def index_candidates(results: list[dict]) -> str:
+    """ItemIndex rows: candidates re-scored in float32 per query, per storage and shape."""
+    lines = []
+    for r in results:
+        cand = r.get("info", {}).get("candidates_per_query")
+        if r.get("library") == "index" and cand:
+            cells = ", ".join(f"B={key.replace('x', ' k=')}: {v:.1f}" for key, v in cand.items())
+            lines.append(f"  {LABELS[r['tag']]:<24} d={r['d']}: {cells}")
+    if not lines:
+        return ""
+    return "ItemIndex candidates re-scored per query:\n" + "\n".join(lines)
+
+
 def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> str:
     """One line per shape: each library's ms and its time relative to recfast dot."""
     present = [t for t in SUMMARY if any(t in table.get(s, {}) for s in shapes)]
     names = {"recfast-dot": "recfast dot", "recfast-cosine": "recfast cos", "reference": "NumPy ref",
+             "index-float16": "index fp16", "index-int8": "index int8",
              "faiss-default": "FAISS dflt", "faiss-best": "FAISS best", "torch": "torch", "implicit": "implicit"}
     head = f"{'d':>4} {'B':>5} {'k':>4}  " + " ".join(f"{names[t]:>17}" for t in present)
     lines = [f"Summary, N={n:,}: ms (time / recfast dot time)", head]

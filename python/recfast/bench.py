@@ -44,11 +44,13 @@ QUICK_SHAPES = [(128, 1, 10), (128, 16, 10), (128, 128, 10), (128, 1024, 10)]
 DEFAULT_N = 1_000_000
 QUICK_N = 100_000
 
-PEERS = ("reference", "faiss", "torch", "implicit")
+PEERS = ("index", "reference", "faiss", "torch", "implicit")
 # Variants: tag -> (library, variant, python module that must be importable, extra env).
 VARIANTS = {
     "recfast-dot": ("recfast", "dot", "recfast", {}),
     "recfast-cosine": ("recfast", "cosine", "recfast", {}),
+    "index-float16": ("index", "float16", "recfast", {}),
+    "index-int8": ("index", "int8", "recfast", {}),
     "reference": ("reference", "", "numpy", {}),
     "faiss-default": ("faiss", "default", "faiss", {}),
     "faiss-blas": ("faiss", "blas", "faiss", {}),
@@ -57,6 +59,7 @@ VARIANTS = {
     "implicit": ("implicit", "", "implicit", {}),
 }
 PEER_TAGS = {
+    "index": ["index-float16", "index-int8"],
     "reference": ["reference"],
     "faiss": ["faiss-default", "faiss-blas", "faiss-shards"],
     "torch": ["torch"],
@@ -375,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             env.update(extra_env)
             if library in OPENBLAS_OF and OPENBLAS_OF[library] in coretype:
                 env["OPENBLAS_CORETYPE"] = coretype[OPENBLAS_OF[library]]
-            if library == "recfast" and args.simd:
+            if library in ("recfast", "index") and args.simd:
                 env["RECFAST_SIMD"] = args.simd
             worker_env[tag] = {k: env[k] for k in ENV_REPORTED if k in env}
             spec = {
@@ -410,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"extra MB: peak RSS during the calls minus RSS after the data (and index) were built, minus the outputs "
           f"({', '.join(data_methods) or '?'}).")
+    print(report.index_candidates(results))
     recfast_info = next((r.get("info", {}) for r in results if r.get("library") == "recfast" and "info" in r), {})
     if recfast_info:
         print(f"recfast simd_level in its worker: {recfast_info.get('simd_level')} "
