@@ -20,7 +20,14 @@ namespace isa_avx2 {
 constexpr int kMR = 6, kNV = 2;
 using P = Packed<kMR, kNV>;
 
-const KernelSet kSet = {"avx2", kMR, &scratch_floats_impl<kMR, kNV>, &P::scan, &Direct::scan};
+// The broadcast path with as many query vectors as the batch needs.
+static void scan_broadcast(const ScanTask& t) {
+  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
+  Broadcast<2, 6>::scan(t);
+}
+
+const KernelSet kSet = {"avx2",         kMR,           &scratch_floats_impl<kMR, kNV>,
+                         &P::scan,       &Direct::scan, &scan_broadcast};
 
 }  // namespace isa_avx2
 

@@ -19,7 +19,16 @@ namespace isa_generic {
 constexpr int kMR = 4, kNV = 2;
 using P = Packed<kMR, kNV>;
 
-const KernelSet kSet = {"generic", kMR, &scratch_floats_impl<kMR, kNV>, &P::scan, &Direct::scan};
+// The broadcast path with as many query vectors as the batch needs.
+static void scan_broadcast(const ScanTask& t) {
+  const int64_t nq = t.q1 - t.q0;
+  if (nq <= 12) return Broadcast<3, 3>::scan(t);
+  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
+  Broadcast<4, 2>::scan(t);
+}
+
+const KernelSet kSet = {"generic",         kMR,           &scratch_floats_impl<kMR, kNV>,
+                         &P::scan,       &Direct::scan, &scan_broadcast};
 
 }  // namespace isa_generic
 

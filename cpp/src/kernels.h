@@ -34,8 +34,10 @@ struct KernelSet {
   int64_t (*scratch_floats)(int64_t dim, int64_t queries);
   // Packed path: queries and item tiles re-laid out for a register-tiled micro-kernel.
   void (*scan_packed)(const ScanTask& task);
-  // Direct path for a few queries: dot products straight from the rows, no packing.
+  // Direct path (up to kTopkDirectMaxQueries): dot products straight from the rows.
   void (*scan_direct)(const ScanTask& task);
+  // Broadcast path (up to kTopkBroadcastMaxQueries): item values broadcast against queries.
+  void (*scan_broadcast)(const ScanTask& task);
 };
 
 const KernelSet* kernels_generic();

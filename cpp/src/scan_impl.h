@@ -208,7 +208,7 @@ struct Packed {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Direct path for a few queries (up to kDirectMaxQueries): each item row is read once, straight
+// Direct path for a few queries (up to kTopkDirectMaxQueries): each item row is read once, straight
 // from memory (prefetched ahead), and scored against every query while it sits in L1, in
 // groups of up to 8 queries whose dot products along d are reduced together (V::hsum8).
 
@@ -308,7 +308,120 @@ struct Direct {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Broadcast path for up to kTopkBroadcastMaxQueries queries: the queries are packed transposed
+// (qt[p * QW + b], QW = NQV * W lanes, zero-padded), item rows are read straight from memory
+// (prefetched ahead, no packing) and each item value is broadcast against all queries. An
+// NI x QW block of scores lands in registers as vectors over queries and is compared with the
+// vector of the queries' thresholds. Each score is the same sequence of float operations as on
+// the packed path (q * inv_q, FMAs in p order, times inv_x with inv_x from sequential squares),
+// so a (query, item) pair scores bit for bit the same on either path, whatever the batch.
+
+static inline float row_inv_norm_sequential(const float* x, int64_t dim) {
+  float s = 0.0f;
+  for (int64_t p = 0; p < dim; ++p) s += x[p] * x[p];  // the packed path's order (pack_panel)
+  return inv_norm_from_sumsq(s);
+}
+
+template <int NQV, int NI>
+struct Broadcast {
+  static constexpr int QW = NQV * V::W;
+  static constexpr int64_t kPrefetchRows = 4 * NI;
+
+  template <int NR>
+  static inline void block(const ScanTask& t, const float* qt, float* thr, int64_t j) {
+    typename V::R acc[NR][NQV];
+    const float* xr[NR];
+    for (int r = 0; r < NR; ++r) {
+      xr[r] = t.items + (j + r) * t.item_stride;
+      for (int v = 0; v < NQV; ++v) acc[r][v] = V::zero();
+    }
+    const int64_t dim = t.dim;
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < dim; ++p) {
+      typename V::R qv[NQV];
+      for (int v = 0; v < NQV; ++v) qv[v] = V::load(qt + p * QW + v * V::W);
+      for (int r = 0; r < NR; ++r) {
+        typename V::R xb = V::set1(xr[r][p]);
+        for (int v = 0; v < NQV; ++v) acc[r][v] = V::fma(qv[v], xb, acc[r][v]);
+      }
+    }
+    const bool cosine = t.inv_qnorm != nullptr;
+    for (int r = 0; r < NR; ++r) {
+      float inv_x = 1.0f;
+      if (cosine) {
+        inv_x = row_inv_norm_sequential(xr[r], dim);
+        if (inv_x == 0.0f) {  // normalizes to 0 (finite row) or NaN: see row_finite
+          if (row_finite(xr[r], dim)) zero_row(t, thr, j + r);
+          continue;
+        }
+      }
+      for (int v = 0; v < NQV; ++v) {
+        typename V::R s = cosine ? V::mul(acc[r][v], V::set1(inv_x)) : acc[r][v];
+        unsigned mask = V::ge_mask(s, V::load(thr + v * V::W));
+        if (mask) offer_queries(t, thr, s, mask, v * V::W, j + r);
+      }
+    }
+  }
+
+  // Offer item `id` to the queries of `mask` (lanes from `lane0`), refreshing their thresholds.
+  static inline void offer_queries(const ScanTask& t, float* thr, typename V::R s, unsigned mask,
+                                   int lane0, int64_t id) {
+    alignas(64) float tmp[V::W];
+    V::store(tmp, s);
+    while (mask) {
+      int lane = __builtin_ctz(mask);
+      mask &= mask - 1;
+      const int64_t q = t.q0 + lane0 + lane;
+      offer(t, q, tmp[lane], id);
+      thr[lane0 + lane] = root_score(t, q);
+    }
+  }
+
+  // A finite item row that normalizes to 0: it scores 0 against every finite query.
+  static inline void zero_row(const ScanTask& t, float* thr, int64_t id) {
+    for (int64_t q = t.q0; q < t.q1; ++q)
+      if (0.0f >= thr[q - t.q0] && row_finite(t.queries + q * t.query_stride, t.dim)) {
+        offer(t, q, 0.0f, id);
+        thr[q - t.q0] = root_score(t, q);
+      }
+  }
+
+  static void scan(const ScanTask& t) {
+    const int64_t nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    // Scratch: the transposed queries, then the thresholds (padding lanes +inf: never offered).
+    float* qt = t.scratch;
+    float* thr = qt + t.dim * QW;
+    for (int b = 0; b < QW; ++b) {
+      const int64_t q = t.q0 + b;
+      const float* src = q < t.q1 ? t.queries + q * t.query_stride : nullptr;
+      const float scale = (src && t.inv_qnorm) ? t.inv_qnorm[q] : 1.0f;
+      for (int64_t p = 0; p < t.dim; ++p) qt[p * QW + b] = src ? src[p] * scale : 0.0f;
+      thr[b] = src ? root_score(t, q) : kInf;
+    }
+    const int64_t row_bytes = t.item_stride * 4, line_bytes = t.dim * 4;
+    int64_t j = t.j0;
+    for (; j + NI <= t.j1; j += NI) {
+      if ((j & 4095) < NI && t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const char* ahead = reinterpret_cast<const char*>(t.items) + (j + kPrefetchRows) * row_bytes;
+      if (j + kPrefetchRows + NI <= t.j1)
+        for (int r = 0; r < NI; ++r)
+          for (int64_t off = 0; off < line_bytes; off += 64)
+            __builtin_prefetch(ahead + r * row_bytes + off, 0, 3);
+      block<NI>(t, qt, thr, j);
+    }
+    for (; j < t.j1; ++j) block<1>(t, qt, thr, j);
+  }
+
+  static int64_t scratch_floats(int64_t dim) { return dim * QW + QW + 64; }
+};
+
+// Scratch of a task of `queries` queries: the packed path's, or the broadcast path's at most.
 template <int MR, int NV>
 static int64_t scratch_floats_impl(int64_t dim, int64_t queries) {
-  return Packed<MR, NV>::scratch_floats(dim, (queries + MR - 1) / MR * MR);
+  const int64_t packed = Packed<MR, NV>::scratch_floats(dim, (queries + MR - 1) / MR * MR);
+  const int64_t lanes = (kTopkBroadcastMaxQueries + V::W - 1) / V::W * V::W;
+  const int64_t broadcast = dim * lanes + lanes + 64;
+  return packed > broadcast ? packed : broadcast;
 }

@@ -21,6 +21,7 @@ namespace recfast {
 namespace {
 
 static_assert(kTopkDirectMaxQueries <= 32, "the direct path keeps at most 32 thresholds");
+static_assert(kTopkDirectMaxQueries < kTopkBroadcastMaxQueries, "paths in order");
 // Below this many multiply-adds a call runs on the calling thread: waking workers costs more.
 constexpr double kInlineMaxWork = 2e6;
 // Tasks should carry at least this many multiply-adds, so scheduling stays negligible.
@@ -80,7 +81,11 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
   //  * Items are split into chunks, each with its own heaps (merged at the end), so every
   //    thread has work even for one query, each item is read from memory about once, and a
   //    slow thread does not hold up the rest. Chunk heaps are capped by kChunkHeapBytes.
-  const bool direct = n_queries <= kTopkDirectMaxQueries;
+  enum class Path { Direct, Broadcast, Packed };
+  const Path path = n_queries <= kTopkDirectMaxQueries      ? Path::Direct
+                    : n_queries <= kTopkBroadcastMaxQueries ? Path::Broadcast
+                                                            : Path::Packed;
+  const bool direct = path != Path::Packed;  // one query block, split over the items only
   const int64_t g = direct ? 1 : ks.packed_query_group;
   const double work = static_cast<double>(n_queries) * n_items * std::max<int64_t>(dim, 1);
   const bool inline_call = work < kInlineMaxWork;
@@ -149,8 +154,10 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
     t.exclude = params.exclude;
     t.scratch = scratch[static_cast<size_t>(slot)].get();
     t.cancel = &cancel;
-    if (direct)
+    if (path == Path::Direct)
       ks.scan_direct(t);
+    else if (path == Path::Broadcast)
+      ks.scan_broadcast(t);
     else
       ks.scan_packed(t);
   };

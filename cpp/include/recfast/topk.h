@@ -27,10 +27,15 @@ struct Exclusion {
   bool empty() const { return indptr == nullptr; }
 };
 
-// Up to this many queries take the direct path (item rows scored as they are, no packing);
-// more take the packed path. A score depends only on its query row, its item row, the metric,
-// the instruction set and this choice of path: never on N, k, chunking or thread count.
-constexpr int64_t kTopkDirectMaxQueries = 16;
+// The scan has three paths, chosen by the number of queries B of a call:
+//   B <= kTopkDirectMaxQueries: the direct path (dot products along d, reduced across lanes);
+//   B <= kTopkBroadcastMaxQueries: the broadcast path (item values broadcast against queries);
+//   larger B: the packed path (register-tiled micro-kernel over packed tiles).
+// A score depends only on its query row, its item row, the metric, the instruction set and
+// whether the direct path computed it (the broadcast and packed paths agree bit for bit): never
+// on N, k, the batch's other queries, chunking or thread count.
+constexpr int64_t kTopkDirectMaxQueries = 8;
+constexpr int64_t kTopkBroadcastMaxQueries = 16;
 
 struct TopkParams {
   int64_t k = 10;
