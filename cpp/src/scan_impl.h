@@ -3,8 +3,8 @@
 //
 // V (vec_<isa>.h) provides: W (lanes), R (register type), zero, set1, load (aligned), loadu,
 // store, fma, mul, ge_mask (bit per lane of a >= b, false for NaN), hsum, hsum8 (eight sums at
-// once, each in hsum's order), and transpose_pack(rows, stride, dim, n_valid, out, out_stride,
-// sumsq) which writes W rows as W-float columns of a panel (see pack_panel).
+// once, each in hsum's order), and transpose_pack(rows, stride, dim, n_valid, out, out_stride)
+// which writes W rows as W-float columns of a panel (see pack_panel).
 //
 // Requires <cstdint>, <cstring>, <cmath>, <atomic>, "recfast/heap.h" and "scalar_helpers.h"
 // to be included first.
@@ -107,8 +107,6 @@ struct Packed {
   // Pack items [j, j + n) (n <= NR) into one panel; write inverse norms when invn != nullptr.
   static void pack_panel(const float* x, int64_t stride, int64_t n, int64_t dim, float* xp,
                          float* invn) {
-    alignas(64) float sumsq[NR];
-    for (int c = 0; c < NR; ++c) sumsq[c] = 0.0f;
     for (int c0 = 0; c0 < NR; c0 += V::W) {
       int64_t valid = n - c0;
       if (valid <= 0) {
@@ -116,12 +114,11 @@ struct Packed {
           for (int c = 0; c < V::W; ++c) xp[p * NR + c0 + c] = 0.0f;
         continue;
       }
-      V::transpose_pack(x + c0 * stride, stride, dim, valid < V::W ? valid : V::W,
-                        xp + c0, NR, sumsq + c0);
+      V::transpose_pack(x + c0 * stride, stride, dim, valid < V::W ? valid : V::W, xp + c0, NR);
     }
     if (invn) {
       for (int c = 0; c < NR; ++c) {
-        invn[c] = inv_norm_from_sumsq(sumsq[c]);
+        invn[c] = c < n ? inv_norm_from_sumsq(row_sumsq(x + c * stride, dim)) : 0.0f;
         // A finite row that normalizes to 0 scores 0: zero its packed column (see above).
         if (invn[c] == 0.0f && c < n && row_finite(x + c * stride, dim))
           for (int64_t p = 0; p < dim; ++p) xp[p * NR + c] = 0.0f;
@@ -314,14 +311,8 @@ struct Direct {
 // (prefetched ahead, no packing) and each item value is broadcast against all queries. An
 // NI x QW block of scores lands in registers as vectors over queries and is compared with the
 // vector of the queries' thresholds. Each score is the same sequence of float operations as on
-// the packed path (q * inv_q, FMAs in p order, times inv_x with inv_x from sequential squares),
-// so a (query, item) pair scores bit for bit the same on either path, whatever the batch.
-
-static inline float row_inv_norm_sequential(const float* x, int64_t dim) {
-  float s = 0.0f;
-  for (int64_t p = 0; p < dim; ++p) s += x[p] * x[p];  // the packed path's order (pack_panel)
-  return inv_norm_from_sumsq(s);
-}
+// the packed path (q * inv_q, FMAs in p order, times inv_x from row_sumsq), so a (query, item)
+// pair scores bit for bit the same on either path, whatever the batch.
 
 template <int NQV, int NI>
 struct Broadcast {
@@ -350,7 +341,7 @@ struct Broadcast {
     for (int r = 0; r < NR; ++r) {
       float inv_x = 1.0f;
       if (cosine) {
-        inv_x = row_inv_norm_sequential(xr[r], dim);
+        inv_x = inv_norm_from_sumsq(row_sumsq(xr[r], dim));
         if (inv_x == 0.0f) {  // normalizes to 0 (finite row) or NaN: see row_finite
           if (row_finite(xr[r], dim)) zero_row(t, thr, j + r);
           continue;

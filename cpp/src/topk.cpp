@@ -28,8 +28,10 @@ constexpr double kInlineMaxWork = 2e6;
 constexpr double kMinTaskWork = 4e6;
 // Tasks per thread when the work allows: dynamic scheduling then absorbs uneven threads.
 constexpr int64_t kTasksPerThread = 4;
-// A packed task's query block: at most this many floats (1 MiB), so it stays in L2.
+// A packed task's query block: at most this many floats (1 MiB), so it stays in L2...
 constexpr int64_t kQueryPackFloats = 256 * 1024;
+// ...and, when the batch is split into several blocks, at least this many queries.
+constexpr int64_t kMinPackedBlock = 256;
 // Heaps of all item chunks together stay under this many bytes.
 constexpr double kChunkHeapBytes = 64.0 * 1024 * 1024;
 
@@ -91,13 +93,19 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
   const bool inline_call = work < kInlineMaxWork;
   const int64_t pack_rows =
       std::max<int64_t>(g, kQueryPackFloats / std::max<int64_t>(dim, 1) / g * g);
-  int64_t qblock = direct ? n_queries : std::min(n_queries, pack_rows);
+  const int64_t want_tasks = static_cast<int64_t>(threads) * kTasksPerThread;
+  int64_t qblock = n_queries;
+  if (!direct && !inline_call) {
+    // Enough query blocks for the threads, each large enough to amortize packing the items:
+    // every extra item chunk means one more heap per query to fill (costly for large k).
+    const int64_t even = ((n_queries + want_tasks - 1) / want_tasks + g - 1) / g * g;
+    qblock = std::min({n_queries, pack_rows, std::max(even, kMinPackedBlock)});
+  }
   const double heap_bytes =
       static_cast<double>(n_queries) * hk * (sizeof(float) + sizeof(int64_t));
   int64_t n_chunks = 1;
   if (!inline_call) {
     const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
-    const int64_t want_tasks = static_cast<int64_t>(threads) * kTasksPerThread;
     n_chunks = (want_tasks + n_qblocks - 1) / n_qblocks;
     n_chunks = std::min<int64_t>(n_chunks, static_cast<int64_t>(work / n_qblocks / kMinTaskWork));
     n_chunks = std::min<int64_t>(n_chunks, static_cast<int64_t>(kChunkHeapBytes / heap_bytes));

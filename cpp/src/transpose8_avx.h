@@ -29,35 +29,22 @@ static inline __m256 hsum8_ymm(const __m256* a) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// out[p * out_stride + c] = rows[c * stride + p] for c < 8 (rows >= valid give 0), p < dim;
-// sumsq[c] += the squares of row c. out must be 32-byte aligned, out_stride a multiple of 8.
+// out[p * out_stride + c] = rows[c * stride + p] for c < 8 (rows >= valid give 0), p < dim.
+// out must be 32-byte aligned, out_stride a multiple of 8.
 static inline void pack8(const float* rows, int64_t stride, int64_t dim, int64_t valid, float* out,
-                         int64_t out_stride, float* sumsq) {
+                         int64_t out_stride) {
   if (valid < 8) {
     for (int64_t p = 0; p < dim; ++p)
-      for (int c = 0; c < 8; ++c) {
-        float v = c < valid ? rows[c * stride + p] : 0.0f;
-        out[p * out_stride + c] = v;
-        sumsq[c] += v * v;
-      }
+      for (int c = 0; c < 8; ++c) out[p * out_stride + c] = c < valid ? rows[c * stride + p] : 0.0f;
     return;
   }
-  __m256 acc = _mm256_loadu_ps(sumsq);
   int64_t p = 0;
   for (; p + 8 <= dim; p += 8) {
     __m256 r[8];
     for (int c = 0; c < 8; ++c) r[c] = _mm256_loadu_ps(rows + c * stride + p);
     transpose8(r);
-    for (int i = 0; i < 8; ++i) {
-      _mm256_store_ps(out + (p + i) * out_stride, r[i]);
-      acc = _mm256_add_ps(acc, _mm256_mul_ps(r[i], r[i]));
-    }
+    for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (p + i) * out_stride, r[i]);
   }
-  _mm256_storeu_ps(sumsq, acc);
   for (; p < dim; ++p)
-    for (int c = 0; c < 8; ++c) {
-      float v = rows[c * stride + p];
-      out[p * out_stride + c] = v;
-      sumsq[c] += v * v;
-    }
+    for (int c = 0; c < 8; ++c) out[p * out_stride + c] = rows[c * stride + p];
 }

@@ -34,7 +34,7 @@ struct V {
   static void hsum8(const R* a, float* out) { _mm256_storeu_ps(out, hsum8_ymm(a)); }
 #include "transpose8_avx.h"
   static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
-                             float* out, int64_t out_stride, float* sumsq) {
-    pack8(rows, stride, dim, valid, out, out_stride, sumsq);
+                             float* out, int64_t out_stride) {
+    pack8(rows, stride, dim, valid, out, out_stride);
   }
 };

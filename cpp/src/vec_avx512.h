@@ -43,9 +43,8 @@ struct V {
   }
   // A 16-item block is packed as two 8-item halves with the 8 x 8 AVX transpose.
   static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
-                             float* out, int64_t out_stride, float* sumsq) {
-    pack8(rows, stride, dim, valid < 8 ? valid : 8, out, out_stride, sumsq);
-    pack8(rows + 8 * stride, stride, dim, valid > 8 ? valid - 8 : 0, out + 8, out_stride,
-          sumsq + 8);
+                             float* out, int64_t out_stride) {
+    pack8(rows, stride, dim, valid < 8 ? valid : 8, out, out_stride);
+    pack8(rows + 8 * stride, stride, dim, valid > 8 ? valid - 8 : 0, out + 8, out_stride);
   }
 };

@@ -47,12 +47,8 @@ struct V {
     for (int i = 0; i < 8; ++i) out[i] = hsum(a[i]);
   }
   static void transpose_pack(const float* rows, int64_t stride, int64_t dim, int64_t valid,
-                             float* out, int64_t out_stride, float* sumsq) {
+                             float* out, int64_t out_stride) {
     for (int64_t p = 0; p < dim; ++p)
-      for (int c = 0; c < 4; ++c) {
-        float v = c < valid ? rows[c * stride + p] : 0.0f;
-        out[p * out_stride + c] = v;
-        sumsq[c] += v * v;
-      }
+      for (int c = 0; c < 4; ++c) out[p * out_stride + c] = c < valid ? rows[c * stride + p] : 0.0f;
   }
 };
