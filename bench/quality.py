@@ -2,6 +2,7 @@
 
     python bench/quality.py            # 5 seeds, every AutoEncoder variant, EASE, Popularity
     python bench/quality.py --quick    # 1 seed, the default AutoEncoder, Mult-DAE, EASE, Popularity
+    python bench/quality.py --required # 5 seeds, the default AutoEncoder, EASE, Popularity
 
 Data: ../shared/data/ml-100k/u.data and ../shared/data/ml-latest-small/ratings.csv (relative to
 the repository; --data to change). A missing dataset is skipped with a message. Protocol: ratings
@@ -39,13 +40,14 @@ def _split(path: Path, seed: int):
     return strong_generalization_split(data.matrix(), n_heldout_users=HELDOUT, seed=seed)
 
 
-def _models(quick: bool, threads: int) -> list[tuple[str, object]]:
+def _models(quick: bool, threads: int, required: bool = False) -> list[tuple[str, object]]:
     """(label, factory(seed)) for every row of the table."""
     ae = lambda **kw: (lambda seed: AutoEncoder(random_state=seed, verbose=False,  # noqa: E731
                                                 num_threads=threads, **kw))
     rows = [("AutoEncoder (default: hybrid)", ae())]
-    rows.append(("AutoEncoder dae (Mult-DAE)", ae(variant="dae")))
-    if not quick:
+    if not required:
+        rows.append(("AutoEncoder dae (Mult-DAE)", ae(variant="dae")))
+    if not (quick or required):
         rows.append(("AutoEncoder vae (Mult-VAE)", ae(variant="vae")))
         rows.append(("AutoEncoder ae (MSE)", ae(variant="ae")))
     rows.append(("EASE (lambda on validation)", "ease"))
@@ -67,8 +69,9 @@ def _fit_ease(split) -> tuple[EASE, float, float]:
     return best[1], best[2], total
 
 
-def run_dataset(name: str, path: Path, seeds: list[int], quick: bool, threads: int) -> list[tuple]:
-    rows = _models(quick, threads)
+def run_dataset(name: str, path: Path, seeds: list[int], quick: bool, threads: int,
+                required: bool = False) -> list[tuple]:
+    rows = _models(quick, threads, required)
     results: dict[str, list] = {label: [] for label, _ in rows}
     for seed in seeds:
         split = _split(path, seed)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 1)")
     ap.add_argument("--data", type=Path, default=_default_data_dir(), help="MovieLens folder")
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--required", action="store_true",
+                    help="only the default AutoEncoder, EASE and Popularity")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = ap.parse_args(argv)
     n_seeds = args.seeds or (1 if args.quick else 5)
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         split = _split(path, 0)
         n_users = split.train.shape[0] + 2 * split.test_input.shape[0]
         shape = f"{n_users} users x {split.train.shape[1]} items"
-        rows = run_dataset(name, path, list(range(n_seeds)), args.quick, threads)
+        rows = run_dataset(name, path, list(range(n_seeds)), args.quick, threads, args.required)
         tables.append(_table(name, n_seeds, shape, rows))
         print(tables[-1], flush=True)
     if not tables:

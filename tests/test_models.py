@@ -278,3 +278,21 @@ def test_baseline_bad_arguments(data):
         Popularity().recommend(data[1])
     with pytest.raises(ValueError, match="not a recfast model"):
         load_model(__file__)
+
+
+def test_hybrid_item_item_part(ae, data):
+    """Default hybrid: full-rank B with a zero diagonal; above full_rank_max_items, low rank."""
+    from recfast.models import AutoEncoder
+
+    assert ae.net_.full and ae.net_.rank == 0
+    b = ae.net_.item_item.numpy()
+    assert b.shape == (200, 200) and np.all(np.diag(b) == 0) and np.abs(b).max() > 0
+    assert ae.linear_l2_ == ae.config.linear_l2
+    train, inp, tgt = data
+    low = AutoEncoder(**dict(SMALL, epochs=2), full_rank_max_items=100).fit(train)
+    assert not low.net_.full and low.net_.rank == 16
+    assert low.recommend(inp, k=5).ids.shape == (inp.shape[0], 5)
+    # with validation data, lambda comes from the grid
+    m = AutoEncoder(**dict(SMALL, epochs=1), linear_l2_grid=(10.0, 100.0)).fit(
+        train, validation=(inp, tgt))
+    assert m.linear_l2_ in (10.0, 100.0)
