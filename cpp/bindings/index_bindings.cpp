@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "marshal.h"
 #include "recfast/quant.h"
 #include "recfast/topk.h"
 
@@ -79,12 +80,7 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
   if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
   recfast::QuantSearchParams params;
   params.k = k;
-  if (metric == "cosine")
-    params.metric = recfast::Metric::Cosine;
-  else if (metric == "dot")
-    params.metric = recfast::Metric::Dot;
-  else
-    throw py::value_error("metric must be 'cosine' or 'dot'");
+  params.metric = recfast::marshal::parse_metric(metric);
   params.num_threads = num_threads;
   params.exact = exact;
   if (!excl_indptr.is_none()) {

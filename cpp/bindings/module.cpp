@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "../src/thread_pool.h"
+#include "marshal.h"
 #include "recfast/simd.h"
 #include "recfast/topk.h"
 
@@ -17,37 +18,9 @@ void register_index(py::module_& m);  // index_bindings.cpp
 
 namespace {
 
-// A float32 matrix whose rows are contiguous (column stride 4 bytes); any row stride.
-struct Matrix {
-  const float* data;
-  int64_t rows, cols, row_stride;
-};
-
-Matrix as_matrix(const py::array& a, const char* name) {
-  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
-    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " +
-                         std::string(py::str(a.dtype())));
-  if (a.ndim() != 2)
-    throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
-                          " dimensions");
-  const int64_t rows = a.shape(0), cols = a.shape(1);
-  const int64_t s0 = a.strides(0), s1 = a.strides(1);
-  if ((cols > 1 && s1 != 4) || s0 < 0 || s0 % 4 != 0)
-    throw py::value_error(std::string(name) +
-                          " rows must be contiguous float32 with a positive row stride; "
-                          "try numpy.ascontiguousarray");
-  return {static_cast<const float*>(a.data()), rows, cols, rows > 1 ? s0 / 4 : cols};
-}
-
-const int64_t* as_int64_vector(const py::array& a, const char* name, int64_t expect_len) {
-  if (a.dtype().kind() != 'i' || a.itemsize() != 8 || a.ndim() != 1 ||
-      (a.shape(0) > 1 && a.strides(0) != 8))
-    throw py::type_error(std::string(name) + " must be a contiguous 1-D int64 array");
-  if (expect_len >= 0 && a.shape(0) != expect_len)
-    throw py::value_error(std::string(name) + " must have " + std::to_string(expect_len) +
-                          " entries");
-  return static_cast<const int64_t*>(a.data());
-}
+using recfast::marshal::as_int64_vector;
+using recfast::marshal::as_matrix;
+using recfast::marshal::Matrix;
 
 recfast::SimdLevel parse_level(const std::string& s) {
   if (s == "generic") return recfast::SimdLevel::Generic;
@@ -68,12 +41,7 @@ py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
   if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
   recfast::TopkParams params;
   params.k = k;
-  if (metric == "cosine")
-    params.metric = recfast::Metric::Cosine;
-  else if (metric == "dot")
-    params.metric = recfast::Metric::Dot;
-  else
-    throw py::value_error("metric must be 'cosine' or 'dot', got '" + metric + "'");
+  params.metric = recfast::marshal::parse_metric(metric);
   params.num_threads = num_threads;
   if (!excl_indptr.is_none()) {
     // The Python layer guarantees sorted rows and ids in [0, n_items).

@@ -9,42 +9,15 @@
 #include <string>
 #include <utility>
 
+#include "../bindings/marshal.h"
 #include "recfast/topk_cuda.h"
 
 namespace py = pybind11;
 
 namespace {
 
-struct HostMatrix {
-  const float* data;
-  int64_t rows, cols, row_stride;
-};
-
-HostMatrix host_matrix(const py::array& a, const char* name) {
-  if (a.dtype().kind() != 'f' || a.itemsize() != 4)
-    throw py::type_error(std::string(name) + " must be a float32 array, got dtype " +
-                         std::string(py::str(a.dtype())));
-  if (a.ndim() != 2)
-    throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
-                          " dimensions");
-  const int64_t rows = a.shape(0), cols = a.shape(1);
-  const int64_t s0 = a.strides(0), s1 = a.strides(1);
-  if ((cols > 1 && s1 != 4) || s0 < 0 || s0 % 4 != 0 || (rows > 1 && s0 / 4 < cols))
-    throw py::value_error(std::string(name) +
-                          " rows must be contiguous float32 with a positive row stride; "
-                          "try numpy.ascontiguousarray");
-  return {static_cast<const float*>(a.data()), rows, cols, rows > 1 ? s0 / 4 : cols};
-}
-
-const int64_t* int64_vector(const py::array& a, const char* name, int64_t expect_len) {
-  if (a.dtype().kind() != 'i' || a.itemsize() != 8 || a.ndim() != 1 ||
-      (a.shape(0) > 1 && a.strides(0) != 8))
-    throw py::type_error(std::string(name) + " must be a contiguous 1-D int64 array");
-  if (expect_len >= 0 && a.shape(0) != expect_len)
-    throw py::value_error(std::string(name) + " must have " + std::to_string(expect_len) +
-                          " entries");
-  return static_cast<const int64_t*>(a.data());
-}
+using recfast::marshal::as_matrix;
+using HostMatrix = recfast::marshal::Matrix;
 
 recfast::CudaTopkParams make_params(int64_t k, const std::string& metric, int64_t n_queries,
                                     const py::object& indptr, const py::object& indices,
@@ -52,16 +25,11 @@ recfast::CudaTopkParams make_params(int64_t k, const std::string& metric, int64_
   if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
   recfast::CudaTopkParams p;
   p.k = k;
-  if (metric == "cosine")
-    p.metric = recfast::Metric::Cosine;
-  else if (metric == "dot")
-    p.metric = recfast::Metric::Dot;
-  else
-    throw py::value_error("metric must be 'cosine' or 'dot', got '" + metric + "'");
+  p.metric = recfast::marshal::parse_metric(metric);
   if (!indptr.is_none()) {
     // Host CSR: the Python layer guarantees sorted rows and ids in [0, n_items).
-    p.exclude.indptr = int64_vector(indptr, "exclude indptr", n_queries + 1);
-    p.exclude.indices = int64_vector(indices, "exclude indices", -1);
+    p.exclude.indptr = recfast::marshal::as_int64_vector(indptr, "exclude indptr", n_queries + 1);
+    p.exclude.indices = recfast::marshal::as_int64_vector(indices, "exclude indices", -1);
     p.exclude_on_host = true;
   }
   p.scratch_bytes = scratch_bytes;
@@ -73,8 +41,8 @@ py::tuple topk_host(const py::array& queries, const py::array& items, int64_t k,
                     const std::string& metric, const py::object& indptr,
                     const py::object& indices, int device, size_t scratch_bytes,
                     int64_t max_query_tile) {
-  const HostMatrix q = host_matrix(queries, "queries");
-  const HostMatrix x = host_matrix(items, "items");
+  const HostMatrix q = as_matrix(queries, "queries");
+  const HostMatrix x = as_matrix(items, "items");
   if (q.cols != x.cols)
     throw py::value_error("queries have " + std::to_string(q.cols) + " columns but items have " +
                           std::to_string(x.cols));

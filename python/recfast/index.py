@@ -66,7 +66,6 @@ import json
 import numbers
 import os
 import struct
-import tempfile
 import threading
 import weakref
 import zlib
@@ -84,6 +83,7 @@ from ._inputs import (
     exclusion_csr,
     single_query_exclude,
 )
+from ._io import atomic_write
 from ._types import TopK
 from .topk import normalize, topk
 
@@ -623,41 +623,22 @@ class ItemIndex:
             base = need
         blob = json.dumps(header, sort_keys=True).encode()
         assert _PREAMBLE.size + len(blob) <= base
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".recfast-index-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_PREAMBLE.pack(FORMAT_MAGIC, FORMAT_VERSION, len(blob), zlib.crc32(blob)))
-                f.write(blob)
-                pos = _PREAMBLE.size + len(blob)
-                for s in sections:
-                    f.write(b"\0" * (s["offset"] - pos))
-                    arr = np.ascontiguousarray(self._a[s["name"]], dtype=np.dtype(s["dtype"]))
-                    flat = arr.reshape(-1)
-                    step = max(1, (16 << 20) // max(1, flat.itemsize))
-                    for i in range(0, flat.size, step):
-                        f.write(memoryview(np.ascontiguousarray(flat[i : i + step])).cast("B"))
-                    pos = s["offset"] + s["nbytes"]
-                f.write(b"\0" * (header["data_end"] - pos))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        try:
-            dfd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+
+        def write(f: Any) -> None:
+            f.write(_PREAMBLE.pack(FORMAT_MAGIC, FORMAT_VERSION, len(blob), zlib.crc32(blob)))
+            f.write(blob)
+            pos = _PREAMBLE.size + len(blob)
+            for s in sections:
+                f.write(b"\0" * (s["offset"] - pos))
+                arr = np.ascontiguousarray(self._a[s["name"]], dtype=np.dtype(s["dtype"]))
+                flat = arr.reshape(-1)
+                step = max(1, (16 << 20) // max(1, flat.itemsize))
+                for i in range(0, flat.size, step):
+                    f.write(memoryview(np.ascontiguousarray(flat[i : i + step])).cast("B"))
+                pos = s["offset"] + s["nbytes"]
+            f.write(b"\0" * (header["data_end"] - pos))
+
+        atomic_write(path, write)
 
     @classmethod
     def load(
