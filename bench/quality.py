@@ -98,7 +98,7 @@ def run_dataset(name: str, path: Path, seeds: list[int], quick: bool, threads: i
 
 def _table(name: str, n_seeds: int, shape: str, rows: list[tuple]) -> str:
     out = [f"\n{name} ({shape}; {n_seeds} seed{'s' if n_seeds > 1 else ''}, mean +- sd)",
-           f"| model | R@20 | R@50 | NDCG@100 | fit s |", "|---|---|---|---|---|"]
+           "| model | R@20 | R@50 | NDCG@100 | fit s |", "|---|---|---|---|---|"]
     for label, a in rows:
         mean, sd = a.mean(0), a.std(0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
         cells = [f"{mean[i]:.4f} +- {sd[i]:.4f}" for i in range(3)]

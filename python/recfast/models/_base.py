@@ -6,13 +6,13 @@ import io
 import json
 import numbers
 import os
-import tempfile
 import zipfile
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from .._io import atomic_write
 from .._types import TopK
 from ..topk import topk
 
@@ -138,33 +138,6 @@ def dot_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: Any) -> TopK
     if users.shape[0] == 0:
         return TopK(np.empty((0, k), np.float32), np.empty((0, k), np.int64))
     return topk(users, items, k, metric="dot", exclude=exclude)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
-    """Write a file atomically: a temp file in the same folder, fsync, os.replace."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename durable too
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 NPZ_FORMAT = 1
