@@ -106,14 +106,7 @@ def build_exclusion(X: sp.csr_matrix, filter_seen: bool, filter_items: Any) -> A
             f.data[:] = 1.0
             parts.append(f)
         else:
-            ids = np.asarray(filter_items)
-            if ids.ndim != 1:
-                raise ValueError(f"filter_items must be a 1-D sequence of item ids, got shape {ids.shape}")
-            if ids.size and not np.issubdtype(ids.dtype, np.integer):
-                raise TypeError(f"filter_items must hold integer item ids, got dtype {ids.dtype}")
-            ids = ids.astype(np.int64)
-            if ids.size and (ids.min() < 0 or ids.max() >= n_items):
-                raise ValueError(f"filter_items holds ids outside [0, {n_items})")
+            ids = check_item_ids(filter_items, n_items, "filter_items", allow_scalar=False)
             if ids.size and n_users:
                 ids = np.unique(ids)
                 rows = np.repeat(np.arange(n_users), ids.size)
@@ -127,6 +120,20 @@ def build_exclusion(X: sp.csr_matrix, filter_seen: bool, filter_items: Any) -> A
     for p in parts[1:]:
         out = out + p
     return sp.csr_matrix(out)
+
+
+def check_item_ids(values: Any, n_items: int, name: str, *, allow_scalar: bool) -> np.ndarray:
+    """Item column ids as int64, each in [0, n_items); `name` is the argument in messages."""
+    ids = np.atleast_1d(np.asarray(values)) if allow_scalar else np.asarray(values)
+    if ids.ndim != 1:
+        what = "an id or a 1-D sequence of ids" if allow_scalar else "a 1-D sequence of item ids"
+        raise ValueError(f"{name} must be {what}, got shape {ids.shape}")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer item ids, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        raise ValueError(f"{name} holds ids outside [0, {n_items})")
+    return ids
 
 
 def check_k_arg(k: Any) -> int:

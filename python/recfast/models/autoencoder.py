@@ -64,12 +64,12 @@ from ._base import (
     atomic_write,
     build_exclusion,
     check_float,
+    check_item_ids,
     check_k_arg,
     check_positive_int,
     dot_topk,
     require_torch,
 )
-from .ease import _check_item_ids
 
 VARIANTS = ("hybrid", "dae", "vae", "ae")
 FORMAT_VERSION = 2
@@ -649,7 +649,7 @@ class AutoEncoder(Recommender):
         """Cosine neighbours over item_embeddings(), never the item itself."""
         self._ensure_inference()
         k = check_k_arg(k)
-        ids = _check_item_ids(item_ids, self.n_items_)
+        ids = check_item_ids(item_ids, self.n_items_, "item_ids", allow_scalar=True)
         emb = self.item_embeddings()
         return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
 

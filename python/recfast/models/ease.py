@@ -15,6 +15,7 @@ from ._base import (
     as_interactions,
     build_exclusion,
     check_float,
+    check_item_ids,
     check_k_arg,
     dot_topk,
     load_npz,
@@ -117,7 +118,7 @@ class EASE(Recommender):
         """Cosine neighbours over the columns of B, never the item itself."""
         self._check_fitted()
         k = check_k_arg(k)
-        ids = _check_item_ids(item_ids, self.n_items_)
+        ids = check_item_ids(item_ids, self.n_items_, "item_ids", allow_scalar=True)
         emb = self.item_embeddings()
         return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
 
@@ -132,15 +133,3 @@ class EASE(Recommender):
         model.B_ = np.ascontiguousarray(arrays["B"], dtype=np.float32)
         model.n_items_ = int(model.B_.shape[0])
         return model
-
-
-def _check_item_ids(item_ids: Any, n_items: int) -> np.ndarray:
-    ids = np.atleast_1d(np.asarray(item_ids))
-    if ids.ndim != 1:
-        raise ValueError(f"item_ids must be an id or a 1-D sequence of ids, got shape {ids.shape}")
-    if ids.size and not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"item_ids must be integers, got dtype {ids.dtype}")
-    ids = ids.astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
-        raise ValueError(f"item_ids holds ids outside [0, {n_items})")
-    return ids
