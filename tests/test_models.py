@@ -296,3 +296,39 @@ def test_hybrid_item_item_part(ae, data):
     m = AutoEncoder(**dict(SMALL, epochs=1), linear_l2_grid=(10.0, 100.0)).fit(
         train, validation=(inp, tgt))
     assert m.linear_l2_ in (10.0, 100.0)
+
+
+def test_full_rank_hybrid_scores_are_the_networks_and_recommend_selects_them(ae, data):
+    """scores() (sparse x B + dense part, natively) equals the training forward pass, and
+    recommend is exactly recfast.select_topk over those scores (reference tie/padding rules)."""
+    import torch
+
+    from recfast import reference
+
+    _, inp, _ = data
+    m = inp[:40]
+    scores = ae.scores(m)
+    with torch.no_grad():
+        logits, _ = ae._forward(ae._sparse_batch(m, train=False), train=False)
+    np.testing.assert_allclose(scores, logits.numpy(), rtol=1e-5, atol=1e-5)
+    for k in (1, 10, 250):  # 250 > 200 items: padded rows
+        got = ae.recommend(m, k=k, filter_items=[0, 1])
+        excl = [np.union1d(m[u].indices, [0, 1]) for u in range(m.shape[0])]
+        want = reference.select_topk(scores, k, exclude=excl)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.scores, want.scores)
+
+
+def test_ease_recommend_equals_the_reference_top_k(data):
+    from helpers import assert_topk_equivalent
+
+    from recfast import reference
+
+    train, inp, _ = data
+    ease = EASE(l2=50.0).fit(train)
+    q = inp.toarray().astype(np.float32)
+    items = np.ascontiguousarray(ease.B_.T)
+    for k in (5, 100):
+        got = ease.recommend(inp, k=k)
+        want = reference.topk(q, items, k, metric="dot", exclude=inp)
+        assert_topk_equivalent(got, want, q, items, "dot", k, exclude=inp)

@@ -14,7 +14,8 @@
 
 namespace py = pybind11;
 
-void register_index(py::module_& m);  // index_bindings.cpp
+void register_index(py::module_& m);        // index_bindings.cpp
+void register_score_rows(py::module_& m);  // score_bindings.cpp
 
 namespace {
 
@@ -106,4 +107,5 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("level"), "Use a lower instruction set from now on (tests and benchmarks).");
   register_index(m);
+  register_score_rows(m);
 }

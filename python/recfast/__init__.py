@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._cuda_backend import HAS_CUDA
 from ._types import TopK
 from .index import ItemIndex
-from .topk import merge_topk, normalize, simd_level, topk
+from .topk import merge_topk, normalize, select_topk, simd_level, topk
 
 try:
     __version__ = version("recfast")
@@ -19,5 +19,5 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "ItemIndex", "TopK", "topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__",
+    "ItemIndex", "TopK", "topk", "select_topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__",
 ]

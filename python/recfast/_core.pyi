@@ -12,6 +12,21 @@ def topk(
     exclude_indices: npt.NDArray[np.int64] | None,
     num_threads: int,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def select_topk(
+    scores: npt.NDArray[np.float32],
+    k: int,
+    exclude_indptr: npt.NDArray[np.int64] | None,
+    exclude_indices: npt.NDArray[np.int64] | None,
+    num_threads: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def csr_dense_accumulate(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
+    dense: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    num_threads: int,
+) -> None: ...
 def simd_level() -> str: ...
 def detected_simd_level() -> str: ...
 def set_simd_level(level: str) -> None: ...

@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 
 from ._inputs import (
+    as_float32_matrix,
     check_k,
     check_metric,
     check_num_threads,
+    exclusion_csr,
     prepare,
+    single_query_exclude,
 )
 from ._types import TopK
 
@@ -50,6 +53,26 @@ def _topk_rows(scores: np.ndarray, eligible: np.ndarray, k: int) -> tuple[np.nda
     out_s[rows[keep], rank[keep]] = vals[keep]
     out_i[rows[keep], rank[keep]] = cols[keep]
     return out_s, out_i
+
+
+def select_topk(
+    scores: Any, k: int, *, exclude: Any = None, num_threads: int | None = None
+) -> TopK:
+    """Same contract as `recfast.select_topk`."""
+    k = check_k(k)
+    check_num_threads(num_threads)
+    s = as_float32_matrix(scores, "scores", allow_1d=True)
+    single = s.ndim == 1
+    if single:
+        s = s[None, :]
+        exclude = single_query_exclude(exclude)
+    excl = exclusion_csr(exclude, s.shape[0], s.shape[1])
+    eligible = ~np.isnan(s)
+    if excl is not None:
+        indptr, indices = excl
+        eligible[np.repeat(np.arange(s.shape[0]), np.diff(indptr)), indices] = False
+    out_s, out_i = _topk_rows(s, eligible, k)
+    return TopK(out_s[0], out_i[0]) if single else TopK(out_s, out_i)
 
 
 def topk(

@@ -12,11 +12,13 @@ from ._inputs import (
     check_k,
     check_metric,
     check_num_threads,
+    exclusion_csr,
     prepare,
+    single_query_exclude,
 )
 from ._types import TopK
 
-__all__ = ["TopK", "topk", "normalize", "merge_topk", "simd_level"]
+__all__ = ["TopK", "topk", "select_topk", "normalize", "merge_topk", "simd_level"]
 
 
 def topk(
@@ -64,6 +66,43 @@ def topk(
         return pb.result(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
     indptr, indices = pb.exclude_csr
     return pb.result(*_core.topk(pb.queries, pb.items, k, metric, indptr, indices, threads))
+
+
+def select_topk(
+    scores: Any, k: int, *, exclude: Any = None, num_threads: int | None = None
+) -> TopK:
+    """The k best columns of each row of a precomputed score matrix, natively.
+
+    For scores that are not one dot product per (query, item) pair, such as a model's sum of a
+    dense and a sparse part, computed block by block: the same output contract as `topk`
+    (sorted by score descending, equal scores lower column first, NaN never returned, rows with
+    fewer than k eligible columns padded with id -1 and score -inf), in one pass over each row.
+
+    Args:
+        scores: (B, N) or (N,) floats (float32 with contiguous rows is used without a copy).
+        k: how many columns per row (>= 1).
+        exclude: columns never returned, per row: a scipy.sparse (B, N) matrix whose nonzeros
+            are excluded, or a sequence of B integer arrays of column ids.
+        num_threads: None for every CPU this process may use, or a positive count.
+
+    Returns:
+        TopK(scores float32, ids int64), each (B, k) (or (k,) for 1-D scores).
+    """
+    k = check_k(k)
+    threads = check_num_threads(num_threads)
+    s = as_float32_matrix(scores, "scores", allow_1d=True)
+    single = s.ndim == 1
+    if single:
+        s = s[None, :]
+        exclude = single_query_exclude(exclude)
+    b, n = s.shape
+    excl = exclusion_csr(exclude, b, n)
+    if b == 0 or n == 0:
+        out = TopK(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
+    else:
+        indptr, indices = excl if excl is not None else (None, None)
+        out = TopK(*_core.select_topk(s, k, indptr, indices, threads))
+    return TopK(out.scores[0], out.ids[0]) if single else out
 
 
 def normalize(x: Any) -> np.ndarray:

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _core
+from .._inputs import available_cpus
 from .._io import atomic_write
 from .._types import TopK
-from ..topk import topk
+from ..topk import select_topk, topk
 
 TRAIN_HINT = "pip install recfast[train]"
 
@@ -145,6 +147,45 @@ def dot_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: Any) -> TopK
     if users.shape[0] == 0:
         return TopK(np.empty((0, k), np.float32), np.empty((0, k), np.int64))
     return topk(users, items, k, metric="dot", exclude=exclude)
+
+
+# Users per score block of the item-item models: a block of scores over 4,000 items is 16 MiB.
+SCORE_BLOCK_USERS = 1024
+
+
+def item_item_scores(m: sp.csr_matrix, item_item: np.ndarray,
+                     dense: np.ndarray | None = None) -> np.ndarray:
+    """Scores X @ item_item (+ `dense`, updated in place when given) of the histories m.
+
+    X is sparse, so this costs nnz(X) x n_items multiply-adds (natively, cache-blocked), where
+    folding the rows of X into recfast.topk's query vectors would cost n_users x n_items^2.
+    """
+    out = dense if dense is not None else np.zeros((m.shape[0], item_item.shape[1]), np.float32)
+    if m.nnz:
+        _core.csr_dense_accumulate(m.indptr.astype(np.int64), m.indices.astype(np.int64),
+                                   m.data.astype(np.float32, copy=False), item_item, out,
+                                   available_cpus())
+    return out
+
+
+def item_item_topk(m: sp.csr_matrix, item_item: np.ndarray, k: int, exclude: Any,
+                   dense_part: Any = None) -> TopK:
+    """recfast.select_topk over the score rows X @ item_item (+ dense_part(rows)), by blocks.
+
+    dense_part(first, last) gives the float32 dense scores of users [first, last) (or None).
+    """
+    n = m.shape[0]
+    if n == 0:
+        return TopK(np.empty((0, k), np.float32), np.empty((0, k), np.int64))
+    scores, ids = [], []
+    for s in range(0, n, SCORE_BLOCK_USERS):
+        e = min(n, s + SCORE_BLOCK_USERS)
+        dense = dense_part(s, e) if dense_part is not None else None
+        block = item_item_scores(m[s:e], item_item, dense)
+        r = select_topk(block, k, exclude=exclude[s:e] if exclude is not None else None)
+        scores.append(r.scores)
+        ids.append(r.ids)
+    return TopK(np.concatenate(scores), np.concatenate(ids))
 
 
 NPZ_FORMAT = 1

@@ -68,6 +68,8 @@ from ._base import (
     check_k_arg,
     check_positive_int,
     dot_topk,
+    item_item_scores,
+    item_item_topk,
     require_torch,
 )
 
@@ -395,6 +397,7 @@ class AutoEncoder(Recommender):
             torch.set_num_threads(old_threads)
         self.net_.eval()
         self._cache = None
+        self._ii_cache = None
         return self
 
     def _train(self, m: sp.csr_matrix, validation: Any, callback: Callable | None) -> None:
@@ -455,6 +458,7 @@ class AutoEncoder(Recommender):
             if validation is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1):
                 net.eval()
                 self._cache = None
+                self._ii_cache = None
                 ndcg = self._validation_ndcg(*validation)
                 logs["ndcg@100"] = ndcg
                 if ndcg > best:
@@ -622,17 +626,41 @@ class AutoEncoder(Recommender):
             self._cache = cache
         return cache
 
+    def _deep_scores(self, m: sp.csr_matrix) -> np.ndarray:
+        """<h_u, W_j> + b_j for the histories m (the full-rank hybrid's dense part)."""
+        torch = self._torch
+        net = self.net_
+        with torch.no_grad():
+            xs, _ = self._sparse_batch(m, train=False)
+            mu, _ = net.encode(xs)
+            out = torch.addmm(net.out.bias, net.hidden_of(mu), net.out.weight.T)
+        return np.ascontiguousarray(out.float().cpu().numpy())
+
     def scores(self, X: Any) -> np.ndarray:
         """The model's full score matrix for histories X (dense; for small inputs and tests)."""
-        u = self.user_embeddings(X)
+        self._ensure_inference()
+        m = as_interactions(X, n_items=self.n_items_)
+        if self.net_.full:
+            return item_item_scores(m, self._item_item(), self._deep_scores(m))
+        u = self.user_embeddings(m)
         items = self._scoring_items()
         return u @ items[:, :-1].T + items[:, -1][None, :]
 
+    def _item_item(self) -> np.ndarray:
+        cache = getattr(self, "_ii_cache", None)
+        if cache is None:
+            cache = np.ascontiguousarray(self.net_.item_item.float().cpu().numpy())
+            self._ii_cache = cache
+        return cache
+
     def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
                   filter_items: Any = None) -> TopK:
-        """Top-k items for each row of X (a user's history, known or new) via recfast.topk.
+        """Top-k items for each row of X (a user's history, known or new).
 
-        User vectors [h_u, x~_u U, 1] against item vectors [W_j, V_j, b_j], metric="dot".
+        User vectors [h_u, x~_u U, 1] against item vectors [W_j, V_j, b_j] through
+        recfast.topk(metric="dot"). The full-rank hybrid instead adds the sparse x_u B to the
+        dense <h_u, W_j> + b_j block by block and selects with recfast.select_topk (same rules),
+        since x_u is sparse and folding it into dense vectors would cost n_items more dimensions.
         filter_seen removes each row's items; filter_items (ids for all rows, or a sparse
         users x items matrix) removes more.
         """
@@ -640,6 +668,9 @@ class AutoEncoder(Recommender):
         k = check_k_arg(k)
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
+        if self.net_.full:
+            return item_item_topk(m, self._item_item(), k, excl,
+                                  lambda s, e: self._deep_scores(m[s:e]))
         items = self._scoring_items()
         users = self.user_embeddings(m)
         users = np.concatenate([users, np.ones((users.shape[0], 1), np.float32)], 1)
@@ -690,6 +721,7 @@ class AutoEncoder(Recommender):
         model.net_.load_state_dict(payload["state_dict"])
         model.net_.to(model._dev).eval()
         model._cache = None
+        model._ii_cache = None
         return model
 
 

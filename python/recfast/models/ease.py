@@ -17,7 +17,7 @@ from ._base import (
     check_float,
     check_item_ids,
     check_k_arg,
-    dot_topk,
+    item_item_topk,
     load_npz,
     save_npz,
 )
@@ -93,21 +93,17 @@ class EASE(Recommender):
         return self
 
     def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
-                  filter_items: Any = None, batch_size: int = 4096) -> TopK:
-        """Top-k items by x @ B for each row (user history) of X, through recfast.topk."""
+                  filter_items: Any = None) -> TopK:
+        """Top-k items by x @ B for each row (user history) of X.
+
+        The scores x @ B are computed from the sparse rows block by block and selected by
+        recfast.select_topk (tie, NaN and padding rules of recfast.topk).
+        """
         self._check_fitted()
         k = check_k_arg(k)
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
-        items = np.ascontiguousarray(self.B_.T)  # item j's vector is column j of B
-        scores, ids = [], []
-        for s in range(0, max(m.shape[0], 1), batch_size):
-            q = m[s:s + batch_size].toarray()
-            e = excl[s:s + batch_size] if excl is not None else None
-            r = dot_topk(q, items, k, e)
-            scores.append(r.scores)
-            ids.append(r.ids)
-        return TopK(np.concatenate(scores), np.concatenate(ids))
+        return item_item_topk(m, self.B_, k, excl)
 
     def item_embeddings(self) -> np.ndarray:
         """Item j's weights: column j of B (how much each item predicts j)."""

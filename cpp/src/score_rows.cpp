@@ -1,0 +1,177 @@
+// Top-k over precomputed score rows and the CSR x dense accumulation (recfast/score_rows.h).
+#include "recfast/score_rows.h"
+
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <vector>
+
+#include "recfast/heap.h"
+#include "thread_pool.h"
+
+namespace recfast {
+namespace {
+
+// Below this many elements a call runs on the calling thread: waking workers costs more.
+constexpr int64_t kInlineMaxElements = 1 << 20;
+constexpr int64_t kTasksPerThread = 4;
+// Output columns per pass of the accumulation (2 KiB of an output row).
+constexpr int64_t kAccumulateColumns = 512;
+
+// Run fn(first_row, last_row) over row blocks, on the pool when the work is large enough.
+template <class Fn>
+void for_row_blocks(int64_t n_rows, double work_per_row, int num_threads,
+                    const std::function<bool()>& should_stop, const Fn& fn) {
+  const int threads = std::max(1, num_threads);
+  if (n_rows * work_per_row < kInlineMaxElements) {
+    fn(int64_t{0}, n_rows);
+    return;
+  }
+  const int64_t n_tasks = std::min<int64_t>(n_rows, threads * kTasksPerThread);
+  const int64_t block = (n_rows + n_tasks - 1) / n_tasks;
+  std::atomic<bool> cancel{false};
+  std::function<bool()> stop;
+  if (should_stop)
+    stop = [&] {
+      if (!should_stop()) return false;
+      cancel = true;
+      return true;
+    };
+  parallel_for(
+      (n_rows + block - 1) / block, static_cast<int>(std::min<int64_t>(threads, n_tasks)),
+      [&](int64_t task, int) {
+        if (!cancel.load(std::memory_order_relaxed))
+          fn(task * block, std::min(n_rows, (task + 1) * block));
+      },
+      stop);
+}
+
+}  // namespace
+
+// Selection keeps candidates in a buffer instead of a heap: rows are short (all items of a
+// model, thousands) and k can be large, so on such rows a heap spends most of its time sifting
+// (k ln(n / k) insertions of log k steps each). Once the buffer fills, nth_element keeps its k
+// best and their worst becomes the bar the rest of the row must beat; the scan in between is a
+// single compare per column. The order is recfast/heap.h's `better` (score descending, then
+// id ascending), so the result is the same as the heap's.
+namespace {
+
+struct Entry {
+  float score;
+  int64_t id;
+};
+
+inline bool entry_better(const Entry& a, const Entry& b) {
+  return better(a.score, a.id, b.score, b.id);
+}
+
+void select_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
+                std::vector<Entry>& buf, float* out_scores, int64_t* out_ids) {
+  const size_t cap = buf.size();
+  size_t used = 0;
+  bool have_bar = false;  // the buffer was cut to k: later columns must beat bar
+  float bar = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    const float s = row[j];
+    // Columns come in increasing id order, so a later column equal to the k-th best loses.
+    if (have_bar ? !(s > bar) : s != s) continue;  // s != s: NaN is never returned
+    if (e != e_end) {
+      while (e != e_end && *e < j) ++e;
+      if (e != e_end && *e == j) continue;
+    }
+    buf[used++] = Entry{s, j};
+    if (used == cap) {
+      std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(), entry_better);
+      used = static_cast<size_t>(k);
+      bar = buf[k - 1].score;
+      have_bar = true;
+    }
+  }
+  const size_t keep = std::min(used, static_cast<size_t>(k));
+  if (used > keep)
+    std::nth_element(buf.begin(), buf.begin() + (keep - 1), buf.begin() + used, entry_better);
+  std::sort(buf.begin(), buf.begin() + keep, entry_better);
+  for (size_t i = 0; i < keep; ++i) {
+    out_scores[i] = buf[i].score;
+    out_ids[i] = buf[i].id;
+  }
+  std::fill(out_scores + keep, out_scores + k, -std::numeric_limits<float>::infinity());
+  std::fill(out_ids + keep, out_ids + k, int64_t{-1});
+}
+
+}  // namespace
+
+void select_topk_rows(const float* scores, int64_t n_rows, int64_t n_cols, int64_t stride,
+                      const SelectParams& params, float* out_scores, int64_t* out_ids) {
+  const int64_t k = params.k;
+  if (k < 1) throw std::invalid_argument("k must be >= 1");
+  if (n_rows < 0 || n_cols < 0) throw std::invalid_argument("negative size");
+  const Exclusion ex = params.exclude;
+  // A buffer of 2k (at least 64) entries: each cut then admits at least k more candidates.
+  const size_t cap = static_cast<size_t>(std::max<int64_t>(2 * k, 64));
+  auto rows = [&](int64_t r0, int64_t r1) {
+    std::vector<Entry> buf(cap);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t* e = ex.empty() ? nullptr : ex.indices + ex.indptr[r];
+      const int64_t* e_end = ex.empty() ? nullptr : ex.indices + ex.indptr[r + 1];
+      select_row(scores + r * stride, n_cols, k, e, e_end, buf, out_scores + r * k,
+                 out_ids + r * k);
+    }
+  };
+  for_row_blocks(n_rows, static_cast<double>(n_cols), params.num_threads, params.should_stop,
+                 rows);
+}
+
+namespace {
+
+// One output row slice o[0, w) += the terms of one CSR row, four terms per pass so that o stays
+// in registers: each element still adds its terms one by one in CSR order after its initial
+// value (one rounded multiply and one rounded add each, as a plain loop), so results do not
+// depend on threads or instruction set. Cloned for AVX2 (no FMA: -ffp-contract=off).
+__attribute__((target_clones("avx2", "default")))
+void accumulate_row(float* __restrict o, int64_t w, const int64_t* idx, const float* val,
+                    int64_t n_terms, const float* dense, int64_t dense_stride) {
+  int64_t t = 0;
+  for (; t + 4 <= n_terms; t += 4) {
+    const float* __restrict b0 = dense + idx[t] * dense_stride;
+    const float* __restrict b1 = dense + idx[t + 1] * dense_stride;
+    const float* __restrict b2 = dense + idx[t + 2] * dense_stride;
+    const float* __restrict b3 = dense + idx[t + 3] * dense_stride;
+    const float v0 = val[t], v1 = val[t + 1], v2 = val[t + 2], v3 = val[t + 3];
+    for (int64_t c = 0; c < w; ++c) {
+      float a = o[c];
+      a += v0 * b0[c];
+      a += v1 * b1[c];
+      a += v2 * b2[c];
+      a += v3 * b3[c];
+      o[c] = a;
+    }
+  }
+  for (; t < n_terms; ++t) {
+    const float* __restrict b = dense + idx[t] * dense_stride;
+    const float v = val[t];
+    for (int64_t c = 0; c < w; ++c) o[c] += v * b[c];
+  }
+}
+
+}  // namespace
+
+void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const float* values,
+                          int64_t n_rows, const float* dense, int64_t dense_stride,
+                          int64_t n_cols, float* out, int64_t out_stride, int num_threads,
+                          const std::function<bool()>& should_stop) {
+  if (n_rows <= 0 || n_cols <= 0) return;
+  const double nnz = static_cast<double>(indptr[n_rows] - indptr[0]);
+  // Column blocks: the output row's block stays in L1 while the row's terms are added.
+  auto rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t c0 = 0; c0 < n_cols; c0 += kAccumulateColumns) {
+      const int64_t w = std::min(kAccumulateColumns, n_cols - c0);
+      for (int64_t r = r0; r < r1; ++r)
+        accumulate_row(out + r * out_stride + c0, w, indices + indptr[r], values + indptr[r],
+                       indptr[r + 1] - indptr[r], dense + c0, dense_stride);
+    }
+  };
+  for_row_blocks(n_rows, (nnz + n_rows) / n_rows * n_cols, num_threads, should_stop, rows);
+}
+
+}  // namespace recfast
