@@ -174,3 +174,20 @@ def test_accumulate_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="non-decreasing"):
         _core.csr_dense_accumulate(np.array([0, 2, 1, 3]), np.array([0, 1, 2]),
                                    np.ones(3, np.float32), dense, np.zeros((3, 4), np.float32), 1)
+
+
+def test_select_long_rows_whose_sample_misleads() -> None:
+    """Long rows start from a floor guessed from a strided sample; when the sampled columns are
+    excluded (or the floor is otherwise too high) the row must still come out exact."""
+    rng = np.random.default_rng(7)
+    n, k = 4000, 50
+    s = rng.standard_normal((6, n)).astype(np.float32)
+    stride = n // 256
+    s[:, ::stride] = 100.0  # every sampled column is huge...
+    excl = [np.arange(0, n, stride)] * 3 + [np.array([], np.int64)] * 3  # ...and excluded
+    s[4, ::stride] = np.nan
+    s[5] = np.where(rng.random(n) < 0.5, np.float32(1.0), np.float32(0.0))  # ties at the floor
+    got = recfast.select_topk(s, k, exclude=excl)
+    _assert_same(got, reference.select_topk(s, k, exclude=excl))
+    for kk in (1, 7, 100, 499, 500, 501):
+        _assert_same(recfast.select_topk(s, kk), reference.select_topk(s, kk))

@@ -65,16 +65,19 @@ inline bool entry_better(const Entry& a, const Entry& b) {
   return better(a.score, a.id, b.score, b.id);
 }
 
-void select_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
-                std::vector<Entry>& buf, float* out_scores, int64_t* out_ids) {
+// The scan of one row: candidates that pass `bar` go to the buffer (cut to the k best when
+// full). With have_bar the test is s > bar (after a cut), else s >= floor (NaN always fails).
+// Returns the number of candidates kept in buf[0, used).
+size_t scan_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
+                float floor, std::vector<Entry>& buf) {
   const size_t cap = buf.size();
   size_t used = 0;
-  bool have_bar = false;  // the buffer was cut to k: later columns must beat bar
-  float bar = -std::numeric_limits<float>::infinity();
+  bool have_bar = false;
+  float bar = floor;
   for (int64_t j = 0; j < n; ++j) {
     const float s = row[j];
     // Columns come in increasing id order, so a later column equal to the k-th best loses.
-    if (have_bar ? !(s > bar) : s != s) continue;  // s != s: NaN is never returned
+    if (have_bar ? !(s > bar) : !(s >= bar)) continue;
     if (e != e_end) {
       while (e != e_end && *e < j) ++e;
       if (e != e_end && *e == j) continue;
@@ -87,6 +90,37 @@ void select_row(const float* row, int64_t n, int64_t k, const int64_t* e, const 
       have_bar = true;
     }
   }
+  return used;
+}
+
+// A starting floor for long rows: the value that about 2k columns reach, estimated from a
+// strided sample, so the scan admits few columns and rarely cuts. It is only a guess: if fewer
+// than k eligible columns reach it the row is scanned again without it. -inf when not worth it.
+float sampled_floor(const float* row, int64_t n, int64_t k, std::vector<float>& sample) {
+  constexpr int64_t kSample = 256;
+  if (n < 4 * kSample || n < 8 * k) return -std::numeric_limits<float>::infinity();
+  const int64_t rank = 2 * k * kSample / n;  // 2k of n columns ~ rank of kSample samples
+  if (rank < 1 || rank > kSample / 4) return -std::numeric_limits<float>::infinity();
+  sample.clear();
+  const int64_t stride = n / kSample;
+  for (int64_t i = 0; i < kSample; ++i) {
+    const float v = row[i * stride];
+    if (v == v) sample.push_back(v);
+  }
+  if (static_cast<int64_t>(sample.size()) <= rank) return -std::numeric_limits<float>::infinity();
+  std::nth_element(sample.begin(), sample.begin() + (rank - 1), sample.end(),
+                   [](float a, float b) { return a > b; });
+  return sample[rank - 1];
+}
+
+void select_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
+                std::vector<Entry>& buf, std::vector<float>& sample, float* out_scores,
+                int64_t* out_ids) {
+  const float floor = sampled_floor(row, n, k, sample);
+  size_t used = scan_row(row, n, k, e, e_end, floor, buf);
+  // Fewer than k columns reached the guessed floor: the k best may lie below it.
+  if (used < static_cast<size_t>(k) && floor != -std::numeric_limits<float>::infinity())
+    used = scan_row(row, n, k, e, e_end, -std::numeric_limits<float>::infinity(), buf);
   const size_t keep = std::min(used, static_cast<size_t>(k));
   if (used > keep)
     std::nth_element(buf.begin(), buf.begin() + (keep - 1), buf.begin() + used, entry_better);
@@ -108,13 +142,15 @@ void select_topk_rows(const float* scores, int64_t n_rows, int64_t n_cols, int64
   if (n_rows < 0 || n_cols < 0) throw std::invalid_argument("negative size");
   const Exclusion ex = params.exclude;
   // A buffer of 2k (at least 64) entries: each cut then admits at least k more candidates.
-  const size_t cap = static_cast<size_t>(std::max<int64_t>(2 * k, 64));
+  // (n_cols + 1 when smaller: the buffer then never fills).
+  const size_t cap = static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(2 * k, 64), n_cols + 1));
   auto rows = [&](int64_t r0, int64_t r1) {
     std::vector<Entry> buf(cap);
+    std::vector<float> sample;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t* e = ex.empty() ? nullptr : ex.indices + ex.indptr[r];
       const int64_t* e_end = ex.empty() ? nullptr : ex.indices + ex.indptr[r + 1];
-      select_row(scores + r * stride, n_cols, k, e, e_end, buf, out_scores + r * k,
+      select_row(scores + r * stride, n_cols, k, e, e_end, buf, sample, out_scores + r * k,
                  out_ids + r * k);
     }
   };

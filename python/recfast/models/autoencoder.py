@@ -11,9 +11,11 @@ items. The decoder ends in one linear layer, so a user's scores are a dot produc
 where h_u is the decoder's last hidden activation (the latent itself when there are no hidden
 layers; for the VAE the mean), W_j the decoder's output row for item j, b_j its bias, x_u the
 user's raw history, B_j column j of the item-item matrix B and U, V the low-rank shortcut.
-`recommend` passes the user vectors [h_u, x_u (or x_u U), 1] and item vectors
-[W_j, B_j (or V_j), b_j] to `recfast.topk(metric="dot")`, so its ranking is exactly the model's
-own scores.
+`recommend` passes the user vectors [h_u, x_u U, 1] and item vectors [W_j, V_j, b_j] to
+`recfast.topk(metric="dot")`, so its ranking is exactly the model's own scores. For the full-rank
+hybrid x_u is sparse: there the dense part <h_u, W_j> + b_j (one GEMM per block of users) plus
+x_u B (native, nnz(x) x n_items multiply-adds) is selected by `recfast.select_topk`, which has
+the same tie and padding rules; folding x_u into the vectors would add n_items dimensions.
 
 The hybrid (the default) is a linear item-item autoencoder plus a deep denoising autoencoder
 that corrects it, both trained by gradient descent on squared error:
@@ -37,11 +39,8 @@ part by Adam (its diagonal x_j U_j . V_j removed during training, as in EASE). A
 score formula holds for all items; an item's own history entry only affects already-seen items,
 which are filtered out by default (`filter_seen=True`).
 
-Costs (2-core CPU, measured while other jobs shared the cores): on ML-1M-sized data (6040 x
-3500) the default fit(X) took 215 s wall / 149 s CPU. With full-rank B the vectors passed to
-`recfast.topk` have 600 + n_items + 1 dimensions, so `recommend` costs about
-2 * n_users * n_items * (n_items + 600) flops: ~5.4 s for 10,000 users over 3,500 items, over
-the 1 s target (a low-rank-plus-sparse B, or top-k over precomputed scores, would fix that).
+Costs: `python bench/train_bench.py` measures fit, recommend and one ML-20M-sized epoch
+(wall, CPU, peak memory) on synthetic data of MovieLens sizes.
 """
 
 from __future__ import annotations
