@@ -179,13 +179,19 @@ class Problem:
         return TopK(scores[0], ids[0]) if self.single else TopK(scores, ids)
 
 
+def as_row_batch(x: Any, name: str, exclude: Any) -> tuple[np.ndarray, Any, bool]:
+    """x as a 2-D float32 batch of rows, its exclusions, and whether x was one 1-D row (whose
+    exclusions may then be a flat list of ids)."""
+    a = as_float32_matrix(x, name, allow_1d=True)
+    if a.ndim == 1:
+        return a[None, :], single_query_exclude(exclude), True
+    return a, exclude, False
+
+
 def prepare(queries: Any, items: Any, exclude: Any) -> Problem:
     """Validate and convert the array arguments shared by every top-k backend."""
     q = as_float32_matrix(queries, "queries", allow_1d=True)
     x = as_float32_matrix(items, "items")
     check_shapes(q, x)
-    single = q.ndim == 1
-    if single:
-        q = q[None, :]
-        exclude = single_query_exclude(exclude)
+    q, exclude, single = as_row_batch(q, "queries", exclude)
     return Problem(q, x, exclusion_csr(exclude, q.shape[0], x.shape[0]), single)

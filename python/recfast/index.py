@@ -76,12 +76,12 @@ import scipy.sparse as sp
 
 from . import _core
 from ._inputs import (
+    as_row_batch,
     as_float32_matrix,
     check_k,
     check_metric,
     check_num_threads,
     exclusion_csr,
-    single_query_exclude,
 )
 from ._io import atomic_write
 from ._types import TopK
@@ -435,11 +435,7 @@ class ItemIndex:
         """`search`, plus {"candidates": survivors of the compressed scan summed over queries}."""
         k = check_k(k)
         threads = check_num_threads(num_threads)
-        q = as_float32_matrix(queries, "queries", allow_1d=True)
-        single = q.ndim == 1
-        if single:
-            q = q[None, :]
-            exclude = single_query_exclude(exclude)
+        q, exclude, single = as_row_batch(queries, "queries", exclude)
         if q.shape[1] != self._dim:
             raise ValueError(f"queries have dimension {q.shape[1]} but the index has {self._dim}")
         if not np.isfinite(q).all():

@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 
 from ._inputs import (
-    as_float32_matrix,
+    as_row_batch,
     check_k,
     check_metric,
     check_num_threads,
     exclusion_csr,
     prepare,
-    single_query_exclude,
 )
 from ._types import TopK
 
@@ -61,11 +60,7 @@ def select_topk(
     """Same contract as `recfast.select_topk`."""
     k = check_k(k)
     check_num_threads(num_threads)
-    s = as_float32_matrix(scores, "scores", allow_1d=True)
-    single = s.ndim == 1
-    if single:
-        s = s[None, :]
-        exclude = single_query_exclude(exclude)
+    s, exclude, single = as_row_batch(scores, "scores", exclude)
     excl = exclusion_csr(exclude, s.shape[0], s.shape[1])
     eligible = ~np.isnan(s)
     if excl is not None:

@@ -8,13 +8,13 @@ import numpy as np
 
 from . import _core, _cuda_backend
 from ._inputs import (
+    as_row_batch,
     as_float32_matrix,
     check_k,
     check_metric,
     check_num_threads,
     exclusion_csr,
     prepare,
-    single_query_exclude,
 )
 from ._types import TopK
 
@@ -90,11 +90,7 @@ def select_topk(
     """
     k = check_k(k)
     threads = check_num_threads(num_threads)
-    s = as_float32_matrix(scores, "scores", allow_1d=True)
-    single = s.ndim == 1
-    if single:
-        s = s[None, :]
-        exclude = single_query_exclude(exclude)
+    s, exclude, single = as_row_batch(scores, "scores", exclude)
     b, n = s.shape
     excl = exclusion_csr(exclude, b, n)
     if b == 0 or n == 0:
