@@ -180,8 +180,11 @@ def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
 
         def encode(self, xs: Any) -> tuple[Any, Any]:
             """xs: normalized sparse input (B, n_items). Returns (mean, logvar or None)."""
+            return self.encode_from_first(torch.sparse.mm(xs, self.w_in) + self.b_in)
+
+        def encode_from_first(self, h: Any) -> tuple[Any, Any]:
+            """encode() after the first layer's affine map h = xs w_in + b_in."""
             vae = cfg.variant == "vae"
-            h = torch.sparse.mm(xs, self.w_in) + self.b_in
             n = len(self.enc)
             if not (vae and n == 0):
                 h = torch.tanh(h)
@@ -397,6 +400,7 @@ class AutoEncoder(Recommender):
         self.net_.eval()
         self._cache = None
         self._ii_cache = None
+        self._w_cache = None
         return self
 
     def _train(self, m: sp.csr_matrix, validation: Any, callback: Callable | None) -> None:
@@ -458,6 +462,7 @@ class AutoEncoder(Recommender):
                 net.eval()
                 self._cache = None
                 self._ii_cache = None
+                self._w_cache = None
                 ndcg = self._validation_ndcg(*validation)
                 logs["ndcg@100"] = ndcg
                 if ndcg > best:
@@ -626,14 +631,30 @@ class AutoEncoder(Recommender):
         return cache
 
     def _deep_scores(self, m: sp.csr_matrix) -> np.ndarray:
-        """<h_u, W_j> + b_j for the histories m (the full-rank hybrid's dense part)."""
+        """<h_u, W_j> + b_j for the histories m (the full-rank hybrid's dense part).
+
+        The sparse first layer runs natively (about twice torch's sparse mm on CPU)."""
         torch = self._torch
         net = self.net_
+        w_in, b_in = self._first_layer()
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel()).astype(np.float32)
+        xn = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, np.float32(1e-12))) @ m, dtype=np.float32)
+        first = np.repeat(b_in[None, :], m.shape[0], axis=0)
+        item_item_scores(xn, w_in, first)
         with torch.no_grad():
-            xs, _ = self._sparse_batch(m, train=False)
-            mu, _ = net.encode(xs)
+            mu, _ = net.encode_from_first(torch.from_numpy(first).to(self._dev))
             out = torch.addmm(net.out.bias, net.hidden_of(mu), net.out.weight.T)
         return np.ascontiguousarray(out.float().cpu().numpy())
+
+    def _first_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """(w_in, b_in) as contiguous float32 arrays, cached."""
+        cache = getattr(self, "_w_cache", None)
+        if cache is None:
+            net = self.net_
+            cache = (np.ascontiguousarray(net.w_in.detach().float().cpu().numpy()),
+                     np.ascontiguousarray(net.b_in.detach().float().cpu().numpy()))
+            self._w_cache = cache
+        return cache
 
     def scores(self, X: Any) -> np.ndarray:
         """The model's full score matrix for histories X (dense; for small inputs and tests)."""
@@ -721,6 +742,7 @@ class AutoEncoder(Recommender):
         model.net_.to(model._dev).eval()
         model._cache = None
         model._ii_cache = None
+        model._w_cache = None
         return model
 
 
