@@ -1,0 +1,347 @@
+// AVX2 integer scans of int8 storage: exact int32 dot products qi . c_j of the quantized query
+// (qi in [-63, 63]) and the item codes (c_j in [-127, 127]). Included inside the namespace of
+// quant_kernel_avx2.cpp after quant_scan_impl.h (compiled with -mavx2 -mfma -mf16c).
+//
+// Operand choice. vpmaddubsw multiplies unsigned bytes (first operand) by signed bytes (second)
+// and adds adjacent pairs into int16 with saturation. Both paths offset the ITEM codes:
+// u = c ^ 0x80 = c + 128 in [1, 255] as u8, times qi as s8, so a pair sum is at most
+// 2 * 255 * 63 = 32130 < 32767 and never saturates; vpmaddwd with int16 ones then widens the
+// pairs to int32 and qi . c = sum u * qi - 128 * sum(qi), the correction (qcorr) being one number
+// per query computed by the driver. The alternative (query offset qi + 64 as u8 times the signed
+// codes, pair sum <= 2 * 127 * 127 = 32258) needs sum(c_j) per item: two more multiply-port ops
+// per 32 codes per item on the direct path, or a per-item correction in the packed epilogue. The
+// item offset costs one vpxor per 32 codes per item on the direct path (shared by the NQ queries of
+// a block) and nothing in the packed inner loop (the item tile is offset once when copied and
+// shared by every query group of the task).
+//
+// Score and radius (quant.h): T = (qscale * scale_j) * float(dot),
+// r = |q'| err_j + qcoef (norm_j + err_j) + abs_slack.
+
+static inline __m256i i8_madd(__m256i acc, __m256i u8, __m256i s8, __m256i ones16) {
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), ones16));
+}
+
+// Lane i of the result = the sum of the 8 lanes of a[i].
+static inline __m256i i8_hsum8(const __m256i* a) {
+  const __m256i h01 = _mm256_hadd_epi32(a[0], a[1]), h23 = _mm256_hadd_epi32(a[2], a[3]);
+  const __m256i h45 = _mm256_hadd_epi32(a[4], a[5]), h67 = _mm256_hadd_epi32(a[6], a[7]);
+  const __m256i x = _mm256_hadd_epi32(h01, h23), y = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(x, y, 0x20),
+                          _mm256_permute2x128_si256(x, y, 0x31));
+}
+
+// Lanes [0, n) of p[0..n) (no read past them), spread with the lane -> element map idx.
+static inline __m256 i8_lanes(const float* p, int n, __m256i idx) {
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, mask), idx);
+}
+static inline __m256i i8_lanes(const int32_t* p, int n, __m256i idx) {
+  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_permutevar8x32_epi32(_mm256_maskload_epi32(p, mask), idx);
+}
+
+// Offer the lanes of ub >= tau (lane = a * NI + b: query q + a, item j + b).
+template <int NI>
+static inline void i8_offer_lanes(const QuantTask& t, unsigned mask, __m256 T, __m256 r, int64_t q,
+                                  int64_t j) {
+  alignas(32) float tt[8], rr[8];
+  _mm256_store_ps(tt, T);
+  _mm256_store_ps(rr, r);
+  while (mask) {
+    const int lane = __builtin_ctz(mask);
+    mask &= mask - 1;
+    q_offer(t, q + lane / NI, j + lane % NI, tt[lane], rr[lane]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct path (a few queries): NQ queries x NI items (NQ * NI <= 8) of dot products along d,
+// 32 codes per step, the NQ * NI accumulators reduced together by i8_hsum8 into one vector whose
+// lane a * NI + b is (query q + a, item j + b); the epilogue is vectorized over those lanes.
+struct QI8DirectAvx2 {
+  // Query-side lane vectors of a group of NQ queries laid out for NI items per block.
+  struct QLanes {
+    __m256 sq, qn, qc;
+    __m256i corr, tidx;
+  };
+
+  template <int NQ, int NI>
+  static QLanes qlanes(const QuantTask& t, int64_t q) {
+    alignas(32) int32_t ia[8];
+    for (int l = 0; l < 8; ++l) ia[l] = l / NI < NQ ? l / NI : 0;
+    const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(ia));
+    QLanes ql;
+    ql.sq = i8_lanes(t.qscale + q, NQ, idx);
+    ql.qn = i8_lanes(t.qnorm + q, NQ, idx);
+    ql.qc = i8_lanes(t.qcoef + q, NQ, idx);
+    ql.corr = i8_lanes(t.qcorr + q, NQ, idx);
+    ql.tidx = idx;
+    return ql;
+  }
+
+  // p[lane % NI] in each lane (NI items of lane a * NI + b), reading only p[0..NI).
+  template <int NI>
+  static inline __m256 item_lanes(const float* p) {
+    static_assert(NI == 1 || NI == 2 || NI == 4 || NI == 8, "NI divides 8");
+    if (NI == 8) return _mm256_loadu_ps(p);
+    if (NI == 4) return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
+    if (NI == 2) {
+      double w;
+      std::memcpy(&w, p, 8);
+      return _mm256_castpd_ps(_mm256_set1_pd(w));
+    }
+    return _mm256_broadcast_ss(p);
+  }
+
+  template <int NQ, int NI>
+  static inline void block(const QuantTask& t, const QLanes& ql, int64_t q, int64_t j) {
+    constexpr int NA = NQ * NI;
+    static_assert(NA <= 8, "at most 8 accumulators");
+    const int64_t dim = t.dim;
+    const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
+    const __m256i ones = _mm256_set1_epi16(1), off = _mm256_set1_epi8(static_cast<char>(0x80));
+    __m256i acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_si256();
+    const int8_t* qr[NQ];
+    const int8_t* xr[NI];
+    for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
+    for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
+    int64_t p = 0;
+    for (; p + 32 <= dim; p += 32) {
+      // Item by item, so that only one offset item vector is live at a time.
+      for (int b = 0; b < NI; ++b) {
+        const __m256i x = _mm256_xor_si256(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[b] + p)), off);
+        for (int a = 0; a < NQ; ++a) {
+          const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr[a] + p));
+          acc[a * NI + b] = i8_madd(acc[a * NI + b], x, qv, ones);
+        }
+      }
+    }
+    if (p < dim) {
+      // Tail of fewer than 32 codes: the query rows are zero-padded to qstride >= p + 32, so
+      // whatever bytes follow the item's row contribute 0. Read them in place while inside the
+      // code array (the next row), else from a copy.
+      const int64_t end = t.items->n * dim;
+      __m256i x[NI];
+      for (int b = 0; b < NI; ++b) {
+        const int64_t at = (j + b) * dim + p;
+        if (at + 32 <= end) {
+          x[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[b] + p));
+        } else {
+          alignas(32) int8_t buf[32] = {};
+          std::memcpy(buf, xr[b] + p, static_cast<size_t>(dim - p));
+          x[b] = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
+        }
+        x[b] = _mm256_xor_si256(x[b], off);
+      }
+      for (int a = 0; a < NQ; ++a) {
+        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr[a] + p));
+        for (int b = 0; b < NI; ++b) acc[a * NI + b] = i8_madd(acc[a * NI + b], x[b], qv, ones);
+      }
+    }
+    const __m256i dot = _mm256_sub_epi32(i8_hsum8(acc), ql.corr);
+    const __m256 sc = item_lanes<NI>(t.items->scale + j);
+    const __m256 e = item_lanes<NI>(t.items->err + j);
+    const __m256 m = _mm256_add_ps(item_lanes<NI>(t.items->norm + j), e);
+    const __m256 T = _mm256_mul_ps(_mm256_mul_ps(ql.sq, sc), _mm256_cvtepi32_ps(dot));
+    const __m256 r =
+        _mm256_fmadd_ps(ql.qn, e, _mm256_fmadd_ps(ql.qc, m, _mm256_set1_ps(kQuantAbsSlack)));
+    const __m256 tau = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t.tau + (q - t.q0)), ql.tidx);
+    unsigned mask = static_cast<unsigned>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(T, r), tau, _CMP_GE_OQ)));
+    mask &= (1u << NA) - 1;
+    if (mask) i8_offer_lanes<NI>(t, mask, T, r, q, j);
+  }
+
+  template <int NQ>
+  static void run_group(const QuantTask& t, int64_t q, int64_t j0, int64_t j1) {
+    constexpr int NI = 8 / NQ;
+    const QLanes ql = qlanes<NQ, NI>(t, q);
+    int64_t j = j0;
+    for (; j + NI <= j1; j += NI) block<NQ, NI>(t, ql, q, j);
+    if (j < j1) {
+      const QLanes q1 = qlanes<NQ, 1>(t, q);
+      for (; j < j1; ++j) block<NQ, 1>(t, q1, q, j);
+    }
+  }
+
+  static void scan(const QuantTask& t) {
+    if (t.q1 <= t.q0 || t.j1 <= t.j0) return;
+    // Items between cancellation checks; the tile (~256 KiB of codes) is re-read from cache by
+    // each query group.
+    int64_t tile = (256 * 1024) / t.dim;
+    tile = tile < 64 ? 64 : (tile / 8 * 8);
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += tile) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t t1 = t.j1 - t0 < tile ? t.j1 : t0 + tile;
+      int64_t q = t.q0;
+      for (; q + 8 <= t.q1; q += 8) run_group<8>(t, q, t0, t1);
+      for (; q + 4 <= t.q1; q += 4) run_group<4>(t, q, t0, t1);
+      for (; q + 2 <= t.q1; q += 2) run_group<2>(t, q, t0, t1);
+      for (; q < t.q1; ++q) run_group<1>(t, q, t0, t1);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Packed path (many queries): the quantized queries of each group of G = QV * 8 transposed into a
+// panel [dim4][G][4 bytes] (dim4 = ceil(dim / 4), zero-padded), an item tile copied once per task
+// as offset codes u = c ^ 0x80 in rows of dim4 * 4 bytes (padding: any byte, it meets query
+// zeros). The micro-kernel broadcasts 4 codes of an item (vpbroadcastd) against QV query vectors:
+// vpmaddubsw + vpmaddwd + vpaddd per (item, query vector) per 4 dims, QV * NI accumulators
+// started at -qcorr so they end at qi . c exactly.
+template <int QV, int NI>
+struct QI8PackedAvx2 {
+  static constexpr int G = QV * 8;
+
+  static int64_t dim4(int64_t dim) { return (dim + 3) / 4; }
+
+  static int64_t tile_items(int64_t dim) {
+    int64_t n = (32 * 1024) / (dim4(dim) * 4);
+    n = n / NI * NI;
+    if (n < NI) n = NI;
+    if (n > 256 * NI) n = 256 * NI;
+    return n;
+  }
+
+  // Scratch, in bytes from 64-byte aligned offsets: panels, per-lane -qcorr (int32) and qscale,
+  // |q'|, qcoef (float), the item tile and per-item scale, err, norm + err.
+  static int64_t panel_bytes(int64_t dim) { return dim4(dim) * 4 * G; }
+  static int64_t scratch_floats(int64_t dim, int64_t qblock) {
+    const int64_t groups = (qblock + G - 1) / G, nt = tile_items(dim);
+    const int64_t bytes = groups * panel_bytes(dim) + groups * G * 16 + nt * dim4(dim) * 4 +
+                          nt * 12 + 6 * 64;
+    return bytes / 4 + 16;
+  }
+
+  template <int NIB>
+  static inline void micro(const QuantTask& t, const int8_t* panel, const int32_t* ncorr,
+                           const float* lsq, const float* lqn, const float* lqc,
+                           const uint8_t* tile, int64_t rowb, const float* sc, const float* e,
+                           const float* m, int64_t qbase, int64_t pos) {
+    const int64_t d4 = rowb / 4;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[NIB][QV];
+    for (int v = 0; v < QV; ++v) {
+      const __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ncorr + v * 8));
+      for (int i = 0; i < NIB; ++i) acc[i][v] = c0;
+    }
+    // Unrolled twice: GCC then keeps the accumulators in place (no register moves per step);
+    // about 1.5x the throughput of the plain loop at QV = 2, NI = 4 on Zen 3.
+#pragma GCC unroll 2
+    for (int64_t p4 = 0; p4 < d4; ++p4) {
+      __m256i qv[QV];
+      for (int v = 0; v < QV; ++v)
+        qv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * G * 4 + v * 32));
+      for (int i = 0; i < NIB; ++i) {
+        int32_t w;
+        std::memcpy(&w, tile + i * rowb + p4 * 4, 4);
+        const __m256i xb = _mm256_set1_epi32(w);
+        for (int v = 0; v < QV; ++v) acc[i][v] = i8_madd(acc[i][v], xb, qv[v], ones);
+      }
+    }
+    // The sums leave the registers here: q_offer below is a call, which would otherwise make
+    // GCC keep the accumulators on the stack throughout the loop.
+    alignas(32) int32_t dots[NIB][QV][8];
+    for (int i = 0; i < NIB; ++i)
+      for (int v = 0; v < QV; ++v)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dots[i][v]), acc[i][v]);
+    float* taug = t.tau + (qbase - t.q0);
+    const __m256 abs_slack = _mm256_set1_ps(kQuantAbsSlack);
+    for (int i = 0; i < NIB; ++i) {
+      const __m256 s = _mm256_set1_ps(sc[i]), ei = _mm256_set1_ps(e[i]),
+                   mi = _mm256_set1_ps(m[i]);
+      for (int v = 0; v < QV; ++v) {
+        const __m256i dv = _mm256_load_si256(reinterpret_cast<const __m256i*>(dots[i][v]));
+        const __m256 T = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(lsq + v * 8), s),
+                                       _mm256_cvtepi32_ps(dv));
+        const __m256 r = _mm256_fmadd_ps(_mm256_load_ps(lqn + v * 8), ei,
+                                         _mm256_fmadd_ps(_mm256_load_ps(lqc + v * 8), mi, abs_slack));
+        unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
+            _mm256_cmp_ps(_mm256_add_ps(T, r), _mm256_loadu_ps(taug + v * 8), _CMP_GE_OQ)));
+        if (!mask) continue;
+        alignas(32) float tt[8], rr[8];
+        _mm256_store_ps(tt, T);
+        _mm256_store_ps(rr, r);
+        while (mask) {
+          const int lane = __builtin_ctz(mask);
+          mask &= mask - 1;
+          const int64_t q = qbase + v * 8 + lane;
+          if (q < t.q1) q_offer(t, q, pos + i, tt[lane], rr[lane]);
+        }
+      }
+    }
+  }
+
+  static int64_t up64(int64_t b) { return (b + 63) / 64 * 64; }
+
+  static void scan(const QuantTask& t) {
+    const int64_t dim = t.dim, nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    const int64_t d4 = dim4(dim), rowb = d4 * 4, nt = tile_items(dim);
+    const int64_t groups = (nq + G - 1) / G, pb = panel_bytes(dim);
+    char* base = reinterpret_cast<char*>(t.scratch);
+    int8_t* panels = reinterpret_cast<int8_t*>(base);
+    char* cur = base + up64(groups * pb);
+    int32_t* ncorr = reinterpret_cast<int32_t*>(cur);
+    float* lsq = reinterpret_cast<float*>(cur + groups * G * 4);
+    float* lqn = lsq + groups * G;
+    float* lqc = lqn + groups * G;
+    cur += up64(groups * G * 16);
+    uint8_t* tile = reinterpret_cast<uint8_t*>(cur);
+    cur += up64(nt * rowb);
+    float* sc = reinterpret_cast<float*>(cur);
+    float* er = sc + nt;
+    float* nm = er + nt;
+    for (int64_t g = 0; g < groups; ++g)
+      for (int l = 0; l < G; ++l) {
+        const int64_t q = t.q0 + g * G + l, li = g * G + l;
+        int8_t* dst = panels + g * pb + l * 4;
+        if (q < t.q1) {
+          const int8_t* src = t.qcodes + q * t.qstride;  // zero-padded to qstride >= rowb
+          for (int64_t p4 = 0; p4 < d4; ++p4) std::memcpy(dst + p4 * G * 4, src + p4 * 4, 4);
+          ncorr[li] = -t.qcorr[q];
+          lsq[li] = t.qscale[q];
+          lqn[li] = t.qnorm[q];
+          lqc[li] = t.qcoef[q];
+        } else {
+          for (int64_t p4 = 0; p4 < d4; ++p4) std::memset(dst + p4 * G * 4, 0, 4);
+          ncorr[li] = 0;
+          lsq[li] = lqn[li] = lqc[li] = 0.0f;
+        }
+      }
+    const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
+    const __m256i off = _mm256_set1_epi8(static_cast<char>(0x80));
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t n = t.j1 - t0 < nt ? t.j1 - t0 : nt;
+      for (int64_t i = 0; i < n; ++i) {
+        const int8_t* row = codes + (t0 + i) * dim;
+        uint8_t* out = tile + i * rowb;
+        int64_t p = 0;
+        for (; p + 32 <= dim; p += 32)
+          _mm256_storeu_si256(
+              reinterpret_cast<__m256i*>(out + p),
+              _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + p)), off));
+        for (; p < dim; ++p) out[p] = static_cast<uint8_t>(row[p]) ^ 0x80u;
+        for (; p < rowb; ++p) out[p] = 0x80u;
+        const float ev = t.items->err[t0 + i];
+        sc[i] = t.items->scale[t0 + i];
+        er[i] = ev;
+        nm[i] = t.items->norm[t0 + i] + ev;
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const int8_t* pg = panels + g * pb;
+        const int64_t o = g * G, qbase = t.q0 + g * G;
+        int64_t i = 0;
+        for (; i + NI <= n; i += NI)
+          micro<NI>(t, pg, ncorr + o, lsq + o, lqn + o, lqc + o, tile + i * rowb, rowb, sc + i,
+                    er + i, nm + i, qbase, t0 + i);
+        for (; i < n; ++i)
+          micro<1>(t, pg, ncorr + o, lsq + o, lqn + o, lqc + o, tile + i * rowb, rowb, sc + i,
+                   er + i, nm + i, qbase, t0 + i);
+      }
+    }
+  }
+};
