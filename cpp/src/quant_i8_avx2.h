@@ -22,9 +22,10 @@ static inline __m256i i8_madd(__m256i acc, __m256i u8, __m256i s8, __m256i ones1
 }
 
 // Lane i of the result = the sum of the 8 lanes of a[i].
-static inline __m256i i8_hsum8(const __m256i* a) {
-  const __m256i h01 = _mm256_hadd_epi32(a[0], a[1]), h23 = _mm256_hadd_epi32(a[2], a[3]);
-  const __m256i h45 = _mm256_hadd_epi32(a[4], a[5]), h67 = _mm256_hadd_epi32(a[6], a[7]);
+static inline __m256i i8_hsum8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4,
+                               __m256i a5, __m256i a6, __m256i a7) {
+  const __m256i h01 = _mm256_hadd_epi32(a0, a1), h23 = _mm256_hadd_epi32(a2, a3);
+  const __m256i h45 = _mm256_hadd_epi32(a4, a5), h67 = _mm256_hadd_epi32(a6, a7);
   const __m256i x = _mm256_hadd_epi32(h01, h23), y = _mm256_hadd_epi32(h45, h67);
   return _mm256_add_epi32(_mm256_permute2x128_si256(x, y, 0x20),
                           _mm256_permute2x128_si256(x, y, 0x31));
@@ -93,8 +94,11 @@ struct QI8DirectAvx2 {
     return _mm256_broadcast_ss(p);
   }
 
+  // Not inlined: the caller's loop would keep the QLanes vectors in registers and spill
+  // accumulators instead.
   template <int NQ, int NI>
-  static inline void block(const QuantTask& t, const QLanes& ql, int64_t q, int64_t j) {
+  __attribute__((noinline)) static void block(const QuantTask& t, const QLanes& ql, int64_t q,
+                                              int64_t j) {
     constexpr int NA = NQ * NI;
     static_assert(NA <= 8, "at most 8 accumulators");
     const int64_t dim = t.dim;
@@ -107,6 +111,7 @@ struct QI8DirectAvx2 {
     for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
     int64_t p = 0;
+#pragma GCC unroll 2
     for (; p + 32 <= dim; p += 32) {
       // Item by item, so that only one offset item vector is live at a time.
       for (int b = 0; b < NI; ++b) {
@@ -140,7 +145,8 @@ struct QI8DirectAvx2 {
         for (int b = 0; b < NI; ++b) acc[a * NI + b] = i8_madd(acc[a * NI + b], x[b], qv, ones);
       }
     }
-    const __m256i dot = _mm256_sub_epi32(i8_hsum8(acc), ql.corr);
+    const __m256i dot = _mm256_sub_epi32(
+        i8_hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]), ql.corr);
     const __m256 sc = item_lanes<NI>(t.items->scale + j);
     const __m256 e = item_lanes<NI>(t.items->err + j);
     const __m256 m = _mm256_add_ps(item_lanes<NI>(t.items->norm + j), e);
@@ -215,38 +221,84 @@ struct QI8PackedAvx2 {
     return bytes / 4 + 16;
   }
 
+  // dots[(i * QV + v) * 8 + lane] = qi . c of item i and query lane v * 8 + lane of the group.
+  template <int NIB>
+  static inline void accumulate(const int8_t* panel, const int32_t* ncorr, const uint8_t* tile,
+                                int64_t rowb, int32_t* dots) {
+    const int64_t d4 = rowb / 4;
+    const __m256i ones = _mm256_set1_epi16(1);
+    if constexpr (QV == 2 && NIB == 4) {
+      // The main tile, with named accumulators: GCC then updates them in place (with arrays
+      // it adds a register move per accumulator and step, which costs issue slots here).
+      const __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ncorr));
+      const __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ncorr + 8));
+      __m256i a00 = c0, a01 = c1, a10 = c0, a11 = c1, a20 = c0, a21 = c1, a30 = c0, a31 = c1;
+      const uint8_t *x0 = tile, *x1 = tile + rowb, *x2 = tile + 2 * rowb, *x3 = tile + 3 * rowb;
+#pragma GCC unroll 2
+      for (int64_t p4 = 0; p4 < d4; ++p4) {
+        const __m256i q0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * 64));
+        const __m256i q1 =
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * 64 + 32));
+        int32_t w;
+        std::memcpy(&w, x0 + p4 * 4, 4);
+        __m256i b = _mm256_set1_epi32(w);
+        a00 = i8_madd(a00, b, q0, ones);
+        a01 = i8_madd(a01, b, q1, ones);
+        std::memcpy(&w, x1 + p4 * 4, 4);
+        b = _mm256_set1_epi32(w);
+        a10 = i8_madd(a10, b, q0, ones);
+        a11 = i8_madd(a11, b, q1, ones);
+        std::memcpy(&w, x2 + p4 * 4, 4);
+        b = _mm256_set1_epi32(w);
+        a20 = i8_madd(a20, b, q0, ones);
+        a21 = i8_madd(a21, b, q1, ones);
+        std::memcpy(&w, x3 + p4 * 4, 4);
+        b = _mm256_set1_epi32(w);
+        a30 = i8_madd(a30, b, q0, ones);
+        a31 = i8_madd(a31, b, q1, ones);
+      }
+      __m256i* o = reinterpret_cast<__m256i*>(dots);
+      _mm256_store_si256(o + 0, a00);
+      _mm256_store_si256(o + 1, a01);
+      _mm256_store_si256(o + 2, a10);
+      _mm256_store_si256(o + 3, a11);
+      _mm256_store_si256(o + 4, a20);
+      _mm256_store_si256(o + 5, a21);
+      _mm256_store_si256(o + 6, a30);
+      _mm256_store_si256(o + 7, a31);
+    } else {
+      __m256i acc[NIB][QV];
+      for (int v = 0; v < QV; ++v) {
+        const __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ncorr + v * 8));
+        for (int i = 0; i < NIB; ++i) acc[i][v] = c0;
+      }
+      for (int64_t p4 = 0; p4 < d4; ++p4) {
+        __m256i qv[QV];
+        for (int v = 0; v < QV; ++v)
+          qv[v] =
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * G * 4 + v * 32));
+        for (int i = 0; i < NIB; ++i) {
+          int32_t w;
+          std::memcpy(&w, tile + i * rowb + p4 * 4, 4);
+          const __m256i xb = _mm256_set1_epi32(w);
+          for (int v = 0; v < QV; ++v) acc[i][v] = i8_madd(acc[i][v], xb, qv[v], ones);
+        }
+      }
+      for (int i = 0; i < NIB; ++i)
+        for (int v = 0; v < QV; ++v)
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dots + (i * QV + v) * 8), acc[i][v]);
+    }
+  }
+
   template <int NIB>
   static inline void micro(const QuantTask& t, const int8_t* panel, const int32_t* ncorr,
                            const float* lsq, const float* lqn, const float* lqc,
                            const uint8_t* tile, int64_t rowb, const float* sc, const float* e,
                            const float* m, int64_t qbase, int64_t pos) {
-    const int64_t d4 = rowb / 4;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[NIB][QV];
-    for (int v = 0; v < QV; ++v) {
-      const __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ncorr + v * 8));
-      for (int i = 0; i < NIB; ++i) acc[i][v] = c0;
-    }
-    // Unrolled twice: GCC then keeps the accumulators in place (no register moves per step);
-    // about 1.5x the throughput of the plain loop at QV = 2, NI = 4 on Zen 3.
-#pragma GCC unroll 2
-    for (int64_t p4 = 0; p4 < d4; ++p4) {
-      __m256i qv[QV];
-      for (int v = 0; v < QV; ++v)
-        qv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * G * 4 + v * 32));
-      for (int i = 0; i < NIB; ++i) {
-        int32_t w;
-        std::memcpy(&w, tile + i * rowb + p4 * 4, 4);
-        const __m256i xb = _mm256_set1_epi32(w);
-        for (int v = 0; v < QV; ++v) acc[i][v] = i8_madd(acc[i][v], xb, qv[v], ones);
-      }
-    }
-    // The sums leave the registers here: q_offer below is a call, which would otherwise make
-    // GCC keep the accumulators on the stack throughout the loop.
+    // The sums leave the registers before the epilogue: q_offer below is a call, which would
+    // otherwise make GCC keep the accumulators on the stack throughout the loop.
     alignas(32) int32_t dots[NIB][QV][8];
-    for (int i = 0; i < NIB; ++i)
-      for (int v = 0; v < QV; ++v)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(dots[i][v]), acc[i][v]);
+    accumulate<NIB>(panel, ncorr, tile, rowb, &dots[0][0][0]);
     float* taug = t.tau + (qbase - t.q0);
     const __m256 abs_slack = _mm256_set1_ps(kQuantAbsSlack);
     for (int i = 0; i < NIB; ++i) {
