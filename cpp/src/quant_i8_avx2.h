@@ -80,6 +80,47 @@ struct QI8DirectAvx2 {
     return ql;
   }
 
+  // Eight accumulators, named so that GCC keeps them in registers (an array of vectors indexed
+  // in unrolled loops ends up on the stack, zeroed with rep stos and moved around).
+  struct Acc8 {
+    __m256i v0, v1, v2, v3, v4, v5, v6, v7;
+  };
+  template <int K>
+  static inline __m256i& slot(Acc8& A) {
+    static_assert(K >= 0 && K < 8, "slot");
+    if constexpr (K == 0) return A.v0;
+    else if constexpr (K == 1) return A.v1;
+    else if constexpr (K == 2) return A.v2;
+    else if constexpr (K == 3) return A.v3;
+    else if constexpr (K == 4) return A.v4;
+    else if constexpr (K == 5) return A.v5;
+    else if constexpr (K == 6) return A.v6;
+    else return A.v7;
+  }
+
+  // One step of 32 codes: item b (read at xr[b] + p, or at xt[b] when given) meets query a
+  // into accumulator a * NI + b, for K = b * NQ + a in order (one offset item live at a time).
+  template <int NQ, int NI, int... K>
+  static inline void step(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+                          const int8_t* const* xt, __m256i ones, __m256i off,
+                          std::integer_sequence<int, K...>) {
+    __m256i x = _mm256_setzero_si256();
+    (upd<NQ, NI, K>(A, qr, xr, p, xt, ones, off, x), ...);
+  }
+
+  template <int NQ, int NI, int K>
+  static inline void upd(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+                         const int8_t* const* xt, __m256i ones, __m256i off, __m256i& x) {
+    constexpr int b = K / NQ, a = K % NQ;
+    if constexpr (a == 0) {
+      const int8_t* src = xt ? xt[b] : xr[b] + p;
+      x = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), off);
+    }
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr[a] + p));
+    __m256i& acc = slot<a * NI + b>(A);
+    acc = i8_madd(acc, x, qv, ones);
+  }
+
   // p[lane % NI] in each lane (NI items of lane a * NI + b), reading only p[0..NI).
   template <int NI>
   static inline __m256 item_lanes(const float* p) {
@@ -104,49 +145,41 @@ struct QI8DirectAvx2 {
     const int64_t dim = t.dim;
     const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
     const __m256i ones = _mm256_set1_epi16(1), off = _mm256_set1_epi8(static_cast<char>(0x80));
-    __m256i acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_si256();
+    Acc8 A{};
     const int8_t* qr[NQ];
     const int8_t* xr[NI];
     for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
-    int64_t p = 0;
-#pragma GCC unroll 2
-    for (; p + 32 <= dim; p += 32) {
-      // Item by item, so that only one offset item vector is live at a time.
-      for (int b = 0; b < NI; ++b) {
-        const __m256i x = _mm256_xor_si256(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[b] + p)), off);
-        for (int a = 0; a < NQ; ++a) {
-          const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr[a] + p));
-          acc[a * NI + b] = i8_madd(acc[a * NI + b], x, qv, ones);
-        }
-      }
+    using Seq = std::make_integer_sequence<int, NA>;
+    // The rows of a block are contiguous; ask for those a few blocks ahead (the hardware
+    // prefetcher alone leaves this loop waiting on memory, even from L3).
+    {
+      const int64_t bytes = NI * dim, ahead = bytes < 1024 ? 4096 : 4 * bytes;
+      const char* pf = reinterpret_cast<const char*>(xr[0]) + ahead;
+      for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
     }
+    int64_t p = 0;
+    for (; p + 32 <= dim; p += 32) step<NQ, NI>(A, qr, xr, p, nullptr, ones, off, Seq{});
     if (p < dim) {
       // Tail of fewer than 32 codes: the query rows are zero-padded to qstride >= p + 32, so
       // whatever bytes follow the item's row contribute 0. Read them in place while inside the
-      // code array (the next row), else from a copy.
+      // code array (the next row), else from a zero-padded copy.
       const int64_t end = t.items->n * dim;
-      __m256i x[NI];
+      alignas(32) int8_t buf[NI][32];
+      const int8_t* xt[NI];
       for (int b = 0; b < NI; ++b) {
-        const int64_t at = (j + b) * dim + p;
-        if (at + 32 <= end) {
-          x[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[b] + p));
+        if ((j + b) * dim + p + 32 <= end) {
+          xt[b] = xr[b] + p;
         } else {
-          alignas(32) int8_t buf[32] = {};
-          std::memcpy(buf, xr[b] + p, static_cast<size_t>(dim - p));
-          x[b] = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf));
+          std::memset(buf[b], 0, 32);
+          std::memcpy(buf[b], xr[b] + p, static_cast<size_t>(dim - p));
+          xt[b] = buf[b];
         }
-        x[b] = _mm256_xor_si256(x[b], off);
       }
-      for (int a = 0; a < NQ; ++a) {
-        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr[a] + p));
-        for (int b = 0; b < NI; ++b) acc[a * NI + b] = i8_madd(acc[a * NI + b], x[b], qv, ones);
-      }
+      step<NQ, NI>(A, qr, xt, p, xt, ones, off, Seq{});
     }
     const __m256i dot = _mm256_sub_epi32(
-        i8_hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]), ql.corr);
+        i8_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7), ql.corr);
     const __m256 sc = item_lanes<NI>(t.items->scale + j);
     const __m256 e = item_lanes<NI>(t.items->err + j);
     const __m256 m = _mm256_add_ps(item_lanes<NI>(t.items->norm + j), e);
