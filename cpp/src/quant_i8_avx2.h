@@ -15,7 +15,8 @@
 // shared by every query group of the task).
 //
 // Score and radius (quant.h): T = (qscale * scale_j) * float(dot),
-// r = |q'| err_j + qcoef (norm_j + err_j) + abs_slack.
+// r = |q'| err_j + qcoef (norm_j + err_j) + abs_slack; an item with T + r >= tau gets the second
+// look in float32 (i8_refine, q_offer_refined in quant_scan_impl.h).
 
 static inline __m256i i8_madd(__m256i acc, __m256i u8, __m256i s8, __m256i ones16) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u8, s8), ones16));
@@ -41,17 +42,33 @@ static inline __m256i i8_lanes(const int32_t* p, int n, __m256i idx) {
   return _mm256_permutevar8x32_epi32(_mm256_maskload_epi32(p, mask), idx);
 }
 
-// Offer the lanes of ub >= tau (lane = a * NI + b: query q + a, item j + b).
+// The second look at an item that passed the integer bound (q_offer_refined): q' . c_j in
+// float32 FMAs over 8 lanes.
+static inline void i8_refine(const QuantTask& t, int64_t q, int64_t j) {
+  const int64_t dim = t.dim;
+  const float* qr = t.queries + q * dim;
+  const int8_t* x = static_cast<const int8_t*>(t.items->codes) + j * dim;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t p = 0;
+  for (; p + 32 <= dim; p += 32) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + p), V::cvt_i8(x + p), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + p + 8), V::cvt_i8(x + p + 8), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + p + 16), V::cvt_i8(x + p + 16), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + p + 24), V::cvt_i8(x + p + 24), a3);
+  }
+  for (; p + 8 <= dim; p += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + p), V::cvt_i8(x + p), a0);
+  float s = V::hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; p < dim; ++p) s += qr[p] * static_cast<float>(x[p]);
+  q_offer_refined(t, q, j, s);
+}
+
+// The second look for the lanes of ub >= tau (lane = a * NI + b: query q + a, item j + b).
 template <int NI>
-static inline void i8_offer_lanes(const QuantTask& t, unsigned mask, __m256 T, __m256 r, int64_t q,
-                                  int64_t j) {
-  alignas(32) float tt[8], rr[8];
-  _mm256_store_ps(tt, T);
-  _mm256_store_ps(rr, r);
+static inline void i8_offer_lanes(const QuantTask& t, unsigned mask, int64_t q, int64_t j) {
   while (mask) {
     const int lane = __builtin_ctz(mask);
     mask &= mask - 1;
-    q_offer(t, q + lane / NI, j + lane % NI, tt[lane], rr[lane]);
+    i8_refine(t, q + lane / NI, j + lane % NI);
   }
 }
 
@@ -190,7 +207,7 @@ struct QI8DirectAvx2 {
     unsigned mask = static_cast<unsigned>(
         _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(T, r), tau, _CMP_GE_OQ)));
     mask &= (1u << NA) - 1;
-    if (mask) i8_offer_lanes<NI>(t, mask, T, r, q, j);
+    if (mask) i8_offer_lanes<NI>(t, mask, q, j);
   }
 
   template <int NQ>
@@ -345,15 +362,11 @@ struct QI8PackedAvx2 {
                                          _mm256_fmadd_ps(_mm256_load_ps(lqc + v * 8), mi, abs_slack));
         unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
             _mm256_cmp_ps(_mm256_add_ps(T, r), _mm256_loadu_ps(taug + v * 8), _CMP_GE_OQ)));
-        if (!mask) continue;
-        alignas(32) float tt[8], rr[8];
-        _mm256_store_ps(tt, T);
-        _mm256_store_ps(rr, r);
         while (mask) {
           const int lane = __builtin_ctz(mask);
           mask &= mask - 1;
           const int64_t q = qbase + v * 8 + lane;
-          if (q < t.q1) q_offer(t, q, pos + i, tt[lane], rr[lane]);
+          if (q < t.q1) i8_refine(t, q, pos + i);
         }
       }
     }

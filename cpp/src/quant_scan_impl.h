@@ -12,7 +12,8 @@
 // int8 storage with quantized queries (t.qcodes set) is scanned with integer dot products
 // qi . c_j, exact in int32, by the kernel classes each file passes to q_scan_direct /
 // q_scan_packed (QI8Scalar here; the AVX2 file has its own); both score
-// T = (qscale * scale_j) * float(qi . c_j) and use the radius of quant.h. Without qcodes (float16,
+// T = (qscale * scale_j) * float(qi . c_j) with the radius of quant.h, and give the items that
+// pass a second look in float32 (q_offer_refined). Without qcodes (float16,
 // or int8 beyond kQuantI8MaxDim) the float32 QDirect / QPacked below decode the codes and score
 // T = scale_j * (q' . c_j) with the float radius.
 
@@ -54,13 +55,32 @@ static inline float q_radius_item(const QuantTask& t, int64_t j) {
   return e + t.rel_slack * (t.items->norm[j] + e);
 }
 
+// int8 second look. An item whose integer bound reaches the threshold (T + r >= tau) is scored
+// again as the float32 scan would: T' = scale_j * (q' . c_j) in float32, with the float radius
+// |q'| (err + c (norm + err)) + abs_slack (quant.h), and offered with that pair. The integer
+// radius carries the query's quantization error eq (norm + err), a few times the item's own err,
+// and offering it would leave a few times more survivors to re-score, each a float32 row read;
+// both pairs are certified, so the integer one only decides which items get the second look.
+// qc = q' . c_j in float32 (any summation order).
+static inline void q_offer_refined(const QuantTask& t, int64_t q, int64_t j, float qc) {
+  const float T = qc * t.items->scale[j];
+  const float r = t.qnorm[q] * q_radius_item(t, j) + kQuantAbsSlack;
+  if (T + r >= t.tau[q - t.q0]) q_offer(t, q, j, T, r);
+}
+
 // The integer int8 score and radius of query q and item j from the exact dot = qi . c_j (the
-// scalar form of what the vector kernels compute; see quant.h for the bound).
+// scalar form of what the vector kernels compute; see quant.h for the bound), then the second
+// look.
 static inline void q_offer_i8(const QuantTask& t, int64_t q, int64_t j, int32_t dot) {
   const float T = (t.qscale[q] * t.items->scale[j]) * static_cast<float>(dot);
   const float e = t.items->err[j];
   const float r = t.qnorm[q] * e + t.qcoef[q] * (t.items->norm[j] + e) + kQuantAbsSlack;
-  if (T + r >= t.tau[q - t.q0]) q_offer(t, q, j, T, r);
+  if (!(T + r >= t.tau[q - t.q0])) return;
+  const float* qr = t.queries + q * t.dim;
+  const int8_t* x = static_cast<const int8_t*>(t.items->codes) + j * t.dim;
+  float s = 0.0f;
+  for (int64_t p = 0; p < t.dim; ++p) s += qr[p] * static_cast<float>(x[p]);
+  q_offer_refined(t, q, j, s);
 }
 
 // Portable integer int8 scan (any number of queries): int32 sums of int8 products, exact.

@@ -39,6 +39,13 @@
 //    integer scan's own dot product has no rounding at all. |q'| is the stored upper bound qnorm,
 //    norm and err are stored rounded up, eq and the coefficient are rounded up from double.
 //
+//    An item whose integer bound reaches the running threshold (T + r >= tau, below) gets a
+//    second look: it is scored as in the float16 case, T' = scale * (q' . codes) in float32 with
+//    the float radius, and that pair is the one offered. The integer radius carries the query's
+//    quantization error eq (norm + err), a few times the item's err (for d = 128 unit vectors
+//    eq ~ 0.013 against err ~ 0.0065), so the integer test alone would keep a few times more
+//    survivors to re-score; both pairs are certified, so mixing them is sound.
+//
 // abs_slack covers underflow (e.g. s_q * scale below the normal range: the product then loses at
 // most 2^-150 absolutely, times |qi . codes| <= 8001 dim).
 //
