@@ -5,9 +5,10 @@
 // Operand choice. vpmaddubsw multiplies unsigned bytes (first operand) by signed bytes (second)
 // and adds adjacent pairs into int16 with saturation. Both paths offset the ITEM codes:
 // u = c ^ 0x80 = c + 128 in [1, 255] as u8, times qi as s8, so a pair sum is at most
-// 2 * 255 * 63 = 32130 < 32767 and never saturates; vpmaddwd with int16 ones then widens the
-// pairs to int32 and qi . c = sum u * qi - 128 * sum(qi), the correction (qcorr) being one number
-// per query computed by the driver. The alternative (query offset qi + 64 as u8 times the signed
+// 2 * 255 * 63 = 32130 < 32767 and never saturates (direct path, |qi| <= 63; the packed path has
+// |qi| <= 31 and adds two pair sums before widening, see QI8PackedAvx2::accumulate); vpmaddwd with
+// int16 ones then widens the pairs to int32 and qi . c = sum u * qi - 128 * sum(qi), the
+// correction (qcorr) being one number per query computed by the driver. The alternative (query offset qi + 64 as u8 times the signed
 // codes, pair sum <= 2 * 127 * 127 = 32258) needs sum(c_j) per item: two more multiply-port ops
 // per 32 codes per item on the direct path, or a per-item correction in the packed epilogue. The
 // item offset costs one vpxor per 32 codes per item on the direct path (shared by the NQ queries of
@@ -242,16 +243,17 @@ struct QI8DirectAvx2 {
 
 // ---------------------------------------------------------------------------------------------
 // Packed path (many queries): the quantized queries of each group of G = QV * 8 transposed into a
-// panel [dim4][G][4 bytes] (dim4 = ceil(dim / 4), zero-padded), an item tile copied once per task
+// panel [dim4][G][4 bytes] (dim4 = 2 ceil(dim / 8), zero-padded), an item tile copied once per task
 // as offset codes u = c ^ 0x80 in rows of dim4 * 4 bytes (padding: any byte, it meets query
 // zeros). The micro-kernel broadcasts 4 codes of an item (vpbroadcastd) against QV query vectors:
-// vpmaddubsw + vpmaddwd + vpaddd per (item, query vector) per 4 dims, QV * NI accumulators
-// started at -qcorr so they end at qi . c exactly.
+// vpmaddubsw per (item, query vector) per 4 dims, two of them summed by vpaddw, then vpmaddwd +
+// vpaddd per 8 dims; QV * NI accumulators started at -qcorr so they end at qi . c exactly.
 template <int QV, int NI>
 struct QI8PackedAvx2 {
   static constexpr int G = QV * 8;
 
-  static int64_t dim4(int64_t dim) { return (dim + 3) / 4; }
+  // Groups of 4 codes per row, rounded up to an even count (the main tile takes two per step).
+  static int64_t dim4(int64_t dim) { return (dim + 7) / 8 * 2; }
 
   static int64_t tile_items(int64_t dim) {
     int64_t n = (32 * 1024) / (dim4(dim) * 4);
@@ -271,6 +273,23 @@ struct QI8PackedAvx2 {
     return bytes / 4 + 16;
   }
 
+  // Item codes x[0..8) (two broadcast groups of 4) against query vectors q (codes 0..3 of each
+  // lane) and r (codes 4..7) of the two query vectors, into accumulators a0, a1. Needs
+  // |qi| <= 31 (see accumulate).
+  static inline void i8_madd2(__m256i& a0, __m256i& a1, const uint8_t* x, __m256i q0,
+                              __m256i q1, __m256i r0, __m256i r1, __m256i ones) {
+    int32_t w0, w1;
+    std::memcpy(&w0, x, 4);
+    std::memcpy(&w1, x + 4, 4);
+    const __m256i b0 = _mm256_set1_epi32(w0), b1 = _mm256_set1_epi32(w1);
+    const __m256i s0 =
+        _mm256_add_epi16(_mm256_maddubs_epi16(b0, q0), _mm256_maddubs_epi16(b1, r0));
+    const __m256i s1 =
+        _mm256_add_epi16(_mm256_maddubs_epi16(b0, q1), _mm256_maddubs_epi16(b1, r1));
+    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(s0, ones));
+    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(s1, ones));
+  }
+
   // dots[(i * QV + v) * 8 + lane] = qi . c of item i and query lane v * 8 + lane of the group.
   template <int NIB>
   static inline void accumulate(const int8_t* panel, const int32_t* ncorr, const uint8_t* tile,
@@ -284,28 +303,19 @@ struct QI8PackedAvx2 {
       const __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ncorr + 8));
       __m256i a00 = c0, a01 = c1, a10 = c0, a11 = c1, a20 = c0, a21 = c1, a30 = c0, a31 = c1;
       const uint8_t *x0 = tile, *x1 = tile + rowb, *x2 = tile + 2 * rowb, *x3 = tile + 3 * rowb;
-#pragma GCC unroll 2
-      for (int64_t p4 = 0; p4 < d4; ++p4) {
-        const __m256i q0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * 64));
-        const __m256i q1 =
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * 64 + 32));
-        int32_t w;
-        std::memcpy(&w, x0 + p4 * 4, 4);
-        __m256i b = _mm256_set1_epi32(w);
-        a00 = i8_madd(a00, b, q0, ones);
-        a01 = i8_madd(a01, b, q1, ones);
-        std::memcpy(&w, x1 + p4 * 4, 4);
-        b = _mm256_set1_epi32(w);
-        a10 = i8_madd(a10, b, q0, ones);
-        a11 = i8_madd(a11, b, q1, ones);
-        std::memcpy(&w, x2 + p4 * 4, 4);
-        b = _mm256_set1_epi32(w);
-        a20 = i8_madd(a20, b, q0, ones);
-        a21 = i8_madd(a21, b, q1, ones);
-        std::memcpy(&w, x3 + p4 * 4, 4);
-        b = _mm256_set1_epi32(w);
-        a30 = i8_madd(a30, b, q0, ones);
-        a31 = i8_madd(a31, b, q1, ones);
+      // Two groups of 4 codes per step: with |qi| <= kQuantI8PackedQMax = 31 a vpmaddubsw
+      // pair sum is at most 2 * 255 * 31 = 15810, so two of them add in int16 (vpaddw, at most
+      // 31620 < 32767) before one vpmaddwd: 3 multiply-port ops per 64 products instead of 4.
+      for (int64_t p4 = 0; p4 < d4; p4 += 2) {
+        const int8_t* pp = panel + p4 * 64;
+        const __m256i q0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(pp));
+        const __m256i q1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(pp + 32));
+        const __m256i r0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(pp + 64));
+        const __m256i r1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(pp + 96));
+        i8_madd2(a00, a01, x0 + p4 * 4, q0, q1, r0, r1, ones);
+        i8_madd2(a10, a11, x1 + p4 * 4, q0, q1, r0, r1, ones);
+        i8_madd2(a20, a21, x2 + p4 * 4, q0, q1, r0, r1, ones);
+        i8_madd2(a30, a31, x3 + p4 * 4, q0, q1, r0, r1, ones);
       }
       __m256i* o = reinterpret_cast<__m256i*>(dots);
       _mm256_store_si256(o + 0, a00);

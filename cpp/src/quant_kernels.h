@@ -39,6 +39,12 @@ constexpr int64_t kQuantI8MaxDim = 65536;
 // The query rows padded to a multiple of this many int8 codes (zeros) for the integer scans.
 constexpr int64_t kQuantI8QueryPad = 32;
 
+// The largest |qi| of a query on each path: 63 (7 bits) on the direct path, where one vpmaddubsw
+// pair sum of an offset item code (<= 255) reaches 2 * 255 * 63 = 32130 < 2^15; 31 (6 bits) on
+// the packed path, whose AVX2 kernel adds two pair sums in int16 (<= 2 * 2 * 255 * 31 = 31620).
+constexpr int kQuantI8DirectQMax = 63;
+constexpr int kQuantI8PackedQMax = 31;
+
 struct QuantTask {
   const float* queries;  // prepared queries (cosine: scaled to unit norm), row stride = dim
   const float* qnorm;    // upper bound on |query| per query (absolute index)

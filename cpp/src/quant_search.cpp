@@ -134,10 +134,12 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   const float rel = quant_rel_slack(dim);
 
   // int8: the quantized queries of the integer scan (quant.h): q~ = s_q * qi with
-  // s_q = max|q'_i| / 63 (a float) and qi = round(q'_i / s_q) in [-63, 63], so that an offset
-  // item code (<= 255) times qi pairs up to 2 * 255 * 63 < 2^15 in vpmaddubsw; eq >= |q' - q~|
-  // and qcoef = eq + c (|q'| + eq), both rounded up.
+  // s_q = max|q'_i| / Q (a float) and qi = round(q'_i / s_q) in [-Q, Q], Q = 63 on the direct
+  // path and 31 on the packed one (kQuantI8*QMax: what the AVX2 kernels can add without
+  // saturating); eq >= |q' - q~| and qcoef = eq + c (|q'| + eq), both rounded up.
   const bool int_i8 = items.codec == Codec::Int8 && dim <= kQuantI8MaxDim;
+  const bool direct = n_queries <= kDirectMaxQueries;
+  const int qmax = direct ? kQuantI8DirectQMax : kQuantI8PackedQMax;
   const int64_t qstride = (dim + kQuantI8QueryPad - 1) / kQuantI8QueryPad * kQuantI8QueryPad;
   std::vector<int8_t> qcodes;
   std::vector<float> qscale, qcoef;
@@ -152,14 +154,14 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
       int8_t* dst = qcodes.data() + q * qstride;
       float amax = 0.0f;
       for (int64_t p = 0; p < dim; ++p) amax = std::max(amax, std::fabs(src[p]));
-      float sq = amax / 63.0f;
+      float sq = amax / static_cast<float>(qmax);
       if (!(sq > 0.0f)) sq = std::numeric_limits<float>::denorm_min();  // amax below 63 * 2^-150
       const double sqd = sq;
       double ss = 0.0;
       int32_t sum = 0;
       for (int64_t p = 0; p < dim; ++p) {
         const double v = std::nearbyint(static_cast<double>(src[p]) / sqd);
-        const int32_t c = static_cast<int32_t>(std::max(-63.0, std::min(63.0, v)));
+        const int32_t c = static_cast<int32_t>(std::max(-double(qmax), std::min(double(qmax), v)));
         dst[p] = static_cast<int8_t>(c);
         sum += c;
         // sqd * c is exact in double (24-bit times 7-bit); the difference and the squares
@@ -177,7 +179,6 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   }
 
   // Work split, as topk_cpu: a few queries share the items in chunks; many go in blocks.
-  const bool direct = n_queries <= kDirectMaxQueries;
   const int64_t G = ks.query_group;
   int64_t qblock = n_queries;
   if (!direct) {

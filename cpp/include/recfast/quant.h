@@ -21,9 +21,10 @@
 //    normalization and of the bound's own arithmetic (each costs at most about (dim + 8) u
 //    relative to |q'| |x~|).
 //
-//  * Int8: the query is quantized once: s_q = max_i |q'_i| / 63 (a float), qi = round(q' / s_q)
-//    in [-63, 63], q~ = s_q * qi (real products), and eq >= |q' - q~| is computed in double and
-//    rounded up. The dot product qi . codes is an exact integer (int32: |partial sums| <=
+//  * Int8: the query is quantized once: s_q = max_i |q'_i| / Q (a float), qi = round(q' / s_q)
+//    in [-Q, Q] with Q = 63 for a few queries (the direct path) and Q = 31 for many (the packed
+//    path, whose AVX2 kernel adds two vpmaddubsw results in int16), q~ = s_q * qi (real
+//    products), and eq >= |q' - q~| is computed in double and rounded up. The dot product qi . codes is an exact integer (int32: |partial sums| <=
 //    383 * 63 * dim < 2^31), and
 //        T = (s_q * scale) * float(qi . codes)          (float32, in this order)
 //        r = |q'| * err + (eq + c * (|q'| + eq)) * (norm + err) + abs_slack.
