@@ -1,19 +1,20 @@
 // AVX2 integer scans of int8 storage: exact int32 dot products qi . c_j of the quantized query
-// (qi in [-63, 63]) and the item codes (c_j in [-127, 127]). Included inside the namespace of
-// quant_kernel_avx2.cpp after quant_scan_impl.h (compiled with -mavx2 -mfma -mf16c).
+// (|qi| <= 63 on the direct path, <= 31 on the packed one) and the item codes (c_j in
+// [-127, 127]). Included inside the namespace of quant_kernel_avx2.cpp after quant_scan_impl.h
+// (compiled with -mavx2 -mfma -mf16c).
 //
 // Operand choice. vpmaddubsw multiplies unsigned bytes (first operand) by signed bytes (second)
 // and adds adjacent pairs into int16 with saturation. Both paths offset the ITEM codes:
 // u = c ^ 0x80 = c + 128 in [1, 255] as u8, times qi as s8, so a pair sum is at most
-// 2 * 255 * 63 = 32130 < 32767 and never saturates (direct path, |qi| <= 63; the packed path has
-// |qi| <= 31 and adds two pair sums before widening, see QI8PackedAvx2::accumulate); vpmaddwd with
-// int16 ones then widens the pairs to int32 and qi . c = sum u * qi - 128 * sum(qi), the
-// correction (qcorr) being one number per query computed by the driver. The alternative (query offset qi + 64 as u8 times the signed
-// codes, pair sum <= 2 * 127 * 127 = 32258) needs sum(c_j) per item: two more multiply-port ops
-// per 32 codes per item on the direct path, or a per-item correction in the packed epilogue. The
-// item offset costs one vpxor per 32 codes per item on the direct path (shared by the NQ queries of
-// a block) and nothing in the packed inner loop (the item tile is offset once when copied and
-// shared by every query group of the task).
+// 2 * 255 * 63 = 32130 < 32767 and never saturates (the packed path, |qi| <= 31, adds two pair
+// sums before widening: see QI8PackedAvx2::accumulate); vpmaddwd with int16 ones then widens the
+// pairs to int32, and qi . c = sum u * qi - 128 * sum(qi), the correction (qcorr) being one
+// number per query computed by the driver. The alternative (query offset qi + 64 as u8 times the
+// signed codes, pair sum <= 2 * 127 * 127 = 32258) needs sum(c_j) per item: two more
+// multiply-port ops per 32 codes per item on the direct path, or a per-item correction in the
+// packed epilogue. The item offset costs one vpxor per 32 codes per item on the direct path
+// (shared by the NQ queries of a block) and nothing in the packed inner loop (the item tile is
+// offset once when copied and shared by every query group of the task).
 //
 // Score and radius (quant.h): T = (qscale * scale_j) * float(dot),
 // r = |q'| err_j + qcoef (norm_j + err_j) + abs_slack; an item with T + r >= tau gets the second
@@ -34,12 +35,15 @@ static inline __m256i i8_hsum8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, _
 }
 
 // Lanes [0, n) of p[0..n) (no read past them), spread with the lane -> element map idx.
+static inline __m256i i8_first(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 static inline __m256 i8_lanes(const float* p, int n, __m256i idx) {
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i mask = i8_first(n);
   return _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, mask), idx);
 }
 static inline __m256i i8_lanes(const int32_t* p, int n, __m256i idx) {
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i mask = i8_first(n);
   return _mm256_permutevar8x32_epi32(_mm256_maskload_epi32(p, mask), idx);
 }
 
@@ -98,8 +102,8 @@ struct QI8DirectAvx2 {
     return ql;
   }
 
-  // Eight accumulators, named so that GCC keeps them in registers (an array of vectors indexed
-  // in unrolled loops ends up on the stack, zeroed with rep stos and moved around).
+  // Eight accumulators, picked at compile time by slot<K> (a local array of vectors was kept on
+  // the stack and zeroed with rep stos on every block).
   struct Acc8 {
     __m256i v0, v1, v2, v3, v4, v5, v6, v7;
   };
@@ -368,8 +372,8 @@ struct QI8PackedAvx2 {
         const __m256i dv = _mm256_load_si256(reinterpret_cast<const __m256i*>(dots[i][v]));
         const __m256 T = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(lsq + v * 8), s),
                                        _mm256_cvtepi32_ps(dv));
-        const __m256 r = _mm256_fmadd_ps(_mm256_load_ps(lqn + v * 8), ei,
-                                         _mm256_fmadd_ps(_mm256_load_ps(lqc + v * 8), mi, abs_slack));
+        const __m256 rc = _mm256_fmadd_ps(_mm256_load_ps(lqc + v * 8), mi, abs_slack);
+        const __m256 r = _mm256_fmadd_ps(_mm256_load_ps(lqn + v * 8), ei, rc);
         unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
             _mm256_cmp_ps(_mm256_add_ps(T, r), _mm256_loadu_ps(taug + v * 8), _CMP_GE_OQ)));
         while (mask) {

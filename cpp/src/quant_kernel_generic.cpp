@@ -1,5 +1,6 @@
 // Portable compressed-scan kernels: plain C++ over 4-float blocks (float16) and int32 sums of
-// int8 products (int8) that the compiler vectorizes for the baseline instruction set. Used without AVX2 + FMA + F16C, off x86, or when forced.
+// int8 products (int8) that the compiler vectorizes for the baseline instruction set. Used
+// without AVX2 + FMA + F16C, off x86, or when forced.
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -19,7 +20,8 @@ namespace qisa_generic {
 constexpr int kQV = 2, kNI = 4, kQB = 64;
 
 // int8: the portable integer scan (QI8Scalar) on both paths.
-const QuantKernelSet kSet = {"generic", kQV * V::W, kQB, &q_scratch_floats<QI8Scalar, kQV, kNI, kQB>,
+const QuantKernelSet kSet = {"generic", kQV * V::W, kQB,
+                             &q_scratch_floats<QI8Scalar, kQV, kNI, kQB>,
                              &q_scan_direct<QI8Scalar, kQV, kNI>,
                              &q_scan_packed<QI8Scalar, kQV, kNI>};
 

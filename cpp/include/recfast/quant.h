@@ -24,8 +24,8 @@
 //  * Int8: the query is quantized once: s_q = max_i |q'_i| / Q (a float), qi = round(q' / s_q)
 //    in [-Q, Q] with Q = 63 for a few queries (the direct path) and Q = 31 for many (the packed
 //    path, whose AVX2 kernel adds two vpmaddubsw results in int16), q~ = s_q * qi (real
-//    products), and eq >= |q' - q~| is computed in double and rounded up. The dot product qi . codes is an exact integer (int32: |partial sums| <=
-//    383 * 63 * dim < 2^31), and
+//    products), and eq >= |q' - q~| is computed in double and rounded up. The dot product
+//    qi . codes is an exact integer (int32: |partial sums| <= 383 * 63 * dim < 2^31), and
 //        T = (s_q * scale) * float(qi . codes)          (float32, in this order)
 //        r = |q'| * err + (eq + c * (|q'| + eq)) * (norm + err) + abs_slack.
 //    Why: S - T = (S - q'.x) + q'.(x - x~) + (q' - q~).x~ + (q~.x~ - T), with
@@ -44,8 +44,9 @@
 //    second look: it is scored as in the float16 case, T' = scale * (q' . codes) in float32 with
 //    the float radius, and that pair is the one offered. The integer radius carries the query's
 //    quantization error eq (norm + err), a few times the item's err (for d = 128 unit vectors
-//    eq ~ 0.013 against err ~ 0.0065), so the integer test alone would keep a few times more
-//    survivors to re-score; both pairs are certified, so mixing them is sound.
+//    eq ~ 0.013 with Q = 63, 0.026 with Q = 31, against err ~ 0.0065), so the integer test
+//    alone would keep a few times more survivors to re-score; both pairs are certified, so
+//    mixing them is sound.
 //
 // abs_slack covers underflow (e.g. s_q * scale below the normal range: the product then loses at
 // most 2^-150 absolutely, times |qi . codes| <= 8001 dim).
