@@ -363,8 +363,12 @@ struct QI8PackedAvx2 {
     // otherwise make GCC keep the accumulators on the stack throughout the loop.
     alignas(32) int32_t dots[NIB][QV][8];
     accumulate<NIB>(panel, ncorr, tile, rowb, &dots[0][0][0]);
+    // Threshold test of all NIB * QV vectors first, one branch for the whole tile: passes are
+    // rare once the thresholds have risen.
     float* taug = t.tau + (qbase - t.q0);
     const __m256 abs_slack = _mm256_set1_ps(kQuantAbsSlack);
+    __m256 hit[NIB][QV];
+    __m256 any = _mm256_setzero_ps();
     for (int i = 0; i < NIB; ++i) {
       const __m256 s = _mm256_set1_ps(sc[i]), ei = _mm256_set1_ps(e[i]),
                    mi = _mm256_set1_ps(m[i]);
@@ -374,8 +378,14 @@ struct QI8PackedAvx2 {
                                        _mm256_cvtepi32_ps(dv));
         const __m256 rc = _mm256_fmadd_ps(_mm256_load_ps(lqc + v * 8), mi, abs_slack);
         const __m256 r = _mm256_fmadd_ps(_mm256_load_ps(lqn + v * 8), ei, rc);
-        unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(
-            _mm256_cmp_ps(_mm256_add_ps(T, r), _mm256_loadu_ps(taug + v * 8), _CMP_GE_OQ)));
+        hit[i][v] = _mm256_cmp_ps(_mm256_add_ps(T, r), _mm256_loadu_ps(taug + v * 8), _CMP_GE_OQ);
+        any = _mm256_or_ps(any, hit[i][v]);
+      }
+    }
+    if (!_mm256_movemask_ps(any)) return;
+    for (int i = 0; i < NIB; ++i)
+      for (int v = 0; v < QV; ++v) {
+        unsigned mask = static_cast<unsigned>(_mm256_movemask_ps(hit[i][v]));
         while (mask) {
           const int lane = __builtin_ctz(mask);
           mask &= mask - 1;
@@ -383,7 +393,6 @@ struct QI8PackedAvx2 {
           if (q < t.q1) i8_refine(t, q, pos + i);
         }
       }
-    }
   }
 
   static int64_t up64(int64_t b) { return (b + 63) / 64 * 64; }
@@ -430,6 +439,9 @@ struct QI8PackedAvx2 {
       const int64_t n = t.j1 - t0 < nt ? t.j1 - t0 : nt;
       for (int64_t i = 0; i < n; ++i) {
         const int8_t* row = codes + (t0 + i) * dim;
+        // The codes stream from memory once per task; ask ~4 KiB ahead.
+        const char* ahead = reinterpret_cast<const char*>(row) + 4096;
+        for (int64_t o = 0; o < dim; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
         uint8_t* out = tile + i * rowb;
         int64_t p = 0;
         for (; p + 32 <= dim; p += 32)
