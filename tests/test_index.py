@@ -119,7 +119,7 @@ def test_tight_clusters(level, storage, metric):
 
 
 @pytest.mark.parametrize("storage", ["int8", "float16"])
-def test_near_ties_at_kth_place(storage):
+def test_near_ties_at_kth_place(level, storage):
     """Many items whose scores differ by a few ulps around the k-th place, and exact ties."""
     rng = np.random.default_rng(3)
     d = 48
@@ -139,7 +139,7 @@ def test_near_ties_at_kth_place(storage):
 
 @pytest.mark.parametrize("storage", ["int8", "float16"])
 @pytest.mark.parametrize("scale", [1e-20, 1e6, 1e15])
-def test_large_and_small_norms_dot(storage, scale):
+def test_large_and_small_norms_dot(level, storage, scale):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((4000, 24)).astype(np.float32)
     x *= rng.uniform(0.01, 10.0, (len(x), 1)).astype(np.float32)
@@ -173,6 +173,110 @@ def test_exact_false_is_close():
         overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.ids, exact.ids)])
         assert overlap >= 0.8
         assert np.max(np.abs(approx.scores - exact.scores)) < 0.05
+
+
+# -- int8: the integer kernels (quantized queries, exact int32 dot products) ----------------------
+
+INT8_DIMS = [1, 3, 4, 17, 31, 32, 33, 97, 128, 130]  # tails of 32 and of 4 codes
+INT8_BATCHES = (1, 7, 8, 9, 16, 33, 200)  # direct (<= 8) and packed (groups of 16) paths
+
+
+def int8_prepared(idx, q):
+    """The queries as the scan sees them (cosine: unit norm), in float64."""
+    qp = np.atleast_2d(np.asarray(q, np.float32)).astype(np.float64)
+    if idx.metric == "cosine":
+        qp = (qp / np.linalg.norm(qp, axis=1, keepdims=True)).astype(np.float32).astype(np.float64)
+    return qp
+
+
+def check_int8_approx(idx, q, k):
+    """exact=False: the scores are the compressed scores T' = scale * (q' . codes) of the items
+    that passed the integer bound (up to float32 rounding of the dot product), and lie within the
+    float radius |q'| (err + c (norm + err)) of the true scores (quant.h)."""
+    res = idx.search(q, k, exact=False)
+    a = idx._a
+    qp = int8_prepared(idx, q)
+    vec = idx.get(idx.ids).astype(np.float64)
+    c = (4 * idx.dim + 64) * 2.0**-24
+    for r in range(qp.shape[0]):
+        ids = np.atleast_2d(res.ids)[r]
+        sc = np.atleast_2d(res.scores)[r].astype(np.float64)
+        pos = np.searchsorted(idx.ids, ids[ids >= 0])
+        sc = sc[ids >= 0]
+        codes = a["codes"][pos].astype(np.float64)
+        scale = a["scale"][pos].astype(np.float64)
+        model = (codes @ qp[r]) * scale
+        rounding = (idx.dim + 2) * 2.0**-24 * (np.abs(codes) @ np.abs(qp[r])) * scale
+        assert np.all(np.abs(sc - model) <= rounding + 1e-30)
+        qn = np.linalg.norm(qp[r])
+        err, norm = a["err"][pos].astype(np.float64), a["norm"][pos].astype(np.float64)
+        rad = qn * (err + c * (norm + err)) + 1e-30
+        assert np.all(np.abs(sc - vec[pos] @ qp[r]) <= rad)
+        assert np.all(np.diff(sc) <= 0)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("d", INT8_DIMS)
+def test_int8_matches_float32_dims_batches(level, metric, d):
+    rng = np.random.default_rng(100 + d)
+    x = rng.standard_normal((1200, d)).astype(np.float32)
+    scales = (1.0, 1e3, 1e-3) if metric == "dot" else (1.0,)
+    for scale in scales:
+        idx = make_index((x * np.float32(scale)).astype(np.float32), metric, "int8")
+        q = (rng.standard_normal((max(INT8_BATCHES), d)) * scale).astype(np.float32)
+        for b in INT8_BATCHES:
+            for k in (1, 10, 100):
+                assert_same(idx.search(q[:b], k), float32_answer(idx, q[:b], k))
+        for b in (1, 9, 33):
+            check_int8_approx(idx, q[:b], 10)
+
+
+@pytest.mark.parametrize("d", [32, 33, 128, 130])
+def test_int8_saturation_adversary(level, d):
+    """Codes all +-127 and query codes all +-63 with signs that make every product of a pair
+    the same sign: the pair sums of vpmaddubsw reach their maximum (a saturating or 8-bit-query
+    kernel gets these scores wrong)."""
+    rng = np.random.default_rng(d)
+    alt = np.where(np.arange(d) % 2 == 0, 1.0, -1.0)
+    blocks = np.where((np.arange(d) // 4) % 2 == 0, 1.0, -1.0)
+    pats = [np.ones(d), -np.ones(d), alt, -alt, blocks, -blocks]
+    rand = np.where(rng.random((300, d)) < 0.5, 1.0, -1.0)
+    x = np.concatenate([np.repeat(np.array(pats), 5, 0), rand]).astype(np.float32)
+    x[::7] *= np.float32(3.0)  # a few scales
+    q = np.concatenate([np.array(pats), rand[:27]]).astype(np.float32)  # 33 queries
+    for metric in METRICS:
+        idx = make_index(x, metric, "int8")
+        assert (np.abs(idx._a["codes"]) == 127).all()
+        for b in (1, 2, 4, 8, 9, 33):
+            for k in (1, 10, len(x)):
+                assert_same(idx.search(q[:b], k), float32_answer(idx, q[:b], k))
+        for b in (1, 4, 8, 9, 33):
+            check_int8_approx(idx, q[:b], 10)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_int8_approx_scores_within_radius(level, metric):
+    """exact=False returns compressed scores within the documented radius of the true ones."""
+    rng = np.random.default_rng(21)
+    d = 97
+    x = (rng.standard_normal((5000, d)) * rng.uniform(0.1, 10, (5000, 1))).astype(np.float32)
+    idx = make_index(x, metric, "int8")
+    for b in (1, 8, 40):
+        q = (rng.standard_normal((b, d)) * 5).astype(np.float32)
+        check_int8_approx(idx, q, 50)
+        approx, exact = idx.search(q, 50, exact=False), idx.search(q, 50)
+        assert not np.array_equal(approx.scores, exact.scores)  # not the re-scored ones
+
+
+def test_int8_large_dim_float_path():
+    """Beyond 65536 dims int8 falls back to the float32 scan; still exact."""
+    rng = np.random.default_rng(22)
+    d = 65537
+    x = rng.standard_normal((40, d)).astype(np.float32)
+    idx = make_index(x, "dot", "int8")
+    q = rng.standard_normal((10, d)).astype(np.float32)
+    for b in (1, 10):
+        assert_same(idx.search(q[:b], 5), float32_answer(idx, q[:b], 5))
 
 
 # -- ids, filters, mutation -----------------------------------------------------------------------

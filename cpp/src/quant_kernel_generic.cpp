@@ -1,5 +1,6 @@
-// Portable compressed-scan kernels: plain C++ over 4-float blocks that the compiler vectorizes for
-// the baseline instruction set. Used without AVX2 + FMA + F16C, off x86, or when forced.
+// Portable compressed-scan kernels: plain C++ over 4-float blocks (float16) and int32 sums of
+// int8 products (int8) that the compiler vectorizes for the baseline instruction set. Used
+// without AVX2 + FMA + F16C, off x86, or when forced.
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -18,8 +19,11 @@ namespace qisa_generic {
 // 2 query vectors (8 queries) x 4 items.
 constexpr int kQV = 2, kNI = 4, kQB = 64;
 
-const QuantKernelSet kSet = {"generic", kQV * V::W, kQB, &q_scratch_floats<kQV, kNI, kQB>,
-                             &q_scan_direct<kQV, kNI>, &q_scan_packed<kQV, kNI>};
+// int8: the portable integer scan (QI8Scalar) on both paths.
+const QuantKernelSet kSet = {"generic", kQV * V::W, kQB,
+                             &q_scratch_floats<QI8Scalar, kQV, kNI, kQB>,
+                             &q_scan_direct<QI8Scalar, kQV, kNI>,
+                             &q_scan_packed<QI8Scalar, kQV, kNI>};
 
 }  // namespace qisa_generic
 

@@ -31,9 +31,32 @@ struct QueryState {
   void* owner;                    // driver bookkeeping for grow
 };
 
+// int8 storage is scanned with integer dot products when dim <= kQuantI8MaxDim (every partial
+// sum then fits int32 with room: |sum| <= (128 + 255) * 63 * dim < 2^31). Larger dims (and the
+// float16 codec) take the float32 path.
+constexpr int64_t kQuantI8MaxDim = 65536;
+
+// The query rows padded to a multiple of this many int8 codes (zeros) for the integer scans.
+constexpr int64_t kQuantI8QueryPad = 32;
+
+// The largest |qi| of a query on each path: 63 (7 bits) on the direct path, where one vpmaddubsw
+// pair sum of an offset item code (<= 255) reaches 2 * 255 * 63 = 32130 < 2^15; 31 (6 bits) on
+// the packed path, whose AVX2 kernel adds two pair sums in int16 (<= 2 * 2 * 255 * 31 = 31620).
+constexpr int kQuantI8DirectQMax = 63;
+constexpr int kQuantI8PackedQMax = 31;
+
 struct QuantTask {
   const float* queries;  // prepared queries (cosine: scaled to unit norm), row stride = dim
   const float* qnorm;    // upper bound on |query| per query (absolute index)
+  // The quantized queries of the integer int8 scan (nullptr otherwise; absolute indices):
+  // q~ = qscale * qcodes, qcodes in [-63, 63], rows of qstride (a multiple of kQuantI8QueryPad)
+  // zero-padded past dim; qcorr = 128 * sum(qcodes) (the item-offset correction, see
+  // quant_scan_impl.h); qcoef = eq + c * (|q'| + eq) rounded up, eq >= |q' - q~| (see quant.h).
+  const int8_t* qcodes;
+  int64_t qstride;
+  const float* qscale;
+  const float* qcoef;
+  const int32_t* qcorr;
   const CompressedItems* items;
   float rel_slack;
   int64_t dim;

@@ -8,6 +8,14 @@
 // Requires <cstdint>, <cstring>, <atomic>, "recfast/heap.h", "scalar_helpers.h" and
 // "quant_kernels.h" first.
 // QV query vectors x NI items form the packed path's register tile.
+//
+// int8 storage with quantized queries (t.qcodes set) is scanned with integer dot products
+// qi . c_j, exact in int32, by the kernel classes each file passes to q_scan_direct /
+// q_scan_packed (QI8Scalar here; the AVX2 file has its own); both score
+// T = (qscale * scale_j) * float(qi . c_j) with the radius of quant.h, and give the items that
+// pass a second look in float32 (q_offer_refined). Without qcodes (float16,
+// or int8 beyond kQuantI8MaxDim) the float32 QDirect / QPacked below decode the codes and score
+// T = scale_j * (q' . c_j) with the float radius.
 
 static inline float q_decode1(int8_t c) { return static_cast<float>(c); }
 static inline float q_decode1(uint16_t c) { return half_to_float(c); }
@@ -46,6 +54,60 @@ static inline float q_radius_item(const QuantTask& t, int64_t j) {
   const float e = t.items->err[j];
   return e + t.rel_slack * (t.items->norm[j] + e);
 }
+
+// int8 second look. An item whose integer bound reaches the threshold (T + r >= tau) is scored
+// again as the float32 scan would: T' = scale_j * (q' . c_j) in float32, with the float radius
+// |q'| (err + c (norm + err)) + abs_slack (quant.h), and offered with that pair. The integer
+// radius carries the query's quantization error eq (norm + err), a few times the item's own err,
+// and offering it would leave a few times more survivors to re-score, each a float32 row read;
+// both pairs are certified, so the integer one only decides which items get the second look.
+// qc = q' . c_j in float32 (any summation order).
+static inline void q_offer_refined(const QuantTask& t, int64_t q, int64_t j, float qc) {
+  const float T = qc * t.items->scale[j];
+  const float r = t.qnorm[q] * q_radius_item(t, j) + kQuantAbsSlack;
+  if (T + r >= t.tau[q - t.q0]) q_offer(t, q, j, T, r);
+}
+
+// The integer int8 score and radius of query q and item j from the exact dot = qi . c_j (the
+// scalar form of what the vector kernels compute; see quant.h for the bound), then the second
+// look.
+static inline void q_offer_i8(const QuantTask& t, int64_t q, int64_t j, int32_t dot) {
+  const float T = (t.qscale[q] * t.items->scale[j]) * static_cast<float>(dot);
+  const float e = t.items->err[j];
+  const float r = t.qnorm[q] * e + t.qcoef[q] * (t.items->norm[j] + e) + kQuantAbsSlack;
+  if (!(T + r >= t.tau[q - t.q0])) return;
+  const float* qr = t.queries + q * t.dim;
+  const int8_t* x = static_cast<const int8_t*>(t.items->codes) + j * t.dim;
+  float s = 0.0f;
+  for (int64_t p = 0; p < t.dim; ++p) s += qr[p] * static_cast<float>(x[p]);
+  q_offer_refined(t, q, j, s);
+}
+
+// Portable integer int8 scan (any number of queries): int32 sums of int8 products, exact.
+struct QI8Scalar {
+  static int64_t scratch_floats(int64_t, int64_t) { return 0; }
+
+  static void scan(const QuantTask& t) {
+    if (t.q1 <= t.q0 || t.j1 <= t.j0) return;
+    const int64_t dim = t.dim;
+    const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
+    constexpr int64_t kTile = 1024;  // items between cancellation checks, re-read per query
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += kTile) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t t1 = t.j1 - t0 < kTile ? t.j1 : t0 + kTile;
+      for (int64_t q = t.q0; q < t.q1; ++q) {
+        const int8_t* qr = t.qcodes + q * t.qstride;
+        for (int64_t j = t0; j < t1; ++j) {
+          const int8_t* x = codes + j * dim;
+          int32_t s = 0;
+          for (int64_t p = 0; p < dim; ++p)
+            s += static_cast<int32_t>(qr[p]) * static_cast<int32_t>(x[p]);
+          q_offer_i8(t, q, j, s);
+        }
+      }
+    }
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // Direct path: NQ queries x NI items of dot products along d from the code rows, reduced with
@@ -213,23 +275,35 @@ struct QPacked {
   }
 };
 
-template <int QV, int NI, int QB>
+// The kernel set's entries. I8D / I8P: the integer int8 scans of this file (direct and packed);
+// a file without them passes QDirect<int8_t> / QPacked<int8_t, QV, NI>, which ignore qcodes.
+template <class I8P, int QV, int NI, int QB>
 static int64_t q_scratch_floats(int64_t dim) {
-  return QPacked<int8_t, QV, NI>::scratch_floats(dim, QB);
+  const int64_t a = QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB);
+  const int64_t b = I8P::scratch_floats(dim, QB);
+  return a > b ? a : b;
 }
 
-template <int QV, int NI>
+template <class I8D, int QV, int NI>
 static void q_scan_direct(const QuantTask& t) {
-  if (t.items->codec == Codec::Int8)
-    QDirect<int8_t>::scan(t);
-  else
+  if (t.items->codec == Codec::Int8) {
+    if (t.qcodes)
+      I8D::scan(t);
+    else
+      QDirect<int8_t>::scan(t);
+  } else {
     QDirect<uint16_t>::scan(t);
+  }
 }
 
-template <int QV, int NI>
+template <class I8P, int QV, int NI>
 static void q_scan_packed(const QuantTask& t) {
-  if (t.items->codec == Codec::Int8)
-    QPacked<int8_t, QV, NI>::scan(t);
-  else
+  if (t.items->codec == Codec::Int8) {
+    if (t.qcodes)
+      I8P::scan(t);
+    else
+      QPacked<int8_t, QV, NI>::scan(t);
+  } else {
     QPacked<uint16_t, QV, NI>::scan(t);
+  }
 }

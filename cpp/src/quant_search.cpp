@@ -131,9 +131,54 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
     }
     qnorm[q] = round_up(std::sqrt(ss2) * (1.0 + 1e-12));
   }
+  const float rel = quant_rel_slack(dim);
+
+  // int8: the quantized queries of the integer scan (quant.h): q~ = s_q * qi with
+  // s_q = max|q'_i| / Q (a float) and qi = round(q'_i / s_q) in [-Q, Q], Q = 63 on the direct
+  // path and 31 on the packed one (kQuantI8*QMax: what the AVX2 kernels can add without
+  // saturating); eq >= |q' - q~| and qcoef = eq + c (|q'| + eq), both rounded up.
+  const bool int_i8 = items.codec == Codec::Int8 && dim <= kQuantI8MaxDim;
+  const bool direct = n_queries <= kDirectMaxQueries;
+  const int qmax = direct ? kQuantI8DirectQMax : kQuantI8PackedQMax;
+  const int64_t qstride = (dim + kQuantI8QueryPad - 1) / kQuantI8QueryPad * kQuantI8QueryPad;
+  std::vector<int8_t> qcodes;
+  std::vector<float> qscale, qcoef;
+  std::vector<int32_t> qcorr;
+  if (int_i8) {
+    qcodes.assign(static_cast<size_t>(n_queries * qstride), 0);
+    qscale.resize(static_cast<size_t>(n_queries));
+    qcoef.resize(static_cast<size_t>(n_queries));
+    qcorr.resize(static_cast<size_t>(n_queries));
+    for (int64_t q = 0; q < n_queries; ++q) {
+      const float* src = qbuf.data() + q * dim;
+      int8_t* dst = qcodes.data() + q * qstride;
+      float amax = 0.0f;
+      for (int64_t p = 0; p < dim; ++p) amax = std::max(amax, std::fabs(src[p]));
+      float sq = amax / static_cast<float>(qmax);
+      if (!(sq > 0.0f)) sq = std::numeric_limits<float>::denorm_min();  // amax below 63 * 2^-150
+      const double sqd = sq;
+      double ss = 0.0;
+      int32_t sum = 0;
+      for (int64_t p = 0; p < dim; ++p) {
+        const double v = std::nearbyint(static_cast<double>(src[p]) / sqd);
+        const int32_t c = static_cast<int32_t>(std::max(-double(qmax), std::min(double(qmax), v)));
+        dst[p] = static_cast<int8_t>(c);
+        sum += c;
+        // sqd * c is exact in double (24-bit times 7-bit); the difference and the squares
+        // round by at most 2^-53 relative each, the sum by (dim - 1) 2^-53: covered below.
+        const double diff = static_cast<double>(src[p]) - sqd * c;
+        ss += diff * diff;
+      }
+      const double eq = std::sqrt(ss) * (1.0 + static_cast<double>(dim + 8) * std::ldexp(1.0, -52));
+      const double qn = qnorm[q];
+      const double coef = eq + static_cast<double>(rel) * (qn + eq);
+      qscale[q] = sq;
+      qcoef[q] = round_up(coef * (1.0 + std::ldexp(1.0, -50)));
+      qcorr[q] = 128 * sum;
+    }
+  }
 
   // Work split, as topk_cpu: a few queries share the items in chunks; many go in blocks.
-  const bool direct = n_queries <= kDirectMaxQueries;
   const int64_t G = ks.query_group;
   int64_t qblock = n_queries;
   if (!direct) {
@@ -185,13 +230,17 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   std::vector<AlignedBuffer> scratch;
   for (int w = 0; w < workers; ++w) scratch.push_back(aligned_floats(scratch_n));
   std::atomic<bool> cancel{false};
-  const float rel = quant_rel_slack(dim);
 
   auto run_task = [&](int64_t task, int slot) {
     const int64_t b = task / n_chunks, c = task % n_chunks;
     QuantTask t;
     t.queries = qbuf.data();
     t.qnorm = qnorm.data();
+    t.qcodes = int_i8 ? qcodes.data() : nullptr;
+    t.qstride = qstride;
+    t.qscale = int_i8 ? qscale.data() : nullptr;
+    t.qcoef = int_i8 ? qcoef.data() : nullptr;
+    t.qcorr = int_i8 ? qcorr.data() : nullptr;
     t.items = &items;
     t.rel_slack = rel;
     t.dim = dim;

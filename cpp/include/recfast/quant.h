@@ -8,14 +8,48 @@
 //  * err[j]:  an upper bound on |x - x~| (L2), x the float32 vector; norm[j]: an upper bound on |x|.
 //  * full:    the float32 vectors x (row stride full_stride), read only for the survivors.
 //
-// The scan computes T = q'.x~ in float32 for each (query, item), where q' is the query as the
-// float32 path sees it (cosine: q / |q|), and the certified radius
-//     r = |q'| * (err + c * (norm + err)) + abs_slack,    c = (4 dim + 64) * 2^-24,
-// so that S - r <= T <= S + r for the score S that the float32 path (recfast::topk_cpu) returns:
-// Cauchy-Schwarz gives |q'.x - q'.x~| <= |q'| |x - x~|, and c * |q'| (norm + err) covers, with a
-// wide margin, the float32 rounding of both dot products, of the query and item normalization and
-// of the bound's own arithmetic (each costs at most about (dim + 8) * 2^-24 relative to
-// |q'| |x~|). abs_slack covers underflow.
+// Let S be the score that the float32 path (recfast::topk_cpu) returns, q' the query as the
+// float32 path sees it (cosine: q / |q|), u = 2^-24 and c = (4 dim + 64) u (quant_rel_slack).
+// The scan computes, for each (query, item), a compressed score T and a certified radius r with
+// S - r <= T <= S + r:
+//
+//  * Float16 (and int8 on the AVX-512 kernels or when dim > 65536): T = scale * (q' . codes) in
+//    float32 and
+//        r = |q'| * (err + c * (norm + err)) + abs_slack.
+//    Cauchy-Schwarz gives |q'.x - q'.x~| <= |q'| |x - x~|, and c * |q'| (norm + err) covers, with
+//    a wide margin, the float32 rounding of both dot products, of the query and item
+//    normalization and of the bound's own arithmetic (each costs at most about (dim + 8) u
+//    relative to |q'| |x~|).
+//
+//  * Int8: the query is quantized once: s_q = max_i |q'_i| / Q (a float), qi = round(q' / s_q)
+//    in [-Q, Q] with Q = 63 for a few queries (the direct path) and Q = 31 for many (the packed
+//    path, whose AVX2 kernel adds two vpmaddubsw results in int16), q~ = s_q * qi (real
+//    products), and eq >= |q' - q~| is computed in double and rounded up. The dot product
+//    qi . codes is an exact integer (int32: |partial sums| <= 383 * 63 * dim < 2^31), and
+//        T = (s_q * scale) * float(qi . codes)          (float32, in this order)
+//        r = |q'| * err + (eq + c * (|q'| + eq)) * (norm + err) + abs_slack.
+//    Why: S - T = (S - q'.x) + q'.(x - x~) + (q' - q~).x~ + (q~.x~ - T), with
+//    |q'.(x - x~)| <= |q'| err, |(q' - q~).x~| <= eq |x~| <= eq (norm + err) and |q~| <= |q'| + eq.
+//    T differs from q~.x~ = s_q * scale * (qi . codes) by three float32 roundings (the int32 to
+//    float conversion, exact below 2^24, and the two products): at most 3 u (1 + u)^2 |q~| |x~|.
+//    The remaining terms are each at most a few u times (|q'| + eq)(norm + err): |S - q'.x| as
+//    above (the float32 path's dot and normalizations, at most 2 (dim + 8) u), the float32
+//    evaluation of r (norm + err and two fused multiply-adds or four operations: at most 5 u (1 +
+//    c)) and of T + r, T - r (one rounding each, at most 2 u (2 + c)). Their sum, below
+//    (2 dim + 30) u (1 + c), stays under c (|q'| + eq)(norm + err) = (4 dim + 64) u (...); the
+//    integer scan's own dot product has no rounding at all. |q'| is the stored upper bound qnorm,
+//    norm and err are stored rounded up, eq and the coefficient are rounded up from double.
+//
+//    An item whose integer bound reaches the running threshold (T + r >= tau, below) gets a
+//    second look: it is scored as in the float16 case, T' = scale * (q' . codes) in float32 with
+//    the float radius, and that pair is the one offered. The integer radius carries the query's
+//    quantization error eq (norm + err), a few times the item's err (for d = 128 unit vectors
+//    eq ~ 0.013 with Q = 63, 0.026 with Q = 31, against err ~ 0.0065), so the integer test
+//    alone would keep a few times more survivors to re-score; both pairs are certified, so
+//    mixing them is sound.
+//
+// abs_slack covers underflow (e.g. s_q * scale below the normal range: the product then loses at
+// most 2^-150 absolutely, times |qi . codes| <= 8001 dim).
 //
 // Per query it keeps the k best lower bounds T - r seen so far; their worst is the running
 // threshold tau. Every item whose upper bound T + r reaches tau is a candidate; tau only grows,
