@@ -9,7 +9,8 @@ Cases, each run in its own process so its peak memory (VmHWM) is its own:
     python bench/train_bench.py                  # all cases
     python bench/train_bench.py --cases recommend --threads 2
 
-Prints one line per case (wall and CPU seconds, peak resident memory) and a JSON summary.
+Prints one line per case (wall and CPU seconds, peak resident memory, and the one-core GEMM rate
+measured just before and after it, since a shared machine's speed varies) and a JSON summary.
 The data: users in 50 taste clusters, each cluster preferring its own random fifth of the items
 on top of a power-law popularity, activity log-normal; duplicates merged.
 """
@@ -58,6 +59,23 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def core_gflops() -> float:
+    """This core's float32 GEMM rate right now (torch, one thread): shared or oversubscribed
+    machines vary several-fold over minutes, so each case reports it next to its times."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a = torch.randn(512, 512)
+    torch.mm(a, a)
+    t = time.perf_counter()
+    for _ in range(20):
+        torch.mm(a, a)
+    rate = 20 * 2 * 512**3 / (time.perf_counter() - t) / 1e9
+    torch.set_num_threads(before)
+    return rate
+
+
 def _timed(fn):  # -> (result, wall s, cpu s)
     w, c = time.perf_counter(), time.process_time()
     out = fn()
@@ -68,7 +86,7 @@ def case_ml1m(validation: bool) -> dict:
     from recfast.data import strong_generalization_split
     from recfast.models import AutoEncoder
 
-    m = synthetic(6040, 3500, 640_000)
+    m = synthetic(6040, 3500, 820_000)  # ~600k distinct pairs, as ML-1M's 1M ratings >= 3.5
     if validation:
         m = m[np.diff(m.indptr) >= 2]
         split = strong_generalization_split(m, n_heldout_users=0.1, seed=0)
@@ -85,7 +103,7 @@ def case_ml1m(validation: bool) -> dict:
 def case_recommend() -> dict:
     from recfast.models import AutoEncoder
 
-    m = synthetic(6040, 3500, 640_000)
+    m = synthetic(6040, 3500, 820_000)
     model = AutoEncoder(random_state=0, verbose=False, epochs=1).fit(m)
     users = synthetic(10_000, 3500, 1_060_000, seed=1)
     model.recommend(users[:100], k=100)  # warm-up: caches, thread pools
@@ -97,7 +115,7 @@ def case_recommend() -> dict:
 def case_scale() -> dict:
     from recfast.models import AutoEncoder
 
-    m, gen_wall, _ = _timed(lambda: synthetic(150_000, 20_000, 10_500_000))
+    m, gen_wall, _ = _timed(lambda: synthetic(150_000, 20_000, 12_000_000))
     model = AutoEncoder(random_state=0, verbose=False, epochs=1)
     _, wall, cpu = _timed(lambda: model.fit(m))
     return {"users": m.shape[0], "items": m.shape[1], "nnz": int(m.nnz), "epochs": 1,
@@ -123,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(a.threads)
+        speed = core_gflops()
         out = CASES[a.child]()
         out["peak_rss_mib"] = peak_rss_mib()
+        out["core_gflops_before"] = speed
+        out["core_gflops_after"] = core_gflops()
         print(json.dumps(out))
         return 0
     results = {}
@@ -141,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results[name] = r
         print(f"{name:16s} {r['users']} x {r['items']} ({r['nnz']} nnz): {r['wall_s']:.2f} s wall, "
-              f"{r['cpu_s']:.2f} s CPU, peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+              f"{r['cpu_s']:.2f} s CPU, peak RSS {r['peak_rss_mib']:.0f} MiB "
+              f"(core GEMM rate {r['core_gflops_before']:.0f} / {r['core_gflops_after']:.0f} "
+              "GFLOP/s before / after)", flush=True)
     print(json.dumps(results, indent=1))
     return 0
 
