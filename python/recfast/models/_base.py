@@ -170,9 +170,9 @@ def item_item_scores(m: sp.csr_matrix, item_item: np.ndarray,
 
 def item_item_topk(m: sp.csr_matrix, item_item: np.ndarray, k: int, exclude: Any,
                    dense_part: Any = None) -> TopK:
-    """recfast.select_topk over the score rows X @ item_item (+ dense_part(rows)), by blocks.
+    """recfast.select_topk over the score rows X @ item_item (+ dense_part(X)), by blocks.
 
-    dense_part(first, last) gives the float32 dense scores of users [first, last) (or None).
+    dense_part(block) gives the float32 dense scores of a block of histories (or None).
     """
     n = m.shape[0]
     if n == 0:
@@ -180,8 +180,8 @@ def item_item_topk(m: sp.csr_matrix, item_item: np.ndarray, k: int, exclude: Any
     scores, ids = [], []
     for s in range(0, n, SCORE_BLOCK_USERS):
         e = min(n, s + SCORE_BLOCK_USERS)
-        dense = dense_part(s, e) if dense_part is not None else None
-        block = item_item_scores(m[s:e], item_item, dense)
+        rows = m[s:e]
+        block = item_item_scores(rows, item_item, dense_part(rows) if dense_part else None)
         r = select_topk(block, k, exclude=exclude[s:e] if exclude is not None else None)
         scores.append(r.scores)
         ids.append(r.ids)

@@ -689,8 +689,7 @@ class AutoEncoder(Recommender):
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         if self.net_.full:
-            return item_item_topk(m, self._item_item(), k, excl,
-                                  lambda s, e: self._deep_scores(m[s:e]))
+            return item_item_topk(m, self._item_item(), k, excl, self._deep_scores)
         items = self._scoring_items()
         users = self.user_embeddings(m)
         users = np.concatenate([users, np.ones((users.shape[0], 1), np.float32)], 1)
