@@ -149,6 +149,13 @@ def dot_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: Any) -> TopK
     return topk(users, items, k, metric="dot", exclude=exclude)
 
 
+def cosine_similar_items(emb: np.ndarray, item_ids: Any, k: int) -> TopK:
+    """Each item's k nearest items by cosine over the rows of emb, never the item itself."""
+    k = check_k_arg(k)
+    ids = check_item_ids(item_ids, emb.shape[0], "item_ids", allow_scalar=True)
+    return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
+
+
 # Users per score block of the item-item models: a block of scores over 4,000 items is 16 MiB.
 SCORE_BLOCK_USERS = 1024
 

@@ -56,14 +56,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._types import TopK
-from ..topk import topk
 from ._base import (
     Recommender,
     as_interactions,
     atomic_write,
     build_exclusion,
     check_float,
-    check_item_ids,
+    cosine_similar_items,
     check_k_arg,
     check_positive_int,
     dot_topk,
@@ -698,10 +697,7 @@ class AutoEncoder(Recommender):
     def similar_items(self, item_ids: Any, k: int = 10) -> TopK:
         """Cosine neighbours over item_embeddings(), never the item itself."""
         self._ensure_inference()
-        k = check_k_arg(k)
-        ids = check_item_ids(item_ids, self.n_items_, "item_ids", allow_scalar=True)
-        emb = self.item_embeddings()
-        return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
+        return cosine_similar_items(self.item_embeddings(), item_ids, k)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

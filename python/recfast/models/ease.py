@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 
 from .._types import TopK
-from ..topk import topk
 from ._base import (
     Recommender,
     as_interactions,
     build_exclusion,
     check_float,
-    check_item_ids,
+    cosine_similar_items,
     check_k_arg,
     item_item_topk,
     load_npz,
@@ -113,10 +112,7 @@ class EASE(Recommender):
     def similar_items(self, item_ids: Any, k: int = 10) -> TopK:
         """Cosine neighbours over the columns of B, never the item itself."""
         self._check_fitted()
-        k = check_k_arg(k)
-        ids = check_item_ids(item_ids, self.n_items_, "item_ids", allow_scalar=True)
-        emb = self.item_embeddings()
-        return topk(emb[ids], emb, k, metric="cosine", exclude=[np.array([i]) for i in ids])
+        return cosine_similar_items(self.item_embeddings(), item_ids, k)
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
