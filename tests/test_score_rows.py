@@ -191,3 +191,62 @@ def test_select_long_rows_whose_sample_misleads() -> None:
     _assert_same(got, reference.select_topk(s, k, exclude=excl))
     for kk in (1, 7, 100, 499, 500, 501):
         _assert_same(recfast.select_topk(s, kk), reference.select_topk(s, kk))
+
+
+# ------------------------------------------------------------------ dense_scores
+@pytest.mark.parametrize("dim", [0, 1, 3, 17, 97, 600])
+@pytest.mark.parametrize("n_items", [1, 15, 33, 1000])
+def test_dense_scores_are_topk_dot_scores_bit_for_bit(simd_level, dim: int, n_items: int) -> None:
+    """out += Q X^T where each product is the packed top-k path's Dot score, exactly."""
+    rng = np.random.default_rng(dim * 1000 + n_items)
+    q = rng.standard_normal((40, dim)).astype(np.float32)  # > 16 queries: the packed path
+    x = rng.standard_normal((n_items, dim)).astype(np.float32)
+    x[0] = 0.0
+    out = np.zeros((40, n_items), np.float32)
+    _core.dense_scores(q, x, out, 2)
+    if dim == 0:  # empty products: nothing is added
+        assert not out.any()
+        return
+    got = recfast.topk(q, x, n_items, metric="dot")
+    rows = np.arange(40)[:, None]
+    np.testing.assert_array_equal(out[rows, got.ids], got.scores)
+    np.testing.assert_allclose(out, q.astype(np.float64) @ x.T.astype(np.float64),
+                               rtol=1e-4, atol=1e-4 * max(dim, 1))
+    # Added to what out held, with one rounding; the same for any thread count.
+    init = rng.standard_normal((40, n_items)).astype(np.float32)
+    for threads in (1, 3):
+        acc = init.copy()
+        _core.dense_scores(q, x, acc, threads)
+        np.testing.assert_array_equal(acc, init + out)
+
+
+def test_dense_scores_large_threaded_and_strided() -> None:
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((1030, 64)).astype(np.float32)
+    x = rng.standard_normal((2100, 64)).astype(np.float32)
+    wide = np.zeros((1030, 2200), np.float32)
+    out = wide[:, :2100]  # rows with a stride larger than their length
+    _core.dense_scores(q, x, out, 2)
+    single = np.zeros((1030, 2100), np.float32)
+    _core.dense_scores(q, x, single, 1)
+    np.testing.assert_array_equal(out, single)
+    assert not wide[:, 2100:].any()
+    np.testing.assert_allclose(out, q.astype(np.float64) @ x.T.astype(np.float64), rtol=1e-4,
+                               atol=1e-3)
+    empty = np.zeros((0, 2100), np.float32)
+    _core.dense_scores(q[:0], x, empty, 2)
+
+
+def test_dense_scores_rejects_bad_input() -> None:
+    q = np.ones((3, 4), np.float32)
+    x = np.ones((5, 4), np.float32)
+    with pytest.raises(ValueError, match="columns"):
+        _core.dense_scores(q, np.ones((5, 3), np.float32), np.zeros((3, 5), np.float32), 1)
+    with pytest.raises(ValueError, match="shape"):
+        _core.dense_scores(q, x, np.zeros((3, 4), np.float32), 1)
+    with pytest.raises(ValueError, match="writable"):
+        _core.dense_scores(q, x, np.zeros((3, 5), np.float64), 1)
+    with pytest.raises(TypeError, match="float32"):
+        _core.dense_scores(q.astype(np.float64), x, np.zeros((3, 5), np.float32), 1)
+    with pytest.raises(ValueError, match="num_threads"):
+        _core.dense_scores(q, x, np.zeros((3, 5), np.float32), 0)

@@ -1,4 +1,4 @@
-// recfast._core bindings of recfast/score_rows.h: select_topk and the CSR x dense accumulation.
+// recfast._core bindings of recfast/score_rows.h: select_topk and the two score-row products.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -63,14 +63,25 @@ py::tuple select_topk(const py::array& scores, int64_t k, const py::object& excl
   return py::make_tuple(std::move(out_s), std::move(out_i));
 }
 
+// The row stride (in floats) of `out`, which must be a writable float32 matrix with contiguous rows.
+int64_t output_row_stride(py::array& out) {
+  const auto bad = [] {
+    return py::value_error("out must be a writable float32 matrix with contiguous rows");
+  };
+  if (out.dtype().kind() != 'f' || out.itemsize() != 4 || out.ndim() != 2 || !out.writeable())
+    throw bad();
+  if (out.shape(0) == 0 || out.shape(1) == 0) return out.shape(1);  // NumPy may give 0 strides
+  if ((out.shape(1) > 1 && out.strides(1) != 4) || out.strides(0) % 4 != 0 ||
+      (out.shape(0) > 1 && out.strides(0) < 4 * out.shape(1)))
+    throw bad();
+  return out.shape(0) > 1 ? out.strides(0) / 4 : out.shape(1);
+}
+
 void csr_dense_accumulate(const py::array& indptr, const py::array& indices,
                           const py::array& values, const py::array& dense, py::array& out,
                           int num_threads) {
   const Matrix d = as_matrix(dense, "dense");
-  if (out.dtype().kind() != 'f' || out.itemsize() != 4 || out.ndim() != 2 ||
-      !out.writeable() || (out.shape(1) > 1 && out.strides(1) != 4) || out.strides(0) % 4 != 0 ||
-      out.strides(0) < 4 * out.shape(1))
-    throw py::value_error("out must be a writable float32 matrix with contiguous rows");
+  const int64_t os = output_row_stride(out);
   const int64_t n_rows = out.shape(0), n_cols = out.shape(1);
   if (d.cols != n_cols)
     throw py::value_error("dense has " + std::to_string(d.cols) + " columns but out has " +
@@ -91,11 +102,29 @@ void csr_dense_accumulate(const py::array& indptr, const py::array& indices,
                             std::to_string(d.rows) + ")");
   const float* v = static_cast<const float*>(values.data());
   float* o = static_cast<float*>(out.mutable_data());
-  const int64_t os = n_rows > 1 ? out.strides(0) / 4 : n_cols;
   const auto stop = python_signals();
   without_gil([&] {
     recfast::csr_dense_accumulate(ip, ix, v, n_rows, d.data, d.row_stride, n_cols, o, os,
                                   num_threads, stop);
+  });
+}
+
+void dense_scores(const py::array& queries, const py::array& items, py::array& out,
+                  int num_threads) {
+  const Matrix q = as_matrix(queries, "queries");
+  const Matrix x = as_matrix(items, "items");
+  const int64_t os = output_row_stride(out);
+  if (q.cols != x.cols)
+    throw py::value_error("queries have " + std::to_string(q.cols) + " columns but items have " +
+                          std::to_string(x.cols));
+  if (out.shape(0) != q.rows || out.shape(1) != x.rows)
+    throw py::value_error("out must have shape (n_queries, n_items)");
+  if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  float* o = static_cast<float*>(out.mutable_data());
+  const auto stop = python_signals();
+  without_gil([&] {
+    recfast::dense_scores(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, o,
+                          os, num_threads, stop);
   });
 }
 
@@ -108,4 +137,7 @@ void register_score_rows(py::module_& m) {
   m.def("csr_dense_accumulate", &csr_dense_accumulate, py::arg("indptr"), py::arg("indices"),
         py::arg("values"), py::arg("dense"), py::arg("out"), py::arg("num_threads"),
         "out += csr @ dense, the CSR given as int64 indptr/indices and float32 values.");
+  m.def("dense_scores", &dense_scores, py::arg("queries"), py::arg("items"), py::arg("out"),
+        py::arg("num_threads"),
+        "out += queries @ items.T, each product as topk's packed path computes a Dot score.");
 }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "recfast/simd.h"
 #include "recfast/topk.h"
 
 namespace recfast {
@@ -24,6 +25,10 @@ struct ScanTask {
   Exclusion exclude;
   float* scratch;  // KernelSet::scratch_floats(dim, q1 - q0) floats, 64-byte aligned
   const std::atomic<bool>* cancel;  // checked between item tiles
+  // Packed path only: when set, score (q, j) is added to out[q * out_stride + j] instead of
+  // being offered to a heap (the heap fields are then unused).
+  float* out = nullptr;
+  int64_t out_stride = 0;
 };
 
 struct KernelSet {
@@ -39,6 +44,9 @@ struct KernelSet {
   // Broadcast path (up to kTopkBroadcastMaxQueries): item values broadcast against queries.
   void (*scan_broadcast)(const ScanTask& task);
 };
+
+// The kernels of a SIMD level (the best compiled in at or below it).
+const KernelSet& kernels_for(SimdLevel level);
 
 const KernelSet* kernels_generic();
 const KernelSet* kernels_avx2();    // nullptr when not compiled in

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -61,26 +62,45 @@ struct Entry {
   int64_t id;
 };
 
-inline bool entry_better(const Entry& a, const Entry& b) {
-  return better(a.score, a.id, b.score, b.id);
+// A function object, not a function pointer, so that nth_element and sort inline it.
+struct EntryBetter {
+  bool operator()(const Entry& a, const Entry& b) const {
+    return better(a.score, a.id, b.score, b.id);
+  }
+};
+constexpr EntryBetter entry_better{};
+
+typedef float Lane8 __attribute__((vector_size(32)));
+typedef int32_t Mask8 __attribute__((vector_size(32)));
+
+// Bit i set when x[i] >= bar (never for NaN): in the AVX2 clone one compare and one movemask.
+inline unsigned reach_mask(const float* x, float bar) {
+  Lane8 v;
+  std::memcpy(&v, x, sizeof v);
+  const Mask8 m = v >= (Lane8{} + bar);
+  unsigned bits = 0;
+  for (int i = 0; i < 8; ++i) bits |= static_cast<unsigned>(m[i] & 1) << i;
+  return bits;
 }
 
 // The scan of one row: candidates that pass `bar` go to the buffer (cut to the k best when
 // full). With have_bar the test is s > bar (after a cut), else s >= floor (NaN always fails).
-// Returns the number of candidates kept in buf[0, used).
+// Returns the number of candidates kept in buf[0, used). Columns are tested eight at a time
+// against the bar (s >= bar covers both tests) and only those that reach it are looked at.
+__attribute__((target_clones("avx2", "default")))
 size_t scan_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
                 float floor, std::vector<Entry>& buf) {
   const size_t cap = buf.size();
   size_t used = 0;
   bool have_bar = false;
   float bar = floor;
-  for (int64_t j = 0; j < n; ++j) {
+  auto consider = [&](int64_t j) {
     const float s = row[j];
     // Columns come in increasing id order, so a later column equal to the k-th best loses.
-    if (have_bar ? !(s > bar) : !(s >= bar)) continue;
+    if (have_bar ? !(s > bar) : !(s >= bar)) return;
     if (e != e_end) {
       while (e != e_end && *e < j) ++e;
-      if (e != e_end && *e == j) continue;
+      if (e != e_end && *e == j) return;
     }
     buf[used++] = Entry{s, j};
     if (used == cap) {
@@ -89,7 +109,12 @@ size_t scan_row(const float* row, int64_t n, int64_t k, const int64_t* e, const 
       bar = buf[k - 1].score;
       have_bar = true;
     }
-  }
+  };
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (unsigned bits = reach_mask(row + j, bar); bits != 0; bits &= bits - 1)
+      consider(j + __builtin_ctz(bits));
+  for (; j < n; ++j) consider(j);
   return used;
 }
 

@@ -35,15 +35,6 @@ constexpr int64_t kMinPackedBlock = 256;
 // Heaps of all item chunks together stay under this many bytes.
 constexpr double kChunkHeapBytes = 64.0 * 1024 * 1024;
 
-const KernelSet& kernels_for(SimdLevel level) {
-  const KernelSet* k = nullptr;
-  if (level == SimdLevel::AVX512) k = kernels_avx512();
-  if (k == nullptr && level != SimdLevel::Generic) k = kernels_avx2();
-  if (k == nullptr) k = kernels_generic();
-  return *k;
-}
-
-
 float query_inv_norm(const float* q, int64_t dim) {
   float s = 0.0f;
   for (int64_t p = 0; p < dim; ++p) s += q[p] * q[p];
@@ -51,6 +42,14 @@ float query_inv_norm(const float* q, int64_t dim) {
 }
 
 }  // namespace
+
+const KernelSet& kernels_for(SimdLevel level) {
+  const KernelSet* k = nullptr;
+  if (level == SimdLevel::AVX512) k = kernels_avx512();
+  if (k == nullptr && level != SimdLevel::Generic) k = kernels_avx2();
+  if (k == nullptr) k = kernels_generic();
+  return *k;
+}
 
 void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, const float* items,
               int64_t n_items, int64_t item_stride, int64_t dim, const TopkParams& params,
