@@ -250,3 +250,17 @@ def test_dense_scores_rejects_bad_input() -> None:
         _core.dense_scores(q.astype(np.float64), x, np.zeros((3, 5), np.float32), 1)
     with pytest.raises(ValueError, match="num_threads"):
         _core.dense_scores(q, x, np.zeros((3, 5), np.float32), 0)
+
+
+def test_dense_scores_with_bias_overwrite_out() -> None:
+    rng = np.random.default_rng(11)
+    q = rng.standard_normal((50, 9)).astype(np.float32)
+    x = rng.standard_normal((70, 9)).astype(np.float32)
+    bias = rng.standard_normal((1, 70)).astype(np.float32)
+    want = np.repeat(bias, 50, axis=0)
+    _core.dense_scores(q, x, want, 2)
+    out = np.full((50, 70), np.nan, np.float32)  # old values must not be read
+    _core.dense_scores(q, x, out, 2, bias=bias)
+    np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="bias"):
+        _core.dense_scores(q, x, out, 2, bias=bias[:, :69])

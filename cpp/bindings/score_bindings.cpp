@@ -110,7 +110,7 @@ void csr_dense_accumulate(const py::array& indptr, const py::array& indices,
 }
 
 void dense_scores(const py::array& queries, const py::array& items, py::array& out,
-                  int num_threads) {
+                  int num_threads, const py::object& bias) {
   const Matrix q = as_matrix(queries, "queries");
   const Matrix x = as_matrix(items, "items");
   const int64_t os = output_row_stride(out);
@@ -120,11 +120,18 @@ void dense_scores(const py::array& queries, const py::array& items, py::array& o
   if (out.shape(0) != q.rows || out.shape(1) != x.rows)
     throw py::value_error("out must have shape (n_queries, n_items)");
   if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  const float* b = nullptr;
+  if (!bias.is_none()) {
+    const Matrix bm = as_matrix(bias, "bias");
+    if (bm.rows != 1 || bm.cols != x.rows)
+      throw py::value_error("bias must have shape (1, n_items)");
+    b = bm.data;
+  }
   float* o = static_cast<float*>(out.mutable_data());
   const auto stop = python_signals();
   without_gil([&] {
-    recfast::dense_scores(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, o,
-                          os, num_threads, stop);
+    recfast::dense_scores(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, b,
+                          o, os, num_threads, stop);
   });
 }
 
@@ -138,6 +145,7 @@ void register_score_rows(py::module_& m) {
         py::arg("values"), py::arg("dense"), py::arg("out"), py::arg("num_threads"),
         "out += csr @ dense, the CSR given as int64 indptr/indices and float32 values.");
   m.def("dense_scores", &dense_scores, py::arg("queries"), py::arg("items"), py::arg("out"),
-        py::arg("num_threads"),
-        "out += queries @ items.T, each product as topk's packed path computes a Dot score.");
+        py::arg("num_threads"), py::arg("bias") = py::none(),
+        "out += queries @ items.T (or out = bias + queries @ items.T with bias of shape "
+        "(1, n_items)), each product as topk's packed path computes a Dot score.");
 }

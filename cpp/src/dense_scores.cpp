@@ -24,7 +24,7 @@ constexpr int64_t kMinChunkItems = 256;
 
 void dense_scores(const float* queries, int64_t n_queries, int64_t query_stride,
                   const float* items, int64_t n_items, int64_t item_stride, int64_t dim,
-                  float* out, int64_t out_stride, int num_threads,
+                  const float* bias, float* out, int64_t out_stride, int num_threads,
                   const std::function<bool()>& should_stop) {
   if (n_queries <= 0 || n_items <= 0) return;
   const KernelSet& ks = kernels_for(active_level());
@@ -63,6 +63,7 @@ void dense_scores(const float* queries, int64_t n_queries, int64_t query_stride,
     t.cancel = &cancel;
     t.out = out;
     t.out_stride = out_stride;
+    t.out_bias = bias;
     ks.scan_packed(t);
   };
   if (inline_call) {

@@ -26,9 +26,11 @@ struct ScanTask {
   float* scratch;  // KernelSet::scratch_floats(dim, q1 - q0) floats, 64-byte aligned
   const std::atomic<bool>* cancel;  // checked between item tiles
   // Packed path only: when set, score (q, j) is added to out[q * out_stride + j] instead of
-  // being offered to a heap (the heap fields are then unused).
+  // being offered to a heap (the heap fields are then unused); with out_bias, out is instead
+  // set to out_bias[j] + score.
   float* out = nullptr;
   int64_t out_stride = 0;
+  const float* out_bias = nullptr;
 };
 
 struct KernelSet {

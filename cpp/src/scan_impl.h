@@ -142,19 +142,21 @@ struct Packed {
         for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(qv, x[v], acc[r][v]);
       }
     }
-    if (t.out) {  // write mode: out += scores
+    if (t.out) {  // write mode: out = (out or bias) + scores
+      const float* bias = t.out_bias ? t.out_bias + idbase : nullptr;
       for (int r = 0; r < ROWS; ++r) {
         float* o = t.out + (qbase + r) * t.out_stride + idbase;
+        const float* base = bias ? bias : o;
         for (int v = 0; v < NV; ++v) {
           const int valid = ncols - v * V::W;
           if (valid <= 0) break;
           typename V::R s = invn ? V::mul(acc[r][v], V::load(invn + v * V::W)) : acc[r][v];
           if (valid >= V::W) {
-            V::storeu(o + v * V::W, V::add(V::loadu(o + v * V::W), s));
+            V::storeu(o + v * V::W, V::add(V::loadu(base + v * V::W), s));
           } else {
             alignas(64) float lanes[V::W];
             V::store(lanes, s);
-            for (int c = 0; c < valid; ++c) o[v * V::W + c] += lanes[c];
+            for (int c = 0; c < valid; ++c) o[v * V::W + c] = base[v * V::W + c] + lanes[c];
           }
         }
       }

@@ -33,13 +33,14 @@ void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const f
                           int64_t n_cols, float* out, int64_t out_stride, int num_threads,
                           const std::function<bool()>& should_stop);
 
-// out[q, j] += the inner product of query q and item j, for every pair: queries and items as in
-// topk_cpu, out row q at out + q * out_stride (n_items floats). Each product is computed as the
-// top-k scan's packed path computes a Dot score, so it does not depend on threads, batch or
-// chunking, and is added to out with one rounding.
+// out[q, j] += the inner product of query q and item j, for every pair, or, when bias is not
+// null, out[q, j] = bias[j] + that product (out's old values are then not read). Queries and
+// items as in topk_cpu; out row q at out + q * out_stride (n_items floats). Each product is
+// computed as the top-k scan's packed path computes a Dot score, so it does not depend on
+// threads, batch or chunking, and is added with one rounding.
 void dense_scores(const float* queries, int64_t n_queries, int64_t query_stride,
                   const float* items, int64_t n_items, int64_t item_stride, int64_t dim,
-                  float* out, int64_t out_stride, int num_threads,
+                  const float* bias, float* out, int64_t out_stride, int num_threads,
                   const std::function<bool()>& should_stop);
 
 }  // namespace recfast

@@ -13,9 +13,11 @@ layers; for the VAE the mean), W_j the decoder's output row for item j, b_j its 
 user's raw history, B_j column j of the item-item matrix B and U, V the low-rank shortcut.
 `recommend` passes the user vectors [h_u, x_u U, 1] and item vectors [W_j, V_j, b_j] to
 `recfast.topk(metric="dot")`, so its ranking is exactly the model's own scores. For the full-rank
-hybrid x_u is sparse: there the dense part <h_u, W_j> + b_j (one GEMM per block of users) plus
-x_u B (native, nnz(x) x n_items multiply-adds) is selected by `recfast.select_topk`, which has
-the same tie and padding rules; folding x_u into the vectors would add n_items dimensions.
+hybrid x_u is sparse: there the dense part <h_u, W_j> + b_j plus x_u B (native, nnz(x) x n_items
+multiply-adds) is selected by `recfast.select_topk`, which has the same tie and padding rules;
+folding x_u into the vectors would add n_items dimensions. That path runs the network's forward
+pass natively, block by block (the dense layers with the top-k core's packed kernel in its
+dense-scores mode), and `scores()` computes the same numbers the same way.
 
 The hybrid (the default) is a linear item-item autoencoder plus a deep denoising autoencoder
 that corrects it, both trained by gradient descent on squared error:
@@ -634,30 +636,35 @@ class AutoEncoder(Recommender):
     def _deep_scores(self, m: sp.csr_matrix) -> np.ndarray:
         """<h_u, W_j> + b_j for the histories m (the full-rank hybrid's dense part).
 
-        The sparse first layer and the output layer run natively (the output layer with the
-        top-k core's packed kernel, about twice torch's CPU GEMM here); the small middle layers
-        in torch."""
-        torch = self._torch
-        net = self.net_
-        w_in, b_in, w_out, b_out = self._dense_weights()
+        The network's forward pass without torch: the sparse first layer with the native CSR x
+        dense accumulation, the dense layers with the top-k core's packed kernel (about twice
+        torch's CPU GEMM here), tanh in NumPy."""
+        w_in, b_in, layers = self._dense_weights()
         norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel()).astype(np.float32)
         xn = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, np.float32(1e-12))) @ m, dtype=np.float32)
-        first = np.repeat(b_in[None, :], m.shape[0], axis=0)
-        item_item_scores(xn, w_in, first)
-        with torch.no_grad():
-            mu, _ = net.encode_from_first(torch.from_numpy(first).to(self._dev))
-            hidden = np.ascontiguousarray(net.hidden_of(mu).float().cpu().numpy())
-        out = np.repeat(b_out[None, :], m.shape[0], axis=0)
-        _core.dense_scores(hidden, w_out, out, available_cpus())
-        return out
+        h = np.repeat(b_in[None, :], m.shape[0], axis=0)
+        item_item_scores(xn, w_in, h)
+        threads = available_cpus()
+        for i, (w, b) in enumerate(layers):  # encoder and decoder layers, then the output layer
+            np.tanh(h, out=h)
+            nxt = np.empty((m.shape[0], w.shape[0]), np.float32)
+            _core.dense_scores(h, w, nxt, threads, bias=b)
+            h = nxt
+        return h
 
-    def _dense_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(w_in, b_in, out weight, out bias) as contiguous float32 arrays, cached."""
+    def _dense_weights(self) -> tuple[np.ndarray, np.ndarray, list]:
+        """(w_in, b_in, [(weight, bias of shape (1, out)) of each later layer]) as contiguous
+        float32 arrays, cached; the layers in forward order, the output layer last."""
         cache = getattr(self, "_w_cache", None)
         if cache is None:
             net = self.net_
-            cache = tuple(np.ascontiguousarray(t.detach().float().cpu().numpy())
-                          for t in (net.w_in, net.b_in, net.out.weight, net.out.bias))
+
+            def arr(t: Any) -> np.ndarray:
+                return np.ascontiguousarray(t.detach().float().cpu().numpy())
+
+            layers = [(arr(lin.weight), arr(lin.bias)[None, :])
+                      for lin in [*net.enc, *net.dec, net.out]]
+            cache = (arr(net.w_in), arr(net.b_in), layers)
             self._w_cache = cache
         return cache
 
