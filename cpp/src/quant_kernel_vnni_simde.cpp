@@ -6,6 +6,7 @@
 // (recfast._core._set_quant_kernel("avx512_vnni_emulated")).
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -51,6 +52,28 @@ static inline simde__m512i recfast_emu_maskz_loadu_epi8(uint64_t k, const void* 
 #define _mm512_cvtepi8_epi32(a) recfast_emu_cvtepi8_epi32(a)
 #define _mm512_cvtph_ps(a) recfast_emu_cvtph_ps(a)
 #define _mm512_maskz_loadu_epi8(k, p) recfast_emu_maskz_loadu_epi8(k, p)
+
+// The hardware's aligned loads and stores fault on a misaligned address, SIMDe's do not: check
+// the alignment here, so that this build fails (aborts) where the native one would crash.
+template <class T>
+static inline T* recfast_emu_aligned(T* p, uintptr_t a) {
+  if (reinterpret_cast<uintptr_t>(p) % a != 0) std::abort();
+  return p;
+}
+#undef _mm512_load_si512
+#undef _mm512_store_si512
+#undef _mm512_load_ps
+#undef _mm512_store_ps
+#undef _mm256_load_si256
+#undef _mm256_load_ps
+#undef _mm256_store_ps
+#define _mm512_load_si512(p) simde_mm512_load_si512(recfast_emu_aligned(p, 64))
+#define _mm512_store_si512(p, a) simde_mm512_store_si512(recfast_emu_aligned(p, 64), a)
+#define _mm512_load_ps(p) simde_mm512_load_ps(recfast_emu_aligned(p, 64))
+#define _mm512_store_ps(p, a) simde_mm512_store_ps(recfast_emu_aligned(p, 64), a)
+#define _mm256_load_si256(p) simde_mm256_load_si256(recfast_emu_aligned(p, 32))
+#define _mm256_load_ps(p) simde_mm256_load_ps(recfast_emu_aligned(p, 32))
+#define _mm256_store_ps(p, a) simde_mm256_store_ps(recfast_emu_aligned(p, 32), a)
 
 #define RECFAST_VNNI_NS qisa_vnni_emulated
 #define RECFAST_VNNI_NAME "avx512_vnni_emulated"
