@@ -19,16 +19,26 @@ from recfast.index import FORMAT_VERSION, ItemIndex
 
 STORAGES = ("float32", "float16", "int8")
 METRICS = ("cosine", "dot")
-_ORDER = ("generic", "avx2", "avx512")
-LEVELS = [lv for lv in _ORDER if _ORDER.index(lv) <= _ORDER.index(_core.detected_simd_level())]
+# The compressed-scan kernel sets this build and CPU can run: one per SIMD level, "avx512_vnni"
+# on CPUs with AVX512_VNNI, and "avx512_vnni_emulated" (the VNNI kernel source compiled over
+# SIMDe, which runs anywhere) in builds with RECFAST_SIMDE_TEST=ON.
+KERNELS = _core._quant_kernels()
+_KERNEL_LEVEL = {"generic": "generic", "avx2": "avx2", "avx512": "avx512", "avx512_vnni": "avx512"}
+EMULATED = "avx512_vnni_emulated"
 
 
-@pytest.fixture(params=LEVELS)
+@pytest.fixture(params=KERNELS)
 def level(request):
+    """Run the test with one kernel set (at its SIMD level; the emulated one at this machine's)."""
     before = _core.simd_level()
-    _core.set_simd_level(request.param)
-    yield request.param
-    _core.set_simd_level(before)
+    _core.set_simd_level(_KERNEL_LEVEL.get(request.param, before))
+    _core._set_quant_kernel(request.param)
+    assert _core.quant_kernel() == request.param
+    try:
+        yield request.param
+    finally:
+        _core._set_quant_kernel("")
+        _core.set_simd_level(before)
 
 
 def assert_same(res, ref):
@@ -266,6 +276,73 @@ def test_int8_approx_scores_within_radius(level, metric):
         check_int8_approx(idx, q, 50)
         approx, exact = idx.search(q, 50, exact=False), idx.search(q, 50)
         assert not np.array_equal(approx.scores, exact.scores)  # not the re-scored ones
+
+
+@pytest.mark.parametrize("d", [63, 64, 65, 127, 191, 193])
+def test_int8_tails_of_64(level, d):
+    """The VNNI kernels step 64 codes at a time (direct path: a masked load for the rest) and 4
+    on the packed path: dims around multiples of 64, with 8-bit query codes at full scale."""
+    rng = np.random.default_rng(300 + d)
+    x = rng.standard_normal((700, d)).astype(np.float32)
+    x[::5] = np.sign(x[::5])  # codes all +-127
+    q = rng.standard_normal((40, d)).astype(np.float32)
+    q[::3] = np.sign(q[::3])  # query codes all +-Q
+    for metric in METRICS:
+        idx = make_index(x, metric, "int8")
+        for b in (1, 3, 8, 9, 17, 40):
+            for k in (1, 10):
+                assert_same(idx.search(q[:b], k), float32_answer(idx, q[:b], k))
+        check_int8_approx(idx, q[:9], 10)
+
+
+def test_int8_max_dim_integer_path(level):
+    """dim = 65536, the largest on the integer scans, with every product at its largest: the
+    int32 sums reach 255 * 127 * dim on the VNNI kernels (8-bit queries, offset items)."""
+    d = 65536
+    rng = np.random.default_rng(23)
+    x = np.where(rng.random((24, d)) < 0.5, 1.0, -1.0).astype(np.float32)
+    x[:4] = 1.0
+    x[4:8] = -1.0
+    q = np.concatenate([np.ones((1, d)), -np.ones((1, d)), x[8:17]]).astype(np.float32)
+    for metric in METRICS:
+        idx = make_index(x, metric, "int8")
+        for b in (1, 2, 11):
+            assert_same(idx.search(q[:b], 6), float32_answer(idx, q[:b], 6))
+
+
+def test_quant_kernel_choice():
+    """The kernel set follows the SIMD level; VNNI only where the CPU has it; forcing a set that
+    is not built or not runnable here is refused."""
+    before = _core.simd_level()
+    try:
+        for lv in ("generic", "avx2", "avx512"):
+            if lv not in KERNELS:
+                continue
+            _core.set_simd_level(lv)
+            want = "avx512_vnni" if lv == "avx512" and "avx512_vnni" in KERNELS else lv
+            assert _core.quant_kernel() == want
+    finally:
+        _core.set_simd_level(before)
+    assert KERNELS[0] == "generic"
+    if "avx512_vnni" in KERNELS:
+        assert "avx512" in KERNELS
+    for name in ("avx512_vnni", "avx512", "no_such_kernel"):
+        if name not in KERNELS:
+            with pytest.raises(ValueError, match="not built or not runnable"):
+                _core._set_quant_kernel(name)
+    assert _core.quant_kernel() in KERNELS
+
+
+@pytest.mark.skipif(EMULATED not in KERNELS, reason="built without RECFAST_SIMDE_TEST=ON")
+def test_emulated_vnni_kernel_is_selectable():
+    """The SIMDe build of the VNNI kernels is only used when forced."""
+    assert _core.quant_kernel() != EMULATED
+    _core._set_quant_kernel(EMULATED)
+    try:
+        assert _core.quant_kernel() == EMULATED
+    finally:
+        _core._set_quant_kernel("")
+    assert _core.quant_kernel() != EMULATED
 
 
 def test_int8_large_dim_float_path():

@@ -2,6 +2,7 @@
 // module.cpp by register_index(m).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <string>
@@ -144,4 +145,15 @@ void register_index(py::module_& m) {
   m.def("row_hashes", &row_hashes, py::arg("x"), "The index file's 64-bit checksum of each row.");
   m.def("quant_rel_slack", &recfast::quant_rel_slack, py::arg("dim"),
         "Relative slack c of the certified radius for a dimension.");
+  m.def("quant_kernel", [] { return std::string(recfast::quant_kernel_name()); },
+        "The compressed-scan kernel set ItemIndex searches use now (e.g. 'avx512_vnni').");
+  m.def("_quant_kernels", &recfast::quant_kernel_names,
+        "Tests: the compressed-scan kernel sets this build and CPU can run.");
+  m.def(
+      "_set_quant_kernel",
+      [](const std::string& name) {
+        if (!recfast::set_quant_kernel(name))
+          throw py::value_error("quant kernel '" + name + "' is not built or not runnable here");
+      },
+      py::arg("name"), "Tests: force a compressed-scan kernel set; '' for the automatic choice.");
 }

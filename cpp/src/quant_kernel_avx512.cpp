@@ -21,10 +21,12 @@ namespace qisa_avx512 {
 // 2 query vectors (32 queries) x 12 items: 24 accumulators + 2 query vectors + 1 broadcast.
 constexpr int kQV = 2, kNI = 12, kQB = 256;
 
-// int8 stays on the float32 path here (QDirect / QPacked ignore the quantized queries).
+// int8 stays on the float32 path here (QDirect / QPacked ignore the quantized queries, so the
+// query bit widths below are unused); CPUs with VNNI take quant_kernel_avx512_vnni.cpp instead.
 using I8D = QDirect<int8_t>;
 using I8P = QPacked<int8_t, kQV, kNI>;
-const QuantKernelSet kSet = {"avx512", kQV * V::W, kQB, &q_scratch_floats<I8P, kQV, kNI, kQB>,
+const QuantKernelSet kSet = {"avx512", kQV * V::W, kQB, kQuantI8DirectQMax, kQuantI8PackedQMax,
+                             &q_scratch_floats<I8P, kQV, kNI, kQB>,
                              &q_scan_direct<I8D, kQV, kNI>, &q_scan_packed<I8P, kQV, kNI>};
 
 }  // namespace qisa_avx512

@@ -20,7 +20,7 @@ namespace qisa_generic {
 constexpr int kQV = 2, kNI = 4, kQB = 64;
 
 // int8: the portable integer scan (QI8Scalar) on both paths.
-const QuantKernelSet kSet = {"generic", kQV * V::W, kQB,
+const QuantKernelSet kSet = {"generic", kQV * V::W, kQB, kQuantI8DirectQMax, kQuantI8PackedQMax,
                              &q_scratch_floats<QI8Scalar, kQV, kNI, kQB>,
                              &q_scan_direct<QI8Scalar, kQV, kNI>,
                              &q_scan_packed<QI8Scalar, kQV, kNI>};
@@ -35,5 +35,12 @@ const QuantKernelSet* quant_kernels_generic() { return &qisa_generic::kSet; }
 namespace recfast {
 const QuantKernelSet* quant_kernels_avx2() { return nullptr; }
 const QuantKernelSet* quant_kernels_avx512() { return nullptr; }
+const QuantKernelSet* quant_kernels_avx512_vnni() { return nullptr; }
+}  // namespace recfast
+#endif
+
+#ifndef RECFAST_SIMDE_TEST_KERNEL
+namespace recfast {
+const QuantKernelSet* quant_kernels_vnni_emulated() { return nullptr; }
 }  // namespace recfast
 #endif

@@ -45,13 +45,21 @@ constexpr int64_t kQuantI8QueryPad = 32;
 constexpr int kQuantI8DirectQMax = 63;
 constexpr int kQuantI8PackedQMax = 31;
 
+// The AVX-512 VNNI kernels (quant_i8_vnni.h) have no int16 step: vpdpbusd adds each group of 4
+// products u * qi straight into int32, so their queries use 8 bits on both paths. Their sums
+// start at 0 and stay within 255 * 127 * dim < 2^31 (the correction qcorr is subtracted once at
+// the end), which is what limits kQuantI8MaxDim for them.
+constexpr int kQuantI8VnniQMax = 127;
+static_assert(255LL * kQuantI8VnniQMax * kQuantI8MaxDim < (1LL << 31), "VNNI int32 sums");
+
 struct QuantTask {
   const float* queries;  // prepared queries (cosine: scaled to unit norm), row stride = dim
   const float* qnorm;    // upper bound on |query| per query (absolute index)
   // The quantized queries of the integer int8 scan (nullptr otherwise; absolute indices):
-  // q~ = qscale * qcodes, qcodes in [-63, 63], rows of qstride (a multiple of kQuantI8QueryPad)
-  // zero-padded past dim; qcorr = 128 * sum(qcodes) (the item-offset correction, see
-  // quant_scan_impl.h); qcoef = eq + c * (|q'| + eq) rounded up, eq >= |q' - q~| (see quant.h).
+  // q~ = qscale * qcodes, qcodes in [-Q, Q] (Q: the kernel set's direct_qmax or packed_qmax),
+  // rows of qstride (a multiple of kQuantI8QueryPad) zero-padded past dim; qcorr =
+  // 128 * sum(qcodes) (the item-offset correction, see quant_scan_impl.h); qcoef =
+  // eq + c * (|q'| + eq) rounded up, eq >= |q' - q~| (see quant.h).
   const int8_t* qcodes;
   int64_t qstride;
   const float* qscale;
@@ -74,6 +82,9 @@ struct QuantKernelSet {
   const char* name;
   int64_t query_group;  // queries per register group on the packed path
   int64_t query_block;  // most queries one packed task takes (a multiple of query_group)
+  // The largest |qi| the int8 integer scans accept on each path (the driver quantizes with it;
+  // the radius follows from the quantization actually made, see quant.h).
+  int direct_qmax, packed_qmax;
   int64_t (*scratch_floats)(int64_t dim);
   void (*scan_direct)(const QuantTask& t);  // a few queries: dot products from the rows
   void (*scan_packed)(const QuantTask& t);  // many queries: item tiles decoded, queries in lanes
@@ -82,5 +93,9 @@ struct QuantKernelSet {
 const QuantKernelSet* quant_kernels_generic();
 const QuantKernelSet* quant_kernels_avx2();    // nullptr when not compiled in
 const QuantKernelSet* quant_kernels_avx512();  // nullptr when not compiled in
+// AVX-512 + VNNI integer int8 scans (only for CPUs with avx512_vnni; nullptr when not compiled
+// in), and the same source over SIMDe, a test-only build (RECFAST_SIMDE_TEST; nullptr without).
+const QuantKernelSet* quant_kernels_avx512_vnni();
+const QuantKernelSet* quant_kernels_vnni_emulated();
 
 }  // namespace recfast

@@ -45,13 +45,39 @@ constexpr int64_t kRerankBlock = 2 * kTopkDirectMaxQueries;  // queries per pack
 constexpr double kInlineMaxWork = 2e6;
 constexpr double kMinTaskWork = 4e6;
 
-const QuantKernelSet& qkernels() {
+std::atomic<const QuantKernelSet*> g_forced{nullptr};  // set_quant_kernel
+
+const QuantKernelSet* auto_kernels() {
   const SimdLevel level = active_level();  // AVX2 and up include F16C
   const QuantKernelSet* k = nullptr;
-  if (level == SimdLevel::AVX512) k = quant_kernels_avx512();
+  if (level == SimdLevel::AVX512) {
+    // The AVX512 level (detected, or forced by RECFAST_SIMD / set_level, which never raise it
+    // above the CPU's) says nothing of VNNI: ask the CPU itself before running vpdpbusd.
+    if (cpu_has_avx512_vnni()) k = quant_kernels_avx512_vnni();
+    if (k == nullptr) k = quant_kernels_avx512();
+  }
   if (k == nullptr && level != SimdLevel::Generic) k = quant_kernels_avx2();
   if (k == nullptr) k = quant_kernels_generic();
-  return *k;
+  return k;
+}
+
+const QuantKernelSet& qkernels() {
+  const QuantKernelSet* k = g_forced.load(std::memory_order_relaxed);
+  return k ? *k : *auto_kernels();
+}
+
+// The kernel sets this build and CPU can run (detect(): the CPU, lowered by RECFAST_SIMD).
+std::vector<const QuantKernelSet*> runnable_kernels() {
+  std::vector<const QuantKernelSet*> v{quant_kernels_generic()};
+  const SimdLevel top = detect();
+  if (top != SimdLevel::Generic) v.push_back(quant_kernels_avx2());
+  if (top == SimdLevel::AVX512) {
+    v.push_back(quant_kernels_avx512());
+    if (cpu_has_avx512_vnni()) v.push_back(quant_kernels_avx512_vnni());
+  }
+  v.push_back(quant_kernels_vnni_emulated());  // portable code: runs anywhere
+  v.erase(std::remove(v.begin(), v.end(), nullptr), v.end());
+  return v;
 }
 
 
@@ -77,6 +103,27 @@ uint64_t splitmix64(uint64_t x) {
 }
 
 }  // namespace
+
+const char* quant_kernel_name() { return qkernels().name; }
+
+std::vector<std::string> quant_kernel_names() {
+  std::vector<std::string> names;
+  for (const QuantKernelSet* k : runnable_kernels()) names.emplace_back(k->name);
+  return names;
+}
+
+bool set_quant_kernel(const std::string& name) {
+  if (name.empty()) {
+    g_forced.store(nullptr, std::memory_order_relaxed);
+    return true;
+  }
+  for (const QuantKernelSet* k : runnable_kernels())
+    if (name == k->name) {
+      g_forced.store(k, std::memory_order_relaxed);
+      return true;
+    }
+  return false;
+}
 
 float quant_rel_slack(int64_t dim) {
   return static_cast<float>((4.0 * static_cast<double>(dim) + 64.0) * std::ldexp(1.0, -24));
@@ -134,12 +181,13 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   const float rel = quant_rel_slack(dim);
 
   // int8: the quantized queries of the integer scan (quant.h): q~ = s_q * qi with
-  // s_q = max|q'_i| / Q (a float) and qi = round(q'_i / s_q) in [-Q, Q], Q = 63 on the direct
-  // path and 31 on the packed one (kQuantI8*QMax: what the AVX2 kernels can add without
-  // saturating); eq >= |q' - q~| and qcoef = eq + c (|q'| + eq), both rounded up.
+  // s_q = max|q'_i| / Q (a float) and qi = round(q'_i / s_q) in [-Q, Q], Q the kernel set's
+  // bound for the path (63 on the direct path and 31 on the packed one for the AVX2 kernels,
+  // what they can add in int16 without saturating; 127 for VNNI); eq >= |q' - q~| and
+  // qcoef = eq + c (|q'| + eq), both rounded up: the radius follows the quantization made.
   const bool int_i8 = items.codec == Codec::Int8 && dim <= kQuantI8MaxDim;
   const bool direct = n_queries <= kDirectMaxQueries;
-  const int qmax = direct ? kQuantI8DirectQMax : kQuantI8PackedQMax;
+  const int qmax = direct ? ks.direct_qmax : ks.packed_qmax;
   const int64_t qstride = (dim + kQuantI8QueryPad - 1) / kQuantI8QueryPad * kQuantI8QueryPad;
   std::vector<int8_t> qcodes;
   std::vector<float> qscale, qcoef;
@@ -155,7 +203,7 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
       float amax = 0.0f;
       for (int64_t p = 0; p < dim; ++p) amax = std::max(amax, std::fabs(src[p]));
       float sq = amax / static_cast<float>(qmax);
-      if (!(sq > 0.0f)) sq = std::numeric_limits<float>::denorm_min();  // amax below 63 * 2^-150
+      if (!(sq > 0.0f)) sq = std::numeric_limits<float>::denorm_min();  // amax below Q 2^-150
       const double sqd = sq;
       double ss = 0.0;
       int32_t sum = 0;
@@ -164,7 +212,7 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
         const int32_t c = static_cast<int32_t>(std::max(-double(qmax), std::min(double(qmax), v)));
         dst[p] = static_cast<int8_t>(c);
         sum += c;
-        // sqd * c is exact in double (24-bit times 7-bit); the difference and the squares
+        // sqd * c is exact in double (24-bit times 8-bit at most); the difference and the squares
         // round by at most 2^-53 relative each, the sum by (dim - 1) 2^-53: covered below.
         const double diff = static_cast<double>(src[p]) - sqd * c;
         ss += diff * diff;

@@ -35,8 +35,16 @@ SimdLevel cpu_level() {
   if (f && dq && bw && vl && (xcr0 & 0xE0) == 0xE0) return SimdLevel::AVX512;  // opmask, ZMM
   return SimdLevel::AVX2;
 }
+
+bool cpu_vnni() {
+  unsigned a, b, c, d;
+  if (cpu_level() != SimdLevel::AVX512) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return c & (1u << 11);  // AVX512_VNNI
+}
 #else
 SimdLevel cpu_level() { return SimdLevel::Generic; }
+bool cpu_vnni() { return false; }
 #endif
 
 SimdLevel env_level(SimdLevel cpu) {
@@ -67,6 +75,11 @@ bool set_level(SimdLevel level) {
   if (static_cast<int>(level) > static_cast<int>(detect())) return false;
   g_active.store(static_cast<int>(level), std::memory_order_relaxed);
   return true;
+}
+
+bool cpu_has_avx512_vnni() {
+  static const bool has = cpu_vnni();
+  return has;
 }
 
 const char* level_name(SimdLevel level) {

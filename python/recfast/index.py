@@ -20,11 +20,11 @@ T = q'.x~ (q' the query as the float32 path sees it: q / |q| for cosine) and a c
 r = |q'| (e + c (|x| + e)) + 1e-30, where e >= |x - x~| and |x| are stored per item rounded up
 and c = (4 d + 64) 2^-24 covers every float32 rounding involved (the compressed dot, the float32
 path's own dot and normalizations) with a wide margin. So T - r <= S <= T + r, S being the score
-`recfast.topk` returns. int8 storage is scanned (AVX2 and portable kernels; the AVX-512 ones
-keep the float32 scan) with integer dot products against the query quantized to 7 bits
-(s_q = max|q'| / 63; 6 bits, / 31, for more than 8 queries): T = s_q scale (qi . codes), whose
-radius also carries the query's quantization error eq >= |q' - s_q qi|,
-r = |q'| e + (eq + c (|q'| + eq)) (|x| + e); an item whose integer bound reaches the threshold
+`recfast.topk` returns. int8 storage is scanned (AVX2, AVX-512 VNNI and portable kernels; the
+AVX-512 ones without VNNI keep the float32 scan) with integer dot products against the query
+quantized to 7 bits (s_q = max|q'| / 63; 6 bits, / 31, for more than 8 queries; 8 bits, / 127,
+on VNNI): T = s_q scale (qi . codes), whose radius also carries the query's quantization error
+eq >= |q' - s_q qi|, r = |q'| e + (eq + c (|q'| + eq)) (|x| + e); an item whose integer bound reaches the threshold
 is scored again as above (float32, the first radius) before it is kept. Per query the scan keeps the k best lower bounds (their worst is the
 running threshold) and every item whose upper bound reaches the threshold. The survivors are
 re-scored by the float32 kernel itself (`topk_cpu` on the gathered float32 rows, with the

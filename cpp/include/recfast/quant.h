@@ -13,8 +13,8 @@
 // The scan computes, for each (query, item), a compressed score T and a certified radius r with
 // S - r <= T <= S + r:
 //
-//  * Float16 (and int8 on the AVX-512 kernels or when dim > 65536): T = scale * (q' . codes) in
-//    float32 and
+//  * Float16 (and int8 on the AVX-512 kernels without VNNI, or when dim > 65536):
+//    T = scale * (q' . codes) in float32 and
 //        r = |q'| * (err + c * (norm + err)) + abs_slack.
 //    Cauchy-Schwarz gives |q'.x - q'.x~| <= |q'| |x - x~|, and c * |q'| (norm + err) covers, with
 //    a wide margin, the float32 rounding of both dot products, of the query and item
@@ -23,9 +23,12 @@
 //
 //  * Int8: the query is quantized once: s_q = max_i |q'_i| / Q (a float), qi = round(q' / s_q)
 //    in [-Q, Q] with Q = 63 for a few queries (the direct path) and Q = 31 for many (the packed
-//    path, whose AVX2 kernel adds two vpmaddubsw results in int16), q~ = s_q * qi (real
-//    products), and eq >= |q' - q~| is computed in double and rounded up. The dot product
-//    qi . codes is an exact integer (int32: |partial sums| <= 383 * 63 * dim < 2^31), and
+//    path, whose AVX2 kernel adds two vpmaddubsw results in int16), or Q = 127 on both paths of
+//    the AVX-512 VNNI kernels (vpdpbusd adds the products in int32, no int16 step), q~ = s_q * qi
+//    (real products), and eq >= |q' - q~| is computed in double and rounded up. The dot product
+//    qi . codes is an exact integer (int32: |partial sums| <= 383 * 63 * dim, or 255 * 127 * dim
+//    for VNNI, whose sums start at 0 and take the offset correction at the end: < 2^31 for
+//    dim <= 65536), and
 //        T = (s_q * scale) * float(qi . codes)          (float32, in this order)
 //        r = |q'| * err + (eq + c * (|q'| + eq)) * (norm + err) + abs_slack.
 //    Why: S - T = (S - q'.x) + q'.(x - x~) + (q' - q~).x~ + (q~.x~ - T), with
@@ -39,17 +42,20 @@
 //    (2 dim + 30) u (1 + c), stays under c (|q'| + eq)(norm + err) = (4 dim + 64) u (...); the
 //    integer scan's own dot product has no rounding at all. |q'| is the stored upper bound qnorm,
 //    norm and err are stored rounded up, eq and the coefficient are rounded up from double.
+//    Nothing here depends on Q: eq is measured on the quantization actually made, so any Q
+//    whose integer dot products are exact gives a valid radius; a larger Q only makes eq, and
+//    so the number of second looks, smaller.
 //
 //    An item whose integer bound reaches the running threshold (T + r >= tau, below) gets a
 //    second look: it is scored as in the float16 case, T' = scale * (q' . codes) in float32 with
 //    the float radius, and that pair is the one offered. The integer radius carries the query's
 //    quantization error eq (norm + err), a few times the item's err (for d = 128 unit vectors
-//    eq ~ 0.013 with Q = 63, 0.026 with Q = 31, against err ~ 0.0065), so the integer test
-//    alone would keep a few times more survivors to re-score; both pairs are certified, so
-//    mixing them is sound.
+//    eq ~ 0.013 with Q = 63, 0.026 with Q = 31, 0.0065 with Q = 127, against err ~ 0.0065), so
+//    the integer test alone would keep a few times more survivors to re-score; both pairs are
+//    certified, so mixing them is sound.
 //
 // abs_slack covers underflow (e.g. s_q * scale below the normal range: the product then loses at
-// most 2^-150 absolutely, times |qi . codes| <= 8001 dim).
+// most 2^-150 absolutely, times |qi . codes| <= 127 * 127 dim).
 //
 // Per query it keeps the k best lower bounds T - r seen so far; their worst is the running
 // threshold tau. Every item whose upper bound T + r reaches tau is a candidate; tau only grows,
@@ -60,6 +66,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "recfast/topk.h"
 
@@ -121,5 +129,15 @@ float quant_rel_slack(int64_t dim);
 
 // Absolute slack of the certified radius.
 constexpr float kQuantAbsSlack = 1e-30f;
+
+// The compressed-scan kernels. quant_search picks them from active_level() (simd.h): "generic",
+// "avx2", "avx512", or "avx512_vnni" at the AVX512 level when the CPU has AVX512_VNNI. For tests:
+// quant_kernel_names() lists the sets this build and CPU can run (with the test-only
+// "avx512_vnni_emulated" of a RECFAST_SIMDE_TEST build), set_quant_kernel forces one of them
+// (false, nothing changed, for any other name; "" returns to the automatic choice), and
+// quant_kernel_name() says which set a search would use now.
+const char* quant_kernel_name();
+std::vector<std::string> quant_kernel_names();
+bool set_quant_kernel(const std::string& name);
 
 }  // namespace recfast

@@ -18,4 +18,8 @@ bool set_level(SimdLevel level);
 
 const char* level_name(SimdLevel level);
 
+// Whether the CPU has AVX512_VNNI (vpdpbusd) with the AVX512 level's features and OS support;
+// independent of RECFAST_SIMD and set_level (callers check the level first). Detected once.
+bool cpu_has_avx512_vnni();
+
 }  // namespace recfast

@@ -1,0 +1,380 @@
+// AVX-512 VNNI integer scans of int8 storage: exact int32 dot products qi . c_j of the quantized
+// query (|qi| <= kQuantI8VnniQMax = 127 on both paths) and the item codes (c_j in [-127, 127]).
+// Included inside the namespace of a kernel file after vec_avx512.h and quant_scan_impl.h, by two
+// files: quant_kernel_avx512_vnni.cpp (native, -mavx512vnni) and quant_kernel_vnni_simde.cpp
+// (the same source over SIMDe's portable AVX-512, a test-only build), so use only intrinsics
+// that both provide (that file lists the few it has to supply itself).
+//
+// Operands as in quant_i8_avx2.h: vpdpbusd multiplies unsigned bytes (the offset item codes
+// u = c ^ 0x80 = c + 128 in [1, 255]) by signed bytes (qi) and adds each group of 4 products
+// to an int32 lane. There is no int16 step, so nothing saturates and the queries keep 8 bits;
+// the sums start at 0 and stay within 255 * 127 * dim < 2^31 (dim <= kQuantI8MaxDim), and
+// qi . c = sum u qi - qcorr with qcorr = 128 sum(qi) from the driver, subtracted once at the
+// end (starting from -qcorr, as the AVX2 packed kernel does, could pass 2^31 on the way).
+//
+// Score and radius (quant.h): T = (qscale * scale_j) * float(dot),
+// r = |q'| err_j + qcoef (norm_j + err_j) + abs_slack; an item with T + r >= tau gets the second
+// look in float32 (vn_refine, q_offer_refined in quant_scan_impl.h).
+
+static inline __m512i vn_dot(__m512i acc, __m512i u8, __m512i s8) {
+  return _mm512_dpbusd_epi32(acc, u8, s8);
+}
+
+// Lane i of the result = the sum of the 16 lanes of a[i].
+static inline __m256i vn_half(__m512i a) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+static inline __m256i vn_hsum8(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m512i a4,
+                               __m512i a5, __m512i a6, __m512i a7) {
+  const __m256i h01 = _mm256_hadd_epi32(vn_half(a0), vn_half(a1));
+  const __m256i h23 = _mm256_hadd_epi32(vn_half(a2), vn_half(a3));
+  const __m256i h45 = _mm256_hadd_epi32(vn_half(a4), vn_half(a5));
+  const __m256i h67 = _mm256_hadd_epi32(vn_half(a6), vn_half(a7));
+  const __m256i x = _mm256_hadd_epi32(h01, h23), y = _mm256_hadd_epi32(h45, h67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(x, y, 0x20),
+                          _mm256_permute2x128_si256(x, y, 0x31));
+}
+
+// The first n (1..63) bytes at p, zeros after; nothing past p + n is read.
+static inline __m512i vn_load_tail(const int8_t* p, int64_t n) {
+  return _mm512_maskz_loadu_epi8(~0ull >> (64 - n), p);
+}
+
+// The second look at an item that passed the integer bound (q_offer_refined): q' . c_j in
+// float32 FMAs over 16 lanes (any summation order: the float radius covers it).
+static inline void vn_refine(const QuantTask& t, int64_t q, int64_t j) {
+  const int64_t dim = t.dim;
+  const float* qr = t.queries + q * dim;
+  const int8_t* x = static_cast<const int8_t*>(t.items->codes) + j * dim;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+  int64_t p = 0;
+  for (; p + 32 <= dim; p += 32) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qr + p), V::cvt_i8(x + p), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(qr + p + 16), V::cvt_i8(x + p + 16), a1);
+  }
+  for (; p + 16 <= dim; p += 16)
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qr + p), V::cvt_i8(x + p), a0);
+  float s = V::hsum(_mm512_add_ps(a0, a1));
+  for (; p < dim; ++p) s += qr[p] * static_cast<float>(x[p]);
+  q_offer_refined(t, q, j, s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct path (a few queries): NQ queries x NI items (NQ * NI <= 8) of dot products along d, 64
+// codes per step (a masked load for the tail), the NQ * NI accumulators reduced together by
+// vn_hsum8 into one 8-lane vector whose lane a * NI + b is (query q + a, item j + b); the
+// epilogue is vectorized over those lanes, as in QI8DirectAvx2.
+struct QI8DirectVnni {
+  struct QLanes {
+    __m256 sq, qn, qc;
+    __m256i corr, tidx;
+  };
+
+  // Built once per query group, so plain stores are fine here.
+  template <int NQ, int NI>
+  static QLanes qlanes(const QuantTask& t, int64_t q) {
+    alignas(32) int32_t ia[8], ic[8];
+    alignas(32) float fs[8], fn[8], fc[8];
+    for (int l = 0; l < 8; ++l) {
+      const int a = l / NI < NQ ? l / NI : 0;
+      ia[l] = a;
+      ic[l] = t.qcorr[q + a];
+      fs[l] = t.qscale[q + a];
+      fn[l] = t.qnorm[q + a];
+      fc[l] = t.qcoef[q + a];
+    }
+    QLanes ql;
+    ql.sq = _mm256_load_ps(fs);
+    ql.qn = _mm256_load_ps(fn);
+    ql.qc = _mm256_load_ps(fc);
+    ql.corr = _mm256_load_si256(reinterpret_cast<const __m256i*>(ic));
+    ql.tidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(ia));
+    return ql;
+  }
+
+  // Eight named accumulators (see QI8DirectAvx2::Acc8 for why not an array).
+  struct Acc8 {
+    __m512i v0, v1, v2, v3, v4, v5, v6, v7;
+  };
+  template <int K>
+  static inline __m512i& slot(Acc8& A) {
+    static_assert(K >= 0 && K < 8, "slot");
+    if constexpr (K == 0) return A.v0;
+    else if constexpr (K == 1) return A.v1;
+    else if constexpr (K == 2) return A.v2;
+    else if constexpr (K == 3) return A.v3;
+    else if constexpr (K == 4) return A.v4;
+    else if constexpr (K == 5) return A.v5;
+    else if constexpr (K == 6) return A.v6;
+    else return A.v7;
+  }
+
+  // One step of 64 codes from p (n < 64: the last n codes, masked): item b meets query a into
+  // accumulator a * NI + b, for K = b * NQ + a in order (one offset item live at a time).
+  template <int NQ, int NI, int... K>
+  static inline void step(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+                          int64_t n, __m512i off, std::integer_sequence<int, K...>) {
+    __m512i x = _mm512_setzero_si512();
+    (upd<NQ, NI, K>(A, qr, xr, p, n, off, x), ...);
+  }
+
+  template <int NQ, int NI, int K>
+  static inline void upd(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+                         int64_t n, __m512i off, __m512i& x) {
+    constexpr int b = K / NQ, a = K % NQ;
+    // In the masked tail a missing item byte offsets to 128 and meets a zero query byte.
+    if constexpr (a == 0)
+      x = _mm512_xor_si512(n < 64 ? vn_load_tail(xr[b] + p, n) : _mm512_loadu_si512(xr[b] + p),
+                           off);
+    const __m512i qv = n < 64 ? vn_load_tail(qr[a] + p, n) : _mm512_loadu_si512(qr[a] + p);
+    __m512i& acc = slot<a * NI + b>(A);
+    acc = vn_dot(acc, x, qv);
+  }
+
+  // p[lane % NI] in each lane (NI items of lane a * NI + b), reading only p[0..NI).
+  template <int NI>
+  static inline __m256 item_lanes(const float* p) {
+    static_assert(NI == 1 || NI == 2 || NI == 4 || NI == 8, "NI divides 8");
+    if (NI == 8) return _mm256_loadu_ps(p);
+    if (NI == 4) return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
+    if (NI == 2) {
+      double w;
+      std::memcpy(&w, p, 8);
+      return _mm256_castpd_ps(_mm256_set1_pd(w));
+    }
+    return _mm256_broadcast_ss(p);
+  }
+
+  template <int NQ, int NI>
+  __attribute__((noinline)) static void block(const QuantTask& t, const QLanes& ql, int64_t q,
+                                              int64_t j) {
+    constexpr int NA = NQ * NI;
+    static_assert(NA <= 8, "at most 8 accumulators");
+    const int64_t dim = t.dim;
+    const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
+    const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
+    Acc8 A{};
+    const int8_t* qr[NQ];
+    const int8_t* xr[NI];
+    for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
+    for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
+    using Seq = std::make_integer_sequence<int, NA>;
+    {  // prefetch a few blocks ahead, as QI8DirectAvx2::block
+      const int64_t bytes = NI * dim, ahead = bytes < 1024 ? 4096 : 4 * bytes;
+      const char* pf = reinterpret_cast<const char*>(xr[0]) + ahead;
+      for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+    }
+    int64_t p = 0;
+    for (; p + 64 <= dim; p += 64) step<NQ, NI>(A, qr, xr, p, 64, off, Seq{});
+    if (p < dim) step<NQ, NI>(A, qr, xr, p, dim - p, off, Seq{});
+    const __m256i dot =
+        _mm256_sub_epi32(vn_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7), ql.corr);
+    const __m256 sc = item_lanes<NI>(t.items->scale + j);
+    const __m256 e = item_lanes<NI>(t.items->err + j);
+    const __m256 m = _mm256_add_ps(item_lanes<NI>(t.items->norm + j), e);
+    const __m256 T = _mm256_mul_ps(_mm256_mul_ps(ql.sq, sc), _mm256_cvtepi32_ps(dot));
+    const __m256 r =
+        _mm256_fmadd_ps(ql.qn, e, _mm256_fmadd_ps(ql.qc, m, _mm256_set1_ps(kQuantAbsSlack)));
+    // tau is padded past the last query (the driver), so 8 lanes can be read from q.
+    const __m256 tau = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t.tau + (q - t.q0)), ql.tidx);
+    unsigned mask = static_cast<unsigned>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(T, r), tau, _CMP_GE_OQ)));
+    mask &= (1u << NA) - 1;
+    while (mask) {
+      const int lane = __builtin_ctz(mask);
+      mask &= mask - 1;
+      vn_refine(t, q + lane / NI, j + lane % NI);
+    }
+  }
+
+  template <int NQ>
+  static void run_group(const QuantTask& t, int64_t q, int64_t j0, int64_t j1) {
+    constexpr int NI = 8 / NQ;
+    const QLanes ql = qlanes<NQ, NI>(t, q);
+    int64_t j = j0;
+    for (; j + NI <= j1; j += NI) block<NQ, NI>(t, ql, q, j);
+    if (j < j1) {
+      const QLanes q1 = qlanes<NQ, 1>(t, q);
+      for (; j < j1; ++j) block<NQ, 1>(t, q1, q, j);
+    }
+  }
+
+  static void scan(const QuantTask& t) {
+    if (t.q1 <= t.q0 || t.j1 <= t.j0) return;
+    int64_t tile = (256 * 1024) / t.dim;  // items between cancellation checks (~256 KiB)
+    tile = tile < 64 ? 64 : (tile / 8 * 8);
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += tile) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t t1 = t.j1 - t0 < tile ? t.j1 : t0 + tile;
+      int64_t q = t.q0;
+      for (; q + 8 <= t.q1; q += 8) run_group<8>(t, q, t0, t1);
+      for (; q + 4 <= t.q1; q += 4) run_group<4>(t, q, t0, t1);
+      for (; q + 2 <= t.q1; q += 2) run_group<2>(t, q, t0, t1);
+      for (; q < t.q1; ++q) run_group<1>(t, q, t0, t1);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Packed path (many queries): the quantized queries of each group of G = QV * 16 transposed into
+// a panel [dim4][G][4 bytes] (dim4 = ceil(dim / 4), zero-padded), an item tile copied once per
+// task as offset codes u = c ^ 0x80 in rows of dim4 * 4 bytes (padding: any byte, it meets query
+// zeros). The micro-kernel broadcasts 4 codes of an item (vpbroadcastd) against QV query
+// vectors: one vpdpbusd per (item, query vector) per 4 dims into QV * NI int32 accumulators.
+template <int QV, int NI>
+struct QI8PackedVnni {
+  static constexpr int G = QV * 16;
+
+  static int64_t dim4(int64_t dim) { return (dim + 3) / 4; }
+
+  static int64_t tile_items(int64_t dim) {
+    int64_t n = (32 * 1024) / (dim4(dim) * 4);
+    n = n / NI * NI;
+    if (n < NI) n = NI;
+    if (n > 256 * NI) n = 256 * NI;
+    return n;
+  }
+
+  // Scratch, in bytes from 64-byte aligned offsets: panels, per-lane qcorr (int32) and qscale,
+  // |q'|, qcoef (float), the item tile and per-item scale, err, norm + err.
+  static int64_t panel_bytes(int64_t dim) { return dim4(dim) * 4 * G; }
+  static int64_t scratch_floats(int64_t dim, int64_t qblock) {
+    const int64_t groups = (qblock + G - 1) / G, nt = tile_items(dim);
+    const int64_t bytes = groups * panel_bytes(dim) + groups * G * 16 + nt * dim4(dim) * 4 +
+                          nt * 12 + 6 * 64;
+    return bytes / 4 + 16;
+  }
+
+  // dots[(i * QV + v) * 16 + lane] = sum u qi of item i and query lane v * 16 + lane.
+  template <int NIB>
+  static inline void accumulate(const int8_t* panel, const uint8_t* tile, int64_t rowb,
+                                int32_t* dots) {
+    const int64_t d4 = rowb / 4;
+    __m512i acc[NIB][QV];
+    for (int i = 0; i < NIB; ++i)
+      for (int v = 0; v < QV; ++v) acc[i][v] = _mm512_setzero_si512();
+    for (int64_t p4 = 0; p4 < d4; ++p4) {
+      __m512i qv[QV];
+      for (int v = 0; v < QV; ++v) qv[v] = _mm512_load_si512(panel + p4 * G * 4 + v * 64);
+      for (int i = 0; i < NIB; ++i) {
+        int32_t w;
+        std::memcpy(&w, tile + i * rowb + p4 * 4, 4);
+        const __m512i xb = _mm512_set1_epi32(w);
+        for (int v = 0; v < QV; ++v) acc[i][v] = vn_dot(acc[i][v], xb, qv[v]);
+      }
+    }
+    for (int i = 0; i < NIB; ++i)
+      for (int v = 0; v < QV; ++v) _mm512_store_si512(dots + (i * QV + v) * 16, acc[i][v]);
+  }
+
+  template <int NIB>
+  static inline void micro(const QuantTask& t, const int8_t* panel, const int32_t* lcorr,
+                           const float* lsq, const float* lqn, const float* lqc,
+                           const uint8_t* tile, int64_t rowb, const float* sc, const float* e,
+                           const float* m, int64_t qbase, int64_t pos) {
+    // The sums leave the registers before the epilogue (see QI8PackedAvx2::micro).
+    alignas(64) int32_t dots[NIB][QV][16];
+    accumulate<NIB>(panel, tile, rowb, &dots[0][0][0]);
+    float* taug = t.tau + (qbase - t.q0);
+    const __m512 abs_slack = _mm512_set1_ps(kQuantAbsSlack);
+    unsigned hit[NIB][QV];
+    unsigned any = 0;
+    for (int i = 0; i < NIB; ++i) {
+      const __m512 s = _mm512_set1_ps(sc[i]), ei = _mm512_set1_ps(e[i]),
+                   mi = _mm512_set1_ps(m[i]);
+      for (int v = 0; v < QV; ++v) {
+        const __m512i dv = _mm512_sub_epi32(_mm512_load_si512(dots[i][v]),
+                                            _mm512_load_si512(lcorr + v * 16));
+        const __m512 T = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(lsq + v * 16), s),
+                                       _mm512_cvtepi32_ps(dv));
+        const __m512 rc = _mm512_fmadd_ps(_mm512_load_ps(lqc + v * 16), mi, abs_slack);
+        const __m512 r = _mm512_fmadd_ps(_mm512_load_ps(lqn + v * 16), ei, rc);
+        hit[i][v] = static_cast<unsigned>(_mm512_cmp_ps_mask(
+            _mm512_add_ps(T, r), _mm512_loadu_ps(taug + v * 16), _CMP_GE_OQ));
+        any |= hit[i][v];
+      }
+    }
+    if (!any) return;
+    for (int i = 0; i < NIB; ++i)
+      for (int v = 0; v < QV; ++v) {
+        unsigned mask = hit[i][v];
+        while (mask) {
+          const int lane = __builtin_ctz(mask);
+          mask &= mask - 1;
+          const int64_t q = qbase + v * 16 + lane;
+          if (q < t.q1) vn_refine(t, q, pos + i);
+        }
+      }
+  }
+
+  static int64_t up64(int64_t b) { return (b + 63) / 64 * 64; }
+
+  static void scan(const QuantTask& t) {
+    const int64_t dim = t.dim, nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    const int64_t d4 = dim4(dim), rowb = d4 * 4, nt = tile_items(dim);
+    const int64_t groups = (nq + G - 1) / G, pb = panel_bytes(dim);
+    char* base = reinterpret_cast<char*>(t.scratch);
+    int8_t* panels = reinterpret_cast<int8_t*>(base);
+    char* cur = base + up64(groups * pb);
+    int32_t* lcorr = reinterpret_cast<int32_t*>(cur);
+    float* lsq = reinterpret_cast<float*>(cur + groups * G * 4);
+    float* lqn = lsq + groups * G;
+    float* lqc = lqn + groups * G;
+    cur += up64(groups * G * 16);
+    uint8_t* tile = reinterpret_cast<uint8_t*>(cur);
+    cur += up64(nt * rowb);
+    float* sc = reinterpret_cast<float*>(cur);
+    float* er = sc + nt;
+    float* nm = er + nt;
+    for (int64_t g = 0; g < groups; ++g)
+      for (int l = 0; l < G; ++l) {
+        const int64_t q = t.q0 + g * G + l, li = g * G + l;
+        int8_t* dst = panels + g * pb + l * 4;
+        if (q < t.q1) {
+          const int8_t* src = t.qcodes + q * t.qstride;  // zero-padded to qstride >= rowb
+          for (int64_t p4 = 0; p4 < d4; ++p4) std::memcpy(dst + p4 * G * 4, src + p4 * 4, 4);
+          lcorr[li] = t.qcorr[q];
+          lsq[li] = t.qscale[q];
+          lqn[li] = t.qnorm[q];
+          lqc[li] = t.qcoef[q];
+        } else {
+          for (int64_t p4 = 0; p4 < d4; ++p4) std::memset(dst + p4 * G * 4, 0, 4);
+          lcorr[li] = 0;
+          lsq[li] = lqn[li] = lqc[li] = 0.0f;
+        }
+      }
+    const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
+    const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t n = t.j1 - t0 < nt ? t.j1 - t0 : nt;
+      for (int64_t i = 0; i < n; ++i) {
+        const int8_t* row = codes + (t0 + i) * dim;
+        const char* ahead = reinterpret_cast<const char*>(row) + 4096;  // streamed once per task
+        for (int64_t o = 0; o < dim; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+        uint8_t* out = tile + i * rowb;
+        int64_t p = 0;
+        for (; p + 64 <= dim; p += 64)
+          _mm512_storeu_si512(out + p, _mm512_xor_si512(_mm512_loadu_si512(row + p), off));
+        for (; p < dim; ++p) out[p] = static_cast<uint8_t>(row[p]) ^ 0x80u;
+        for (; p < rowb; ++p) out[p] = 0x80u;
+        const float ev = t.items->err[t0 + i];
+        sc[i] = t.items->scale[t0 + i];
+        er[i] = ev;
+        nm[i] = t.items->norm[t0 + i] + ev;
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const int8_t* pg = panels + g * pb;
+        const int64_t o = g * G, qbase = t.q0 + g * G;
+        int64_t i = 0;
+        for (; i + NI <= n; i += NI)
+          micro<NI>(t, pg, lcorr + o, lsq + o, lqn + o, lqc + o, tile + i * rowb, rowb, sc + i,
+                    er + i, nm + i, qbase, t0 + i);
+        for (; i < n; ++i)
+          micro<1>(t, pg, lcorr + o, lsq + o, lqn + o, lqc + o, tile + i * rowb, rowb, sc + i,
+                   er + i, nm + i, qbase, t0 + i);
+      }
+    }
+  }
+};
