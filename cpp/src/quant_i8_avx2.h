@@ -253,29 +253,13 @@ struct QI8DirectAvx2 {
 // vpmaddubsw per (item, query vector) per 4 dims, two of them summed by vpaddw, then vpmaddwd +
 // vpaddd per 8 dims; QV * NI accumulators started at -qcorr so they end at qi . c exactly.
 template <int QV, int NI>
-struct QI8PackedAvx2 {
+struct QI8PackedAvx2 : QI8PackedDriver<QI8PackedAvx2<QV, NI>, QV * 8, NI> {
   static constexpr int G = QV * 8;
+  static constexpr int32_t kCorrSign = -1;  // see QI8PackedDriver
 
   // Groups of 4 codes per row, rounded up to an even count (the main tile takes two per step).
   static int64_t dim4(int64_t dim) { return (dim + 7) / 8 * 2; }
 
-  static int64_t tile_items(int64_t dim) {
-    int64_t n = (32 * 1024) / (dim4(dim) * 4);
-    n = n / NI * NI;
-    if (n < NI) n = NI;
-    if (n > 256 * NI) n = 256 * NI;
-    return n;
-  }
-
-  // Scratch, in bytes from 64-byte aligned offsets: panels, per-lane -qcorr (int32) and qscale,
-  // |q'|, qcoef (float), the item tile and per-item scale, err, norm + err.
-  static int64_t panel_bytes(int64_t dim) { return dim4(dim) * 4 * G; }
-  static int64_t scratch_floats(int64_t dim, int64_t qblock) {
-    const int64_t groups = (qblock + G - 1) / G, nt = tile_items(dim);
-    const int64_t bytes = groups * panel_bytes(dim) + groups * G * 16 + nt * dim4(dim) * 4 +
-                          nt * 12 + 6 * 64;
-    return bytes / 4 + 16;
-  }
 
   // Item codes x[0..8) (two broadcast groups of 4) against query vectors q (codes 0..3 of each
   // lane) and r (codes 4..7) of the two query vectors, into accumulators a0, a1. Needs
@@ -395,77 +379,14 @@ struct QI8PackedAvx2 {
       }
   }
 
-  static int64_t up64(int64_t b) { return (b + 63) / 64 * 64; }
-
-  static void scan(const QuantTask& t) {
-    const int64_t dim = t.dim, nq = t.q1 - t.q0;
-    if (nq <= 0 || t.j1 <= t.j0) return;
-    const int64_t d4 = dim4(dim), rowb = d4 * 4, nt = tile_items(dim);
-    const int64_t groups = (nq + G - 1) / G, pb = panel_bytes(dim);
-    char* base = reinterpret_cast<char*>(t.scratch);
-    int8_t* panels = reinterpret_cast<int8_t*>(base);
-    char* cur = base + up64(groups * pb);
-    int32_t* ncorr = reinterpret_cast<int32_t*>(cur);
-    float* lsq = reinterpret_cast<float*>(cur + groups * G * 4);
-    float* lqn = lsq + groups * G;
-    float* lqc = lqn + groups * G;
-    cur += up64(groups * G * 16);
-    uint8_t* tile = reinterpret_cast<uint8_t*>(cur);
-    cur += up64(nt * rowb);
-    float* sc = reinterpret_cast<float*>(cur);
-    float* er = sc + nt;
-    float* nm = er + nt;
-    for (int64_t g = 0; g < groups; ++g)
-      for (int l = 0; l < G; ++l) {
-        const int64_t q = t.q0 + g * G + l, li = g * G + l;
-        int8_t* dst = panels + g * pb + l * 4;
-        if (q < t.q1) {
-          const int8_t* src = t.qcodes + q * t.qstride;  // zero-padded to qstride >= rowb
-          for (int64_t p4 = 0; p4 < d4; ++p4) std::memcpy(dst + p4 * G * 4, src + p4 * 4, 4);
-          ncorr[li] = -t.qcorr[q];
-          lsq[li] = t.qscale[q];
-          lqn[li] = t.qnorm[q];
-          lqc[li] = t.qcoef[q];
-        } else {
-          for (int64_t p4 = 0; p4 < d4; ++p4) std::memset(dst + p4 * G * 4, 0, 4);
-          ncorr[li] = 0;
-          lsq[li] = lqn[li] = lqc[li] = 0.0f;
-        }
-      }
-    const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
+  // u = c ^ 0x80 for the row's first codes, 32 at a time (QI8PackedDriver does the rest).
+  static int64_t offset_codes(const int8_t* row, uint8_t* out, int64_t dim) {
     const __m256i off = _mm256_set1_epi8(static_cast<char>(0x80));
-    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
-      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
-      const int64_t n = t.j1 - t0 < nt ? t.j1 - t0 : nt;
-      for (int64_t i = 0; i < n; ++i) {
-        const int8_t* row = codes + (t0 + i) * dim;
-        // The codes stream from memory once per task; ask ~4 KiB ahead.
-        const char* ahead = reinterpret_cast<const char*>(row) + 4096;
-        for (int64_t o = 0; o < dim; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-        uint8_t* out = tile + i * rowb;
-        int64_t p = 0;
-        for (; p + 32 <= dim; p += 32)
-          _mm256_storeu_si256(
-              reinterpret_cast<__m256i*>(out + p),
-              _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + p)), off));
-        for (; p < dim; ++p) out[p] = static_cast<uint8_t>(row[p]) ^ 0x80u;
-        for (; p < rowb; ++p) out[p] = 0x80u;
-        const float ev = t.items->err[t0 + i];
-        sc[i] = t.items->scale[t0 + i];
-        er[i] = ev;
-        nm[i] = t.items->norm[t0 + i] + ev;
-      }
-      for (int64_t g = 0; g < groups; ++g) {
-        const int8_t* pg = panels + g * pb;
-        const int64_t o = g * G, qbase = t.q0 + g * G;
-        int64_t i = 0;
-        for (; i + NI <= n; i += NI)
-          micro<NI>(t, pg, ncorr + o, lsq + o, lqn + o, lqc + o, tile + i * rowb, rowb, sc + i,
-                    er + i, nm + i, qbase, t0 + i);
-        for (; i < n; ++i)
-          micro<1>(t, pg, ncorr + o, lsq + o, lqn + o, lqc + o, tile + i * rowb, rowb, sc + i,
-                   er + i, nm + i, qbase, t0 + i);
-      }
-    }
+    int64_t p = 0;
+    for (; p + 32 <= dim; p += 32)
+      _mm256_storeu_si256(
+          reinterpret_cast<__m256i*>(out + p),
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + p)), off));
+    return p;
   }
 };

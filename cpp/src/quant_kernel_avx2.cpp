@@ -20,6 +20,8 @@ namespace qisa_avx2 {
 
 #include "quant_scan_impl.h"
 
+#include "quant_i8_packed.h"
+
 #include "quant_i8_avx2.h"
 
 // float16: 2 query vectors (16 queries) x 6 items: 12 accumulators + 2 query vectors + 1

@@ -22,6 +22,8 @@ namespace RECFAST_VNNI_NS {
 
 #include "quant_scan_impl.h"
 
+#include "quant_i8_packed.h"
+
 #include "quant_i8_vnni.h"
 
 // float16 (and int8 beyond kQuantI8MaxDim): as quant_kernel_avx512.cpp, 2 query vectors (32
