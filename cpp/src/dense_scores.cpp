@@ -70,14 +70,7 @@ void dense_scores(const float* queries, int64_t n_queries, int64_t query_stride,
     for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
     return;
   }
-  std::function<bool()> stop;
-  if (should_stop)
-    stop = [&] {
-      if (!should_stop()) return false;
-      cancel = true;
-      return true;
-    };
-  parallel_for(n_tasks, workers, run_task, stop);
+  parallel_for(n_tasks, workers, run_task, stop_and_cancel(should_stop, cancel));
 }
 
 }  // namespace recfast

@@ -308,13 +308,7 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
     else
       ks.scan_packed(t);
   };
-  std::function<bool()> should_stop;
-  if (params.should_stop)
-    should_stop = [&] {
-      if (!params.should_stop()) return false;
-      cancel = true;
-      return true;
-    };
+  const std::function<bool()> should_stop = stop_and_cancel(params.should_stop, cancel);
   if (workers == 1 && work < kInlineMaxWork) {
     for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
   } else {

@@ -31,13 +31,7 @@ void for_row_blocks(int64_t n_rows, double work_per_row, int num_threads,
   const int64_t n_tasks = std::min<int64_t>(n_rows, threads * kTasksPerThread);
   const int64_t block = (n_rows + n_tasks - 1) / n_tasks;
   std::atomic<bool> cancel{false};
-  std::function<bool()> stop;
-  if (should_stop)
-    stop = [&] {
-      if (!should_stop()) return false;
-      cancel = true;
-      return true;
-    };
+  const std::function<bool()> stop = stop_and_cancel(should_stop, cancel);
   parallel_for(
       (n_rows + block - 1) / block, static_cast<int>(std::min<int64_t>(threads, n_tasks)),
       [&](int64_t task, int) {

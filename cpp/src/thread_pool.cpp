@@ -133,4 +133,14 @@ void parallel_for(int64_t n_tasks, int workers, const std::function<void(int64_t
   if (interrupted) throw Interrupted();
 }
 
+std::function<bool()> stop_and_cancel(const std::function<bool()>& should_stop,
+                                      std::atomic<bool>& cancel) {
+  if (!should_stop) return {};
+  return [should_stop, &cancel] {
+    if (!should_stop()) return false;
+    cancel = true;
+    return true;
+  };
+}
+
 }  // namespace recfast

@@ -2,6 +2,7 @@
 // several callers may submit at once, and the first exception of a job is rethrown to its caller.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 
@@ -14,5 +15,11 @@ namespace recfast {
 // cancels the job and is rethrown here after all workers have left it.
 void parallel_for(int64_t n_tasks, int workers, const std::function<void(int64_t, int)>& fn,
                   const std::function<bool()>& should_stop);
+
+// A should_stop for parallel_for that, when `should_stop` says stop, also sets `cancel` (which
+// tasks poll between their units of work, so running ones return early); empty when
+// should_stop is.
+std::function<bool()> stop_and_cancel(const std::function<bool()>& should_stop,
+                                      std::atomic<bool>& cancel);
 
 }  // namespace recfast

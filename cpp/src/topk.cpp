@@ -172,14 +172,7 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
   if (inline_call) {
     for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
   } else {
-    std::function<bool()> should_stop;
-    if (params.should_stop)
-      should_stop = [&] {
-        if (!params.should_stop()) return false;
-        cancel = true;
-        return true;
-      };
-    parallel_for(n_tasks, workers, run_task, should_stop);
+    parallel_for(n_tasks, workers, run_task, stop_and_cancel(params.should_stop, cancel));
   }
 
   // Merge chunk heaps into chunk 0's, sort each row, pad to k.
