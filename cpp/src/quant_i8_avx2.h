@@ -34,19 +34,6 @@ static inline __m256i i8_hsum8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, _
                           _mm256_permute2x128_si256(x, y, 0x31));
 }
 
-// Lanes [0, n) of p[0..n) (no read past them), spread with the lane -> element map idx.
-static inline __m256i i8_first(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-static inline __m256 i8_lanes(const float* p, int n, __m256i idx) {
-  const __m256i mask = i8_first(n);
-  return _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, mask), idx);
-}
-static inline __m256i i8_lanes(const int32_t* p, int n, __m256i idx) {
-  const __m256i mask = i8_first(n);
-  return _mm256_permutevar8x32_epi32(_mm256_maskload_epi32(p, mask), idx);
-}
-
 // The second look at an item that passed the integer bound (q_offer_refined): q' . c_j in
 // float32 FMAs over 8 lanes.
 static inline void i8_refine(const QuantTask& t, int64_t q, int64_t j) {
@@ -67,63 +54,19 @@ static inline void i8_refine(const QuantTask& t, int64_t q, int64_t j) {
   q_offer_refined(t, q, j, s);
 }
 
-// The second look for the lanes of ub >= tau (lane = a * NI + b: query q + a, item j + b).
-template <int NI>
-static inline void i8_offer_lanes(const QuantTask& t, unsigned mask, int64_t q, int64_t j) {
-  while (mask) {
-    const int lane = __builtin_ctz(mask);
-    mask &= mask - 1;
-    i8_refine(t, q + lane / NI, j + lane % NI);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Direct path (a few queries): NQ queries x NI items (NQ * NI <= 8) of dot products along d,
 // 32 codes per step, the NQ * NI accumulators reduced together by i8_hsum8 into one vector whose
-// lane a * NI + b is (query q + a, item j + b); the epilogue is vectorized over those lanes.
-struct QI8DirectAvx2 {
-  // Query-side lane vectors of a group of NQ queries laid out for NI items per block.
-  struct QLanes {
-    __m256 sq, qn, qc;
-    __m256i corr, tidx;
-  };
-
-  template <int NQ, int NI>
-  static QLanes qlanes(const QuantTask& t, int64_t q) {
-    alignas(32) int32_t ia[8];
-    for (int l = 0; l < 8; ++l) ia[l] = l / NI < NQ ? l / NI : 0;
-    const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(ia));
-    QLanes ql;
-    ql.sq = i8_lanes(t.qscale + q, NQ, idx);
-    ql.qn = i8_lanes(t.qnorm + q, NQ, idx);
-    ql.qc = i8_lanes(t.qcoef + q, NQ, idx);
-    ql.corr = i8_lanes(t.qcorr + q, NQ, idx);
-    ql.tidx = idx;
-    return ql;
-  }
-
-  // Eight accumulators, picked at compile time by slot<K> (a local array of vectors was kept on
-  // the stack and zeroed with rep stos on every block).
-  struct Acc8 {
+// lane a * NI + b is (query q + a, item j + b); QI8DirectDriver does the rest.
+struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
+  struct Acc {  // see acc_slot
     __m256i v0, v1, v2, v3, v4, v5, v6, v7;
   };
-  template <int K>
-  static inline __m256i& slot(Acc8& A) {
-    static_assert(K >= 0 && K < 8, "slot");
-    if constexpr (K == 0) return A.v0;
-    else if constexpr (K == 1) return A.v1;
-    else if constexpr (K == 2) return A.v2;
-    else if constexpr (K == 3) return A.v3;
-    else if constexpr (K == 4) return A.v4;
-    else if constexpr (K == 5) return A.v5;
-    else if constexpr (K == 6) return A.v6;
-    else return A.v7;
-  }
 
   // One step of 32 codes: item b (read at xr[b] + p, or at xt[b] when given) meets query a
   // into accumulator a * NI + b, for K = b * NQ + a in order (one offset item live at a time).
   template <int NQ, int NI, int... K>
-  static inline void step(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+  static inline void step(Acc& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
                           const int8_t* const* xt, __m256i ones, __m256i off,
                           std::integer_sequence<int, K...>) {
     __m256i x = _mm256_setzero_si256();
@@ -131,7 +74,7 @@ struct QI8DirectAvx2 {
   }
 
   template <int NQ, int NI, int K>
-  static inline void upd(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+  static inline void upd(Acc& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
                          const int8_t* const* xt, __m256i ones, __m256i off, __m256i& x) {
     constexpr int b = K / NQ, a = K % NQ;
     if constexpr (a == 0) {
@@ -139,47 +82,22 @@ struct QI8DirectAvx2 {
       x = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), off);
     }
     const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr[a] + p));
-    __m256i& acc = slot<a * NI + b>(A);
+    __m256i& acc = acc_slot<a * NI + b>(A);
     acc = i8_madd(acc, x, qv, ones);
   }
 
-  // p[lane % NI] in each lane (NI items of lane a * NI + b), reading only p[0..NI).
-  template <int NI>
-  static inline __m256 item_lanes(const float* p) {
-    static_assert(NI == 1 || NI == 2 || NI == 4 || NI == 8, "NI divides 8");
-    if (NI == 8) return _mm256_loadu_ps(p);
-    if (NI == 4) return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
-    if (NI == 2) {
-      double w;
-      std::memcpy(&w, p, 8);
-      return _mm256_castpd_ps(_mm256_set1_pd(w));
-    }
-    return _mm256_broadcast_ss(p);
-  }
-
-  // Not inlined: the caller's loop would keep the QLanes vectors in registers and spill
-  // accumulators instead.
+  // sum u qi of the block's NQ x NI pairs, in lanes a * NI + b (QI8DirectDriver::block).
   template <int NQ, int NI>
-  __attribute__((noinline)) static void block(const QuantTask& t, const QLanes& ql, int64_t q,
-                                              int64_t j) {
-    constexpr int NA = NQ * NI;
-    static_assert(NA <= 8, "at most 8 accumulators");
+  static inline __m256i dots(const QuantTask& t, int64_t q, int64_t j) {
     const int64_t dim = t.dim;
     const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
     const __m256i ones = _mm256_set1_epi16(1), off = _mm256_set1_epi8(static_cast<char>(0x80));
-    Acc8 A{};
+    Acc A{};
     const int8_t* qr[NQ];
     const int8_t* xr[NI];
     for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
-    using Seq = std::make_integer_sequence<int, NA>;
-    // The rows of a block are contiguous; ask for those a few blocks ahead (the hardware
-    // prefetcher alone leaves this loop waiting on memory, even from L3).
-    {
-      const int64_t bytes = NI * dim, ahead = bytes < 1024 ? 4096 : 4 * bytes;
-      const char* pf = reinterpret_cast<const char*>(xr[0]) + ahead;
-      for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-    }
+    using Seq = std::make_integer_sequence<int, NQ * NI>;
     int64_t p = 0;
     for (; p + 32 <= dim; p += 32) step<NQ, NI>(A, qr, xr, p, nullptr, ones, off, Seq{});
     if (p < dim) {
@@ -200,49 +118,10 @@ struct QI8DirectAvx2 {
       }
       step<NQ, NI>(A, qr, xt, p, xt, ones, off, Seq{});
     }
-    const __m256i dot = _mm256_sub_epi32(
-        i8_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7), ql.corr);
-    const __m256 sc = item_lanes<NI>(t.items->scale + j);
-    const __m256 e = item_lanes<NI>(t.items->err + j);
-    const __m256 m = _mm256_add_ps(item_lanes<NI>(t.items->norm + j), e);
-    const __m256 T = _mm256_mul_ps(_mm256_mul_ps(ql.sq, sc), _mm256_cvtepi32_ps(dot));
-    const __m256 r =
-        _mm256_fmadd_ps(ql.qn, e, _mm256_fmadd_ps(ql.qc, m, _mm256_set1_ps(kQuantAbsSlack)));
-    const __m256 tau = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t.tau + (q - t.q0)), ql.tidx);
-    unsigned mask = static_cast<unsigned>(
-        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(T, r), tau, _CMP_GE_OQ)));
-    mask &= (1u << NA) - 1;
-    if (mask) i8_offer_lanes<NI>(t, mask, q, j);
+    return i8_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7);
   }
 
-  template <int NQ>
-  static void run_group(const QuantTask& t, int64_t q, int64_t j0, int64_t j1) {
-    constexpr int NI = 8 / NQ;
-    const QLanes ql = qlanes<NQ, NI>(t, q);
-    int64_t j = j0;
-    for (; j + NI <= j1; j += NI) block<NQ, NI>(t, ql, q, j);
-    if (j < j1) {
-      const QLanes q1 = qlanes<NQ, 1>(t, q);
-      for (; j < j1; ++j) block<NQ, 1>(t, q1, q, j);
-    }
-  }
-
-  static void scan(const QuantTask& t) {
-    if (t.q1 <= t.q0 || t.j1 <= t.j0) return;
-    // Items between cancellation checks; the tile (~256 KiB of codes) is re-read from cache by
-    // each query group.
-    int64_t tile = (256 * 1024) / t.dim;
-    tile = tile < 64 ? 64 : (tile / 8 * 8);
-    for (int64_t t0 = t.j0; t0 < t.j1; t0 += tile) {
-      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
-      const int64_t t1 = t.j1 - t0 < tile ? t.j1 : t0 + tile;
-      int64_t q = t.q0;
-      for (; q + 8 <= t.q1; q += 8) run_group<8>(t, q, t0, t1);
-      for (; q + 4 <= t.q1; q += 4) run_group<4>(t, q, t0, t1);
-      for (; q + 2 <= t.q1; q += 2) run_group<2>(t, q, t0, t1);
-      for (; q < t.q1; ++q) run_group<1>(t, q, t0, t1);
-    }
-  }
+  static void refine(const QuantTask& t, int64_t q, int64_t j) { i8_refine(t, q, j); }
 };
 
 // ---------------------------------------------------------------------------------------------

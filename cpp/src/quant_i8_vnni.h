@@ -62,64 +62,24 @@ static inline void vn_refine(const QuantTask& t, int64_t q, int64_t j) {
 // ---------------------------------------------------------------------------------------------
 // Direct path (a few queries): NQ queries x NI items (NQ * NI <= 8) of dot products along d, 64
 // codes per step (a masked load for the tail), the NQ * NI accumulators reduced together by
-// vn_hsum8 into one 8-lane vector whose lane a * NI + b is (query q + a, item j + b); the
-// epilogue is vectorized over those lanes, as in QI8DirectAvx2.
-struct QI8DirectVnni {
-  struct QLanes {
-    __m256 sq, qn, qc;
-    __m256i corr, tidx;
-  };
-
-  // Built once per query group, so plain stores are fine here.
-  template <int NQ, int NI>
-  static QLanes qlanes(const QuantTask& t, int64_t q) {
-    alignas(32) int32_t ia[8], ic[8];
-    alignas(32) float fs[8], fn[8], fc[8];
-    for (int l = 0; l < 8; ++l) {
-      const int a = l / NI < NQ ? l / NI : 0;
-      ia[l] = a;
-      ic[l] = t.qcorr[q + a];
-      fs[l] = t.qscale[q + a];
-      fn[l] = t.qnorm[q + a];
-      fc[l] = t.qcoef[q + a];
-    }
-    QLanes ql;
-    ql.sq = _mm256_load_ps(fs);
-    ql.qn = _mm256_load_ps(fn);
-    ql.qc = _mm256_load_ps(fc);
-    ql.corr = _mm256_load_si256(reinterpret_cast<const __m256i*>(ic));
-    ql.tidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(ia));
-    return ql;
-  }
-
-  // Eight named accumulators (see QI8DirectAvx2::Acc8 for why not an array).
-  struct Acc8 {
+// vn_hsum8 into one 8-lane vector whose lane a * NI + b is (query q + a, item j + b);
+// QI8DirectDriver does the rest.
+struct QI8DirectVnni : QI8DirectDriver<QI8DirectVnni> {
+  struct Acc {  // see acc_slot
     __m512i v0, v1, v2, v3, v4, v5, v6, v7;
   };
-  template <int K>
-  static inline __m512i& slot(Acc8& A) {
-    static_assert(K >= 0 && K < 8, "slot");
-    if constexpr (K == 0) return A.v0;
-    else if constexpr (K == 1) return A.v1;
-    else if constexpr (K == 2) return A.v2;
-    else if constexpr (K == 3) return A.v3;
-    else if constexpr (K == 4) return A.v4;
-    else if constexpr (K == 5) return A.v5;
-    else if constexpr (K == 6) return A.v6;
-    else return A.v7;
-  }
 
   // One step of 64 codes from p (n < 64: the last n codes, masked): item b meets query a into
   // accumulator a * NI + b, for K = b * NQ + a in order (one offset item live at a time).
   template <int NQ, int NI, int... K>
-  static inline void step(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+  static inline void step(Acc& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
                           int64_t n, __m512i off, std::integer_sequence<int, K...>) {
     __m512i x = _mm512_setzero_si512();
     (upd<NQ, NI, K>(A, qr, xr, p, n, off, x), ...);
   }
 
   template <int NQ, int NI, int K>
-  static inline void upd(Acc8& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
+  static inline void upd(Acc& A, const int8_t* const* qr, const int8_t* const* xr, int64_t p,
                          int64_t n, __m512i off, __m512i& x) {
     constexpr int b = K / NQ, a = K % NQ;
     // In the masked tail a missing item byte offsets to 128 and meets a zero query byte.
@@ -127,92 +87,29 @@ struct QI8DirectVnni {
       x = _mm512_xor_si512(n < 64 ? vn_load_tail(xr[b] + p, n) : _mm512_loadu_si512(xr[b] + p),
                            off);
     const __m512i qv = n < 64 ? vn_load_tail(qr[a] + p, n) : _mm512_loadu_si512(qr[a] + p);
-    __m512i& acc = slot<a * NI + b>(A);
+    __m512i& acc = acc_slot<a * NI + b>(A);
     acc = vn_dot(acc, x, qv);
   }
 
-  // p[lane % NI] in each lane (NI items of lane a * NI + b), reading only p[0..NI).
-  template <int NI>
-  static inline __m256 item_lanes(const float* p) {
-    static_assert(NI == 1 || NI == 2 || NI == 4 || NI == 8, "NI divides 8");
-    if (NI == 8) return _mm256_loadu_ps(p);
-    if (NI == 4) return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
-    if (NI == 2) {
-      double w;
-      std::memcpy(&w, p, 8);
-      return _mm256_castpd_ps(_mm256_set1_pd(w));
-    }
-    return _mm256_broadcast_ss(p);
-  }
-
+  // sum u qi of the block's NQ x NI pairs, in lanes a * NI + b (QI8DirectDriver::block).
   template <int NQ, int NI>
-  __attribute__((noinline)) static void block(const QuantTask& t, const QLanes& ql, int64_t q,
-                                              int64_t j) {
-    constexpr int NA = NQ * NI;
-    static_assert(NA <= 8, "at most 8 accumulators");
+  static inline __m256i dots(const QuantTask& t, int64_t q, int64_t j) {
     const int64_t dim = t.dim;
     const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
     const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
-    Acc8 A{};
+    Acc A{};
     const int8_t* qr[NQ];
     const int8_t* xr[NI];
     for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
-    using Seq = std::make_integer_sequence<int, NA>;
-    {  // prefetch a few blocks ahead, as QI8DirectAvx2::block
-      const int64_t bytes = NI * dim, ahead = bytes < 1024 ? 4096 : 4 * bytes;
-      const char* pf = reinterpret_cast<const char*>(xr[0]) + ahead;
-      for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-    }
+    using Seq = std::make_integer_sequence<int, NQ * NI>;
     int64_t p = 0;
     for (; p + 64 <= dim; p += 64) step<NQ, NI>(A, qr, xr, p, 64, off, Seq{});
     if (p < dim) step<NQ, NI>(A, qr, xr, p, dim - p, off, Seq{});
-    const __m256i dot =
-        _mm256_sub_epi32(vn_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7), ql.corr);
-    const __m256 sc = item_lanes<NI>(t.items->scale + j);
-    const __m256 e = item_lanes<NI>(t.items->err + j);
-    const __m256 m = _mm256_add_ps(item_lanes<NI>(t.items->norm + j), e);
-    const __m256 T = _mm256_mul_ps(_mm256_mul_ps(ql.sq, sc), _mm256_cvtepi32_ps(dot));
-    const __m256 r =
-        _mm256_fmadd_ps(ql.qn, e, _mm256_fmadd_ps(ql.qc, m, _mm256_set1_ps(kQuantAbsSlack)));
-    // tau is padded past the last query (the driver), so 8 lanes can be read from q.
-    const __m256 tau = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t.tau + (q - t.q0)), ql.tidx);
-    unsigned mask = static_cast<unsigned>(
-        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_add_ps(T, r), tau, _CMP_GE_OQ)));
-    mask &= (1u << NA) - 1;
-    while (mask) {
-      const int lane = __builtin_ctz(mask);
-      mask &= mask - 1;
-      vn_refine(t, q + lane / NI, j + lane % NI);
-    }
+    return vn_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7);
   }
 
-  template <int NQ>
-  static void run_group(const QuantTask& t, int64_t q, int64_t j0, int64_t j1) {
-    constexpr int NI = 8 / NQ;
-    const QLanes ql = qlanes<NQ, NI>(t, q);
-    int64_t j = j0;
-    for (; j + NI <= j1; j += NI) block<NQ, NI>(t, ql, q, j);
-    if (j < j1) {
-      const QLanes q1 = qlanes<NQ, 1>(t, q);
-      for (; j < j1; ++j) block<NQ, 1>(t, q1, q, j);
-    }
-  }
-
-  static void scan(const QuantTask& t) {
-    if (t.q1 <= t.q0 || t.j1 <= t.j0) return;
-    int64_t tile = (256 * 1024) / t.dim;  // items between cancellation checks (~256 KiB)
-    tile = tile < 64 ? 64 : (tile / 8 * 8);
-    for (int64_t t0 = t.j0; t0 < t.j1; t0 += tile) {
-      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
-      const int64_t t1 = t.j1 - t0 < tile ? t.j1 : t0 + tile;
-      int64_t q = t.q0;
-      for (; q + 8 <= t.q1; q += 8) run_group<8>(t, q, t0, t1);
-      for (; q + 4 <= t.q1; q += 4) run_group<4>(t, q, t0, t1);
-      for (; q + 2 <= t.q1; q += 2) run_group<2>(t, q, t0, t1);
-      for (; q < t.q1; ++q) run_group<1>(t, q, t0, t1);
-    }
-  }
+  static void refine(const QuantTask& t, int64_t q, int64_t j) { vn_refine(t, q, j); }
 };
 
 // ---------------------------------------------------------------------------------------------

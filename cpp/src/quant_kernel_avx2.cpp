@@ -20,7 +20,7 @@ namespace qisa_avx2 {
 
 #include "quant_scan_impl.h"
 
-#include "quant_i8_packed.h"
+#include "quant_i8_drivers.h"
 
 #include "quant_i8_avx2.h"
 

@@ -22,7 +22,7 @@ namespace RECFAST_VNNI_NS {
 
 #include "quant_scan_impl.h"
 
-#include "quant_i8_packed.h"
+#include "quant_i8_drivers.h"
 
 #include "quant_i8_vnni.h"
 
