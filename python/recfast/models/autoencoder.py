@@ -185,11 +185,8 @@ def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
 
         def encode(self, xs: Any) -> tuple[Any, Any]:
             """xs: normalized sparse input (B, n_items). Returns (mean, logvar or None)."""
-            return self.encode_from_first(torch.sparse.mm(xs, self.w_in) + self.b_in)
-
-        def encode_from_first(self, h: Any) -> tuple[Any, Any]:
-            """encode() after the first layer's affine map h = xs w_in + b_in."""
             vae = cfg.variant == "vae"
+            h = torch.sparse.mm(xs, self.w_in) + self.b_in
             n = len(self.enc)
             if not (vae and n == 0):
                 h = torch.tanh(h)
