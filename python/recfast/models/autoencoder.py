@@ -400,9 +400,7 @@ class AutoEncoder(Recommender):
         finally:
             torch.set_num_threads(old_threads)
         self.net_.eval()
-        self._cache = None
-        self._ii_cache = None
-        self._w_cache = None
+        self._drop_inference_caches()
         return self
 
     def _train(self, m: sp.csr_matrix, validation: Any, callback: Callable | None) -> None:
@@ -462,9 +460,7 @@ class AutoEncoder(Recommender):
             logs = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0}
             if validation is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1):
                 net.eval()
-                self._cache = None
-                self._ii_cache = None
-                self._w_cache = None
+                self._drop_inference_caches()
                 ndcg = self._validation_ndcg(*validation)
                 logs["ndcg@100"] = ndcg
                 if ndcg > best:
@@ -579,6 +575,12 @@ class AutoEncoder(Recommender):
         return float(_ndcg(ids, v_tg, 100).mean())
 
     # ------------------------------------------------------------------ inference
+    def _drop_inference_caches(self) -> None:
+        """Forget the arrays inference derives from the weights (after they change)."""
+        self._cache = None
+        self._ii_cache = None
+        self._w_cache = None
+
     def _ensure_inference(self) -> None:
         self._check_fitted()
         if getattr(self, "_torch", None) is None:
@@ -644,7 +646,7 @@ class AutoEncoder(Recommender):
         h = np.repeat(b_in[None, :], m.shape[0], axis=0)
         item_item_scores(xn, w_in, h)
         threads = available_cpus()
-        for i, (w, b) in enumerate(layers):  # encoder and decoder layers, then the output layer
+        for w, b in layers:  # encoder and decoder layers, then the output layer
             np.tanh(h, out=h)
             nxt = np.empty((m.shape[0], w.shape[0]), np.float32)
             _core.dense_scores(h, w, nxt, threads, bias=b)
@@ -747,9 +749,7 @@ class AutoEncoder(Recommender):
         model.net_ = _build_net(torch, model.config, model.n_items_)
         model.net_.load_state_dict(payload["state_dict"])
         model.net_.to(model._dev).eval()
-        model._cache = None
-        model._ii_cache = None
-        model._w_cache = None
+        model._drop_inference_caches()
         return model
 
 
