@@ -54,4 +54,12 @@ const KernelSet* kernels_generic();
 const KernelSet* kernels_avx2();    // nullptr when not compiled in
 const KernelSet* kernels_avx512();  // nullptr when not compiled in
 
+struct TaskCell;  // task_grid.h
+
+// A task of one grid cell over rows of the given layout (Dot: inv_qnorm unset; no heaps, no
+// exclusion, no output: the caller sets those it uses).
+ScanTask scan_task(const TaskCell& cell, const float* queries, int64_t query_stride,
+                   const float* items, int64_t item_stride, int64_t dim, float* scratch,
+                   const std::atomic<bool>* cancel);
+
 }  // namespace recfast

@@ -22,13 +22,12 @@
 #include <string>
 #include <vector>
 
-#include "aligned_buffer.h"
 #include "quant_kernels.h"
 #include "recfast/heap.h"
 #include "recfast/quant.h"
 #include "recfast/simd.h"
 #include "recfast/topk.h"
-#include "thread_pool.h"
+#include "task_grid.h"
 
 #include <cerrno>
 #include <unistd.h>
@@ -243,8 +242,8 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
     n_chunks = std::min<int64_t>({n_chunks, threads, (n + 1023) / 1024});
     n_chunks = std::max<int64_t>(1, n_chunks);
   }
-  const int64_t chunk_items = (n + n_chunks - 1) / n_chunks;
-  n_chunks = (n + chunk_items - 1) / chunk_items;
+  const TaskGrid grid(n_queries, qblock, n, n_chunks, 1);
+  n_chunks = grid.n_chunks;
 
   // Per (chunk, query): a lower-bound heap, a survivor buffer; per chunk a threshold row.
   const size_t n_states = static_cast<size_t>(n_chunks * n_queries);
@@ -271,49 +270,38 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
     }
   }
 
-  const int64_t n_tasks = n_qblocks * n_chunks;
-  const int workers =
-      static_cast<int>(std::min<int64_t>(threads, work < kInlineMaxWork ? 1 : n_tasks));
-  const int64_t scratch_n = ks.scratch_floats(dim);
-  std::vector<AlignedBuffer> scratch;
-  for (int w = 0; w < workers; ++w) scratch.push_back(aligned_floats(scratch_n));
-  std::atomic<bool> cancel{false};
-
-  auto run_task = [&](int64_t task, int slot) {
-    const int64_t b = task / n_chunks, c = task % n_chunks;
-    QuantTask t;
-    t.queries = qbuf.data();
-    t.qnorm = qnorm.data();
-    t.qcodes = int_i8 ? qcodes.data() : nullptr;
-    t.qstride = qstride;
-    t.qscale = int_i8 ? qscale.data() : nullptr;
-    t.qcoef = int_i8 ? qcoef.data() : nullptr;
-    t.qcorr = int_i8 ? qcorr.data() : nullptr;
-    t.items = &items;
-    t.rel_slack = rel;
-    t.dim = dim;
-    t.heap_k = hk;
-    t.q0 = b * qblock;
-    t.q1 = std::min(n_queries, t.q0 + qblock);
-    t.j0 = c * chunk_items;
-    t.j1 = std::min(n, t.j0 + chunk_items);
-    t.states = states.data() + c * n_queries + t.q0;
-    t.tau = tau.data() + c * tau_row + t.q0;
-    t.exclude = params.exclude;
-    t.allow = params.allow;
-    t.scratch = scratch[static_cast<size_t>(slot)].get();
-    t.cancel = &cancel;
-    if (direct)
-      ks.scan_direct(t);
-    else
-      ks.scan_packed(t);
-  };
-  const std::function<bool()> should_stop = stop_and_cancel(params.should_stop, cancel);
-  if (workers == 1 && work < kInlineMaxWork) {
-    for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
-  } else {
-    parallel_for(n_tasks, workers, run_task, should_stop);
-  }
+  TaskRunner runner(grid.size(), threads, work < kInlineMaxWork, ks.scratch_floats(dim));
+  runner.run(
+      [&](int64_t task, float* scratch) {
+        const TaskCell cell = grid.cell(task);
+        QuantTask t;
+        t.queries = qbuf.data();
+        t.qnorm = qnorm.data();
+        t.qcodes = int_i8 ? qcodes.data() : nullptr;
+        t.qstride = qstride;
+        t.qscale = int_i8 ? qscale.data() : nullptr;
+        t.qcoef = int_i8 ? qcoef.data() : nullptr;
+        t.qcorr = int_i8 ? qcorr.data() : nullptr;
+        t.items = &items;
+        t.rel_slack = rel;
+        t.dim = dim;
+        t.heap_k = hk;
+        t.q0 = cell.q0;
+        t.q1 = cell.q1;
+        t.j0 = cell.j0;
+        t.j1 = cell.j1;
+        t.states = states.data() + cell.chunk * n_queries + t.q0;
+        t.tau = tau.data() + cell.chunk * tau_row + t.q0;
+        t.exclude = params.exclude;
+        t.allow = params.allow;
+        t.scratch = scratch;
+        t.cancel = runner.cancel();
+        if (direct)
+          ks.scan_direct(t);
+        else
+          ks.scan_packed(t);
+      },
+      params.should_stop);
 
   // Merge: the global threshold is the k-th best lower bound over the chunks; the survivors are
   // the candidates whose upper bound reaches it, by position.

@@ -2,20 +2,18 @@
 #include "recfast/score_rows.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "recfast/heap.h"
-#include "thread_pool.h"
+#include "task_grid.h"
 
 namespace recfast {
 namespace {
 
 // Below this many elements a call runs on the calling thread: waking workers costs more.
 constexpr int64_t kInlineMaxElements = 1 << 20;
-constexpr int64_t kTasksPerThread = 4;
 // Output columns per task of the accumulation (1 KiB of an output row, kept in L1).
 constexpr int64_t kAccumulateColumns = 256;
 
@@ -24,21 +22,17 @@ template <class Fn>
 void for_row_blocks(int64_t n_rows, double work_per_row, int num_threads,
                     const std::function<bool()>& should_stop, const Fn& fn) {
   const int threads = std::max(1, num_threads);
-  if (n_rows * work_per_row < kInlineMaxElements) {
-    fn(int64_t{0}, n_rows);
-    return;
-  }
-  const int64_t n_tasks = std::min<int64_t>(n_rows, threads * kTasksPerThread);
-  const int64_t block = (n_rows + n_tasks - 1) / n_tasks;
-  std::atomic<bool> cancel{false};
-  const std::function<bool()> stop = stop_and_cancel(should_stop, cancel);
-  parallel_for(
-      (n_rows + block - 1) / block, static_cast<int>(std::min<int64_t>(threads, n_tasks)),
-      [&](int64_t task, int) {
-        if (!cancel.load(std::memory_order_relaxed))
-          fn(task * block, std::min(n_rows, (task + 1) * block));
+  const bool on_caller = n_rows * work_per_row < kInlineMaxElements;
+  const int64_t n_tasks = on_caller ? 1 : std::min<int64_t>(n_rows, threads * kTasksPerThread);
+  // The rows take the grid's query side; there is one item chunk.
+  const TaskGrid grid(n_rows, (n_rows + n_tasks - 1) / n_tasks, 0, 1, 1);
+  TaskRunner runner(grid.size(), threads, on_caller, 0);
+  runner.run(
+      [&](int64_t task, float*) {
+        const TaskCell cell = grid.cell(task);
+        fn(cell.q0, cell.q1);
       },
-      stop);
+      should_stop);
 }
 
 }  // namespace

@@ -11,11 +11,10 @@
 #include <new>
 #include <vector>
 
-#include "aligned_buffer.h"
 #include "kernels.h"
 #include "recfast/heap.h"
 #include "recfast/simd.h"
-#include "thread_pool.h"
+#include "task_grid.h"
 
 namespace recfast {
 namespace {
@@ -26,8 +25,6 @@ static_assert(kTopkDirectMaxQueries < kTopkBroadcastMaxQueries, "paths in order"
 constexpr double kInlineMaxWork = 2e6;
 // Tasks should carry at least this many multiply-adds, so scheduling stays negligible.
 constexpr double kMinTaskWork = 4e6;
-// Tasks per thread when the work allows: dynamic scheduling then absorbs uneven threads.
-constexpr int64_t kTasksPerThread = 4;
 // A packed task's query block: at most this many floats (1 MiB), so it stays in L2...
 constexpr int64_t kQueryPackFloats = 256 * 1024;
 // ...and, when the batch is split into several blocks, at least this many queries.
@@ -49,6 +46,24 @@ const KernelSet& kernels_for(SimdLevel level) {
   if (k == nullptr && level != SimdLevel::Generic) k = kernels_avx2();
   if (k == nullptr) k = kernels_generic();
   return *k;
+}
+
+ScanTask scan_task(const TaskCell& cell, const float* queries, int64_t query_stride,
+                   const float* items, int64_t item_stride, int64_t dim, float* scratch,
+                   const std::atomic<bool>* cancel) {
+  ScanTask t{};
+  t.queries = queries;
+  t.query_stride = query_stride;
+  t.items = items;
+  t.item_stride = item_stride;
+  t.dim = dim;
+  t.q0 = cell.q0;
+  t.q1 = cell.q1;
+  t.j0 = cell.j0;
+  t.j1 = cell.j1;
+  t.scratch = scratch;
+  t.cancel = cancel;
+  return t;
 }
 
 void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, const float* items,
@@ -115,71 +130,49 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
       qblock = std::max<int64_t>(g, (n_queries + threads - 1) / threads / g * g);
     }
   }
-  const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
-  const int64_t chunk_items = ((n_items + n_chunks - 1) / n_chunks + 63) / 64 * 64;
-  n_chunks = (n_items + chunk_items - 1) / chunk_items;
+  const TaskGrid grid(n_queries, qblock, n_items, n_chunks, 64);
   // Heaps: chunk c keeps hk slots per query. With one chunk, build them in the output directly
   // when it has room (hk == k); otherwise in a side buffer.
-  const bool heaps_in_output = n_chunks == 1 && hk == k;
+  const bool heaps_in_output = grid.n_chunks == 1 && hk == k;
   std::vector<float> side_scores;
   std::vector<int64_t> side_ids;
   float* heap_scores = out_scores;
   int64_t* heap_ids = out_ids;
   if (!heaps_in_output) {
-    side_scores.resize(static_cast<size_t>(n_chunks * n_queries * hk));
+    side_scores.resize(static_cast<size_t>(grid.n_chunks * n_queries * hk));
     side_ids.resize(side_scores.size());
     heap_scores = side_scores.data();
     heap_ids = side_ids.data();
   }
-  for (int64_t c = 0; c < n_chunks; ++c)
+  for (int64_t c = 0; c < grid.n_chunks; ++c)
     for (int64_t q = 0; q < n_queries; ++q)
       heap_init(heap_scores + (c * n_queries + q) * hk, heap_ids + (c * n_queries + q) * hk, hk);
 
-  const int64_t n_tasks = n_qblocks * n_chunks;
-  const int workers = inline_call ? 1 : static_cast<int>(std::min<int64_t>(threads, n_tasks));
-  const int64_t scratch_n = ks.scratch_floats(dim, qblock);
-  std::vector<AlignedBuffer> scratch;
-  for (int w = 0; w < workers; ++w) scratch.push_back(aligned_floats(scratch_n));
-  std::atomic<bool> cancel{false};
-
-  auto run_task = [&](int64_t task, int slot) {
-    const int64_t b = task / n_chunks, c = task % n_chunks;
-    ScanTask t;
-    t.queries = queries;
-    t.query_stride = query_stride;
-    t.inv_qnorm = inv_qnorm.empty() ? nullptr : inv_qnorm.data();
-    t.items = items;
-    t.item_stride = item_stride;
-    t.dim = dim;
-    t.q0 = b * qblock;
-    t.q1 = std::min(n_queries, t.q0 + qblock);
-    t.j0 = c * chunk_items;
-    t.j1 = std::min(n_items, t.j0 + chunk_items);
-    t.heap_k = hk;
-    t.heap_scores = heap_scores + (c * n_queries + t.q0) * hk;
-    t.heap_ids = heap_ids + (c * n_queries + t.q0) * hk;
-    t.exclude = params.exclude;
-    t.scratch = scratch[static_cast<size_t>(slot)].get();
-    t.cancel = &cancel;
-    if (path == Path::Direct)
-      ks.scan_direct(t);
-    else if (path == Path::Broadcast)
-      ks.scan_broadcast(t);
-    else
-      ks.scan_packed(t);
-  };
-
-  if (inline_call) {
-    for (int64_t t = 0; t < n_tasks; ++t) run_task(t, 0);
-  } else {
-    parallel_for(n_tasks, workers, run_task, stop_and_cancel(params.should_stop, cancel));
-  }
+  TaskRunner runner(grid.size(), threads, inline_call, ks.scratch_floats(dim, grid.qblock));
+  runner.run(
+      [&](int64_t task, float* scratch) {
+        const TaskCell cell = grid.cell(task);
+        ScanTask t = scan_task(cell, queries, query_stride, items, item_stride, dim, scratch,
+                               runner.cancel());
+        t.inv_qnorm = inv_qnorm.empty() ? nullptr : inv_qnorm.data();
+        t.heap_k = hk;
+        t.heap_scores = heap_scores + (cell.chunk * n_queries + cell.q0) * hk;
+        t.heap_ids = heap_ids + (cell.chunk * n_queries + cell.q0) * hk;
+        t.exclude = params.exclude;
+        if (path == Path::Direct)
+          ks.scan_direct(t);
+        else if (path == Path::Broadcast)
+          ks.scan_broadcast(t);
+        else
+          ks.scan_packed(t);
+      },
+      params.should_stop);
 
   // Merge chunk heaps into chunk 0's, sort each row, pad to k.
   for (int64_t q = 0; q < n_queries; ++q) {
     float* hs = heap_scores + q * hk;
     int64_t* hi = heap_ids + q * hk;
-    for (int64_t c = 1; c < n_chunks; ++c) {
+    for (int64_t c = 1; c < grid.n_chunks; ++c) {
       const float* os = heap_scores + (c * n_queries + q) * hk;
       const int64_t* oi = heap_ids + (c * n_queries + q) * hk;
       for (int64_t i = 0; i < hk; ++i)
