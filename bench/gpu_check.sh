@@ -3,7 +3,10 @@
 #   1. build recfast with RECFAST_CUDA=ON (or, without nvcc, install the prebuilt wheel in .whl/),
 #   2. run tests/test_cuda.py,
 #   3. run bench/gpu_bench.py (N=10M, d=128, B=1024, k=100 and a few more shapes),
-# writing gpu_check.log, test_cuda.xml, gpu_bench.json and gpu_check.json into OUTDIR.
+#   4. with the time left, the host CPU's side: tests/test_index.py and bench/index_bench.py at
+#      the instruction set found there (the AVX-512 VNNI int8 kernels run only on such a CPU),
+# writing gpu_check.log, test_cuda.xml, gpu_bench.json, test_index.xml, index_bench.md and
+# gpu_check.json into OUTDIR.
 #
 # Usage, from the repository root or anywhere:   bash bench/gpu_check.sh OUTDIR
 # Environment: PYTHON (default python3: the interpreter that has torch with CUDA);
@@ -38,16 +41,16 @@ LOG="$OUTDIR/gpu_check.log"
 exec > >(tee -a "$LOG") 2>&1
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
-BUILD=skipped TESTS=skipped BENCH=skipped HOW=none
+BUILD=skipped TESTS=skipped BENCH=skipped HOW=none INDEX=skipped
 elapsed() { echo $(( $(date +%s) - START )); }
 say() { echo "[gpu_check +$(elapsed)s] $*"; }
 left() { echo $(( 470 - $(elapsed) )); }  # seconds left of the 8-minute budget, with margin
 
 finish() {
   cat > "$OUTDIR/gpu_check.json" <<EOF
-{"build": "$BUILD", "install": "$HOW", "tests": "$TESTS", "bench": "$BENCH", "seconds": $(elapsed)}
+{"build": "$BUILD", "install": "$HOW", "tests": "$TESTS", "bench": "$BENCH", "index": "$INDEX", "seconds": $(elapsed)}
 EOF
-  say "summary: build=$BUILD install=$HOW tests=$TESTS bench=$BENCH"
+  say "summary: build=$BUILD install=$HOW tests=$TESTS bench=$BENCH index=$INDEX"
 }
 trap finish EXIT
 
@@ -129,5 +132,21 @@ if timeout $(( $(left) > 60 ? $(left) : 60 )) "$PY" "$ROOT/bench/gpu_bench.py" \
   BENCH=ok
 else
   BENCH=failed
+fi
+
+# ---- the host CPU: ItemIndex kernels at its instruction set -----------------------------------
+say "CPU flags: $(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx512_fp16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+"$PY" -c 'import recfast._core as c; print("simd", c.simd_level(), "| int8/float16 kernel set", c.quant_kernel())'
+if (( $(left) > 90 )); then
+  if timeout $(( $(left) / 2 )) "$PY" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" \
+      -c "$ROOT/pyproject.toml" "$ROOT/tests/test_index.py" --junitxml "$OUTDIR/test_index.xml"; then
+    INDEX=passed
+  else
+    INDEX=failed
+  fi
+  (( $(left) > 30 )) && timeout $(( $(left) - 10 )) "$PY" "$ROOT/bench/index_bench.py" \
+    | tee "$OUTDIR/index_bench.md"
+else
+  say "no time left for the CPU index check"
 fi
 [ "$TESTS" = passed ] && [ "$BENCH" = ok ]
