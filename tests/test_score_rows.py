@@ -38,7 +38,8 @@ def _assert_same(got: recfast.TopK, want: recfast.TopK) -> None:
 @pytest.mark.parametrize("kind", ["normal", "ties", "special", "all_nan"])
 @pytest.mark.parametrize("n", [1, 3, 17, 97, 1000])
 @pytest.mark.parametrize("k", [1, 5, 64, 150])
-def test_select_matches_reference(kind: str, n: int, k: int) -> None:
+def test_select_matches_reference(simd_level, kind: str, n: int, k: int) -> None:
+    """At each SIMD level: the selection's portable and AVX2 builds both follow RECFAST_SIMD."""
     rng = np.random.default_rng(n * 1000 + k)
     s = _rows(rng, 7, n, kind)
     _assert_same(recfast.select_topk(s, k), reference.select_topk(s, k))
@@ -132,7 +133,7 @@ def _plain_loop(x: sp.csr_matrix, dense: np.ndarray, out: np.ndarray) -> np.ndar
 
 
 @pytest.mark.parametrize("n_cols", [1, 3, 17, 513, 1100])
-def test_accumulate_is_the_plain_loop_bit_for_bit(n_cols: int) -> None:
+def test_accumulate_is_the_plain_loop_bit_for_bit(simd_level, n_cols: int) -> None:
     rng = np.random.default_rng(n_cols)
     x = sp.random(37, 50, density=0.2, format="csr", random_state=n_cols, dtype=np.float32)
     x.data = rng.uniform(0.5, 5, x.nnz).astype(np.float32)

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "recfast/heap.h"
+#include "recfast/simd.h"
 #include "task_grid.h"
 
 namespace recfast {
@@ -61,7 +62,7 @@ constexpr EntryBetter entry_better{};
 typedef float Lane8 __attribute__((vector_size(32)));
 typedef int32_t Mask8 __attribute__((vector_size(32)));
 
-// Bit i set when x[i] >= bar (never for NaN): in the AVX2 clone one compare and one movemask.
+// Bit i set when x[i] >= bar (never for NaN): in the AVX2 build one compare and one movemask.
 inline unsigned reach_mask(const float* x, float bar) {
   Lane8 v;
   std::memcpy(&v, x, sizeof v);
@@ -75,9 +76,10 @@ inline unsigned reach_mask(const float* x, float bar) {
 // full). With have_bar the test is s > bar (after a cut), else s >= floor (NaN always fails).
 // Returns the number of candidates kept in buf[0, used). Columns are tested eight at a time
 // against the bar (s >= bar covers both tests) and only those that reach it are looked at.
-__attribute__((target_clones("avx2", "default")))
-size_t scan_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
-                float floor, std::vector<Entry>& buf) {
+__attribute__((always_inline)) inline size_t scan_row_body(const float* row, int64_t n,
+                                                           int64_t k, const int64_t* e,
+                                                           const int64_t* e_end, float floor,
+                                                           std::vector<Entry>& buf) {
   const size_t cap = buf.size();
   size_t used = 0;
   bool have_bar = false;
@@ -106,6 +108,22 @@ size_t scan_row(const float* row, int64_t n, int64_t k, const int64_t* e, const 
   return used;
 }
 
+// The two builds of each hot loop here (the body inlined into each): portable, and compiled for
+// AVX2 (without FMA: accumulate_row must not contract its multiply and add). active_level()
+// picks one per call, so RECFAST_SIMD and set_simd_level govern them as they do the scan
+// kernels; results do not depend on the choice.
+using ScanRowFn = size_t (*)(const float*, int64_t, int64_t, const int64_t*, const int64_t*,
+                             float, std::vector<Entry>&);
+size_t scan_row_generic(const float* row, int64_t n, int64_t k, const int64_t* e,
+                        const int64_t* e_end, float floor, std::vector<Entry>& buf) {
+  return scan_row_body(row, n, k, e, e_end, floor, buf);
+}
+__attribute__((target("avx2"))) size_t scan_row_avx2(const float* row, int64_t n, int64_t k,
+                                                     const int64_t* e, const int64_t* e_end,
+                                                     float floor, std::vector<Entry>& buf) {
+  return scan_row_body(row, n, k, e, e_end, floor, buf);
+}
+
 // A starting floor for long rows: the value that about 2k columns reach, estimated from a
 // strided sample, so the scan admits few columns and rarely cuts. It is only a guess: if fewer
 // than k eligible columns reach it the row is scanned again without it. -inf when not worth it.
@@ -126,9 +144,9 @@ float sampled_floor(const float* row, int64_t n, int64_t k, std::vector<float>& 
   return sample[rank - 1];
 }
 
-void select_row(const float* row, int64_t n, int64_t k, const int64_t* e, const int64_t* e_end,
-                std::vector<Entry>& buf, std::vector<float>& sample, float* out_scores,
-                int64_t* out_ids) {
+void select_row(ScanRowFn scan_row, const float* row, int64_t n, int64_t k, const int64_t* e,
+                const int64_t* e_end, std::vector<Entry>& buf, std::vector<float>& sample,
+                float* out_scores, int64_t* out_ids) {
   const float floor = sampled_floor(row, n, k, sample);
   size_t used = scan_row(row, n, k, e, e_end, floor, buf);
   // Fewer than k columns reached the guessed floor: the k best may lie below it.
@@ -157,14 +175,16 @@ void select_topk_rows(const float* scores, int64_t n_rows, int64_t n_cols, int64
   // A buffer of 2k (at least 64) entries: each cut then admits at least k more candidates.
   // (n_cols + 1 when smaller: the buffer then never fills).
   const size_t cap = static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(2 * k, 64), n_cols + 1));
+  const ScanRowFn scan_row =
+      active_level() == SimdLevel::Generic ? scan_row_generic : scan_row_avx2;
   auto rows = [&](int64_t r0, int64_t r1) {
     std::vector<Entry> buf(cap);
     std::vector<float> sample;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t* e = ex.empty() ? nullptr : ex.indices + ex.indptr[r];
       const int64_t* e_end = ex.empty() ? nullptr : ex.indices + ex.indptr[r + 1];
-      select_row(scores + r * stride, n_cols, k, e, e_end, buf, sample, out_scores + r * k,
-                 out_ids + r * k);
+      select_row(scan_row, scores + r * stride, n_cols, k, e, e_end, buf, sample,
+                 out_scores + r * k, out_ids + r * k);
     }
   };
   for_row_blocks(n_rows, static_cast<double>(n_cols), params.num_threads, params.should_stop,
@@ -176,10 +196,12 @@ namespace {
 // One output row slice o[0, w) += the terms of one CSR row, four terms per pass so that o stays
 // in registers: each element still adds its terms one by one in CSR order after its initial
 // value (one rounded multiply and one rounded add each, as a plain loop), so results do not
-// depend on threads or instruction set. Cloned for AVX2 (no FMA: -ffp-contract=off).
-__attribute__((target_clones("avx2", "default")))
-void accumulate_row(float* __restrict o, int64_t w, const int64_t* idx, const float* val,
-                    int64_t n_terms, const float* dense, int64_t dense_stride) {
+// depend on threads or instruction set. Two builds, as scan_row.
+__attribute__((always_inline)) inline void accumulate_row_body(float* __restrict o, int64_t w,
+                                                               const int64_t* idx,
+                                                               const float* val, int64_t n_terms,
+                                                               const float* dense,
+                                                               int64_t dense_stride) {
   int64_t t = 0;
   for (; t + 4 <= n_terms; t += 4) {
     const float* __restrict b0 = dense + idx[t] * dense_stride;
@@ -203,6 +225,19 @@ void accumulate_row(float* __restrict o, int64_t w, const int64_t* idx, const fl
   }
 }
 
+using AccumulateRowFn = void (*)(float*, int64_t, const int64_t*, const float*, int64_t,
+                                 const float*, int64_t);
+void accumulate_row_generic(float* o, int64_t w, const int64_t* idx, const float* val,
+                            int64_t n_terms, const float* dense, int64_t dense_stride) {
+  accumulate_row_body(o, w, idx, val, n_terms, dense, dense_stride);
+}
+__attribute__((target("avx2"))) void accumulate_row_avx2(float* o, int64_t w, const int64_t* idx,
+                                                         const float* val, int64_t n_terms,
+                                                         const float* dense,
+                                                         int64_t dense_stride) {
+  accumulate_row_body(o, w, idx, val, n_terms, dense, dense_stride);
+}
+
 }  // namespace
 
 void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const float* values,
@@ -215,6 +250,8 @@ void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const f
   // at 3,500 rows) is then read from memory once per call and served from cache to every
   // output row, where row-block tasks would each stream the whole dense matrix again.
   const int64_t n_blocks = (n_cols + kAccumulateColumns - 1) / kAccumulateColumns;
+  const AccumulateRowFn accumulate_row =
+      active_level() == SimdLevel::Generic ? accumulate_row_generic : accumulate_row_avx2;
   auto blocks = [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t c0 = b * kAccumulateColumns;
