@@ -91,7 +91,7 @@ _CORE_TIER = {
 
 
 def _cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or "unknown", set()
+    model, flags = platform.processor() or "unknown", set[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -103,6 +103,7 @@ def _cpu_info() -> dict[str, Any]:
                     flags = set(value.split())
     except OSError:
         pass
+    affinity: int | None
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -160,7 +161,7 @@ def _loadavg() -> float | None:
 
 
 def _versions() -> dict[str, str | None]:
-    out = {}
+    out: dict[str, str | None] = {}
     for name, dist in DISTRIBUTIONS.items():
         try:
             out[name] = importlib.metadata.version(dist)
@@ -414,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"extra MB: peak RSS during the calls minus RSS after the data (and index) were built, minus the outputs "
           f"({', '.join(data_methods) or '?'}).")
     print(report.index_candidates(results))
-    recfast_info = next((r.get("info", {}) for r in results if r.get("library") == "recfast" and "info" in r), {})
+    recfast_info: dict[str, Any] = next(
+        (r.get("info", {}) for r in results if r.get("library") == "recfast" and "info" in r), {}
+    )
     if recfast_info:
         print(f"recfast simd_level in its worker: {recfast_info.get('simd_level')} "
               f"(this machine: {machine['recfast_simd_level']})")

@@ -383,6 +383,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 score = ndcg_at_k(ids, split.valid_target, min(100, ids.shape[1]))
                 if best is None or score > best[0]:
                     best = (score, l2, m)
+            assert best is not None  # --ease-l2 is never empty
             model = best[2]
             extra = f"l2={best[1]:g}"
         elif name == "autoencoder":

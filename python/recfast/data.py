@@ -118,7 +118,9 @@ class Interactions:
             raise ValueError("users and items must be 1-D arrays of the same length")
         user_ids, u = _factorize(users)
         item_ids, i = _factorize(items)
-        return cls(u, i, user_ids, item_ids, ratings, timestamps)
+        return cls(u, i, user_ids, item_ids,
+                   None if ratings is None else np.asarray(ratings, dtype=np.float64),
+                   None if timestamps is None else np.asarray(timestamps))
 
     @classmethod
     def from_dataframe(
@@ -739,7 +741,7 @@ def strong_generalization_split(
     train_users = perm[:n_train]
     valid_users = perm[n_train:n_train + n_heldout]
     test_users = perm[n_train + n_heldout:]
-    parts = []
+    parts: list[sp.csr_matrix] = []
     for users in (valid_users, test_users):
         H = X[users]
         n = np.diff(H.indptr)
@@ -747,8 +749,9 @@ def strong_generalization_split(
         rank = _rank_in_rows(H, rng)
         row_of = np.repeat(np.arange(H.shape[0]), n)
         parts.extend(_split_rows(H, rank < n_target[row_of]))
-    return StrongSplit(X[train_users], *parts, train_users=train_users,
-                       valid_users=valid_users, test_users=test_users)
+    valid_input, valid_target, test_input, test_target = parts
+    return StrongSplit(X[train_users], valid_input, valid_target, test_input, test_target,
+                       train_users=train_users, valid_users=valid_users, test_users=test_users)
 
 
 def random_holdout_split(
@@ -781,13 +784,14 @@ def leave_last_n_split(
     """
     if not isinstance(interactions, Interactions):
         raise TypeError("interactions must be an Interactions (timestamps are needed)")
-    if interactions.timestamps is None:
+    timestamps = interactions.timestamps
+    if timestamps is None:
         raise ValueError("leave_last_n_split needs timestamps; these interactions have none "
                          "(pass time_col when reading)")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     d = interactions
-    ts = d.timestamps.astype(np.float64) if d.timestamps.dtype.kind != "i" else d.timestamps
+    ts = timestamps.astype(np.float64) if timestamps.dtype.kind != "i" else timestamps
     # latest timestamp of each (user, item) pair: sort by (user, item, ts), keep the last
     order = np.lexsort((ts, d.items, d.users))
     u, i, t = d.users[order], d.items[order], ts[order]

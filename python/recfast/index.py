@@ -122,7 +122,7 @@ def _quantize(x: np.ndarray, storage: str) -> dict[str, np.ndarray]:
     """Codes, scale, err >= |x - x~| and norm >= |x| of float32 rows x (finite)."""
     n, d = x.shape
     code_dtype = np.int8 if storage == "int8" else np.uint16
-    out = {
+    out: dict[str, np.ndarray] = {
         "codes": np.empty((n, d), code_dtype),
         "scale": np.empty(n, np.float32),
         "err": np.empty(n, np.float32),
@@ -157,7 +157,7 @@ def _crc32(a: np.ndarray) -> int:
         return 0
     step = max(1, (16 << 20) // flat.itemsize)
     for s in range(0, flat.size, step):
-        crc = zlib.crc32(memoryview(np.ascontiguousarray(flat[s : s + step])).cast("B"), crc)
+        crc = zlib.crc32(np.ascontiguousarray(flat[s : s + step]).data.cast("B"), crc)
     return crc
 
 
@@ -186,7 +186,10 @@ class ItemIndex:
     """
 
     def __init__(self, dim: int, metric: str = "cosine", storage: str = "float32") -> None:
-        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+        # checked as Any: to mypy an int is never a numbers.Integral, so it would take the rest
+        # of __init__ as unreachable and leave every attribute untyped
+        dim_arg: Any = dim
+        if isinstance(dim_arg, bool) or not isinstance(dim_arg, numbers.Integral) or dim_arg < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self._metric = check_metric(metric)
         if storage not in STORAGES:
@@ -238,7 +241,7 @@ class ItemIndex:
     # -- arrays ------------------------------------------------------------------------------------
     def _section_specs(self, n: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
         d = self._dim
-        specs = [
+        specs: list[tuple[str, np.dtype, tuple[int, ...]]] = [
             ("ids", np.dtype("<i8"), (n,)),
             ("vectors", np.dtype("<f4"), (n, d)),
             ("row_hash", np.dtype("<u8"), (n,)),
@@ -584,7 +587,7 @@ class ItemIndex:
         for name in list(self._pending):  # a mapped index: check what was not checked yet
             self._ensure_verified(name)
         n = len(self)
-        sections = []
+        sections: list[dict[str, Any]] = []
         offset = 0
         for name, dt, shape in self._section_specs(n):
             arr = self._a[name]
@@ -600,7 +603,7 @@ class ItemIndex:
                 }
             )
             offset += (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
-        header = {
+        header: dict[str, Any] = {
             "format": "recfast.ItemIndex",
             "version": FORMAT_VERSION,
             "metric": self._metric,
@@ -635,7 +638,7 @@ class ItemIndex:
                 flat = arr.reshape(-1)
                 step = max(1, (16 << 20) // max(1, flat.itemsize))
                 for i in range(0, flat.size, step):
-                    f.write(memoryview(np.ascontiguousarray(flat[i : i + step])).cast("B"))
+                    f.write(np.ascontiguousarray(flat[i : i + step]).data.cast("B"))
                 pos = s["offset"] + s["nbytes"]
             f.write(b"\0" * (header["data_end"] - pos))
 
@@ -702,7 +705,7 @@ class ItemIndex:
                 else:
                     buf = np.empty(shape, dt)
                     f.seek(s["offset"])
-                    got = f.readinto(memoryview(buf.reshape(-1)).cast("B"))
+                    got = f.readinto(buf.reshape(-1).data.cast("B"))
                     if got != s["nbytes"]:
                         raise ValueError(f"{path}: truncated inside section {s['name']!r}")
                     arrays[s["name"]] = buf

@@ -14,7 +14,9 @@ from .popularity import Popularity
 
 __all__ = ["AutoEncoder", "AutoEncoderConfig", "EASE", "Popularity", "Recommender", "load_model"]
 
-_TYPES = {"AutoEncoder": AutoEncoder, "EASE": EASE, "Popularity": Popularity}
+_TYPES: dict[str, type[Recommender]] = {
+    "AutoEncoder": AutoEncoder, "EASE": EASE, "Popularity": Popularity
+}
 
 
 def load_model(path: str | os.PathLike) -> Recommender:

@@ -201,7 +201,10 @@ NPZ_FORMAT = 1
 def save_npz(path: str | os.PathLike, model_type: str, header: dict, arrays: dict) -> None:
     """One .npz file: a JSON header (model type, format, config) plus the arrays."""
     head = dict(header, model_type=model_type, format_version=NPZ_FORMAT)
-    payload = {"header": np.frombuffer(json.dumps(head).encode("utf-8"), dtype=np.uint8)}
+    # Any: numpy's savez stub would match a **dict of arrays against allow_pickle: bool
+    payload: dict[str, Any] = {
+        "header": np.frombuffer(json.dumps(head).encode("utf-8"), dtype=np.uint8)
+    }
     payload.update(arrays)
 
     def write(f: Any) -> None:
@@ -250,11 +253,25 @@ class Recommender:
 
     n_items_: int
 
+    def fit(self, X: Any) -> Recommender:
+        raise NotImplementedError
+
+    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
+                  filter_items: Any = None) -> TopK:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recommender:
+        raise NotImplementedError
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
 
     def __repr__(self) -> str:
-        params = getattr(self, "_repr_params", lambda: {})()
+        params: dict[str, Any] = getattr(self, "_repr_params", lambda: {})()
         inner = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"{type(self).__name__}({inner})"

@@ -143,8 +143,9 @@ def uses_full_rank(cfg: AutoEncoderConfig, n_items: int) -> bool:
 
 def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
     nn = torch.nn
+    module: Any = nn.Module  # mypy takes no attribute of an untyped value as a base class
 
-    class _Net(nn.Module):
+    class _Net(module):
         def __init__(self) -> None:
             super().__init__()
             dims = [*cfg.hidden, cfg.latent_dim]
@@ -517,7 +518,7 @@ class AutoEncoder(Recommender):
         gen = torch.Generator().manual_seed(cfg.random_state)
         b = torch.zeros(n, n, device=dev)
         grid = cfg.linear_l2_grid if (validation is not None and cfg.linear_l2_grid) else (cfg.linear_l2,)
-        best = (-math.inf, None, None)
+        best: tuple[float, Any, Any] = (-math.inf, None, None)  # (validation NDCG, lambda, B)
         for i, lam in enumerate(grid):
             pinv = 1.0 / (diag_g + lam)
             v = torch.randn(n, 4, generator=gen).to(dev)
@@ -547,7 +548,7 @@ class AutoEncoder(Recommender):
                 if score > best[0]:
                     best = (score, lam, b.clone())
             else:
-                best = (None, lam, b)
+                best = (-math.inf, lam, b)  # one lambda: no score to compare
         self.linear_l2_ = float(best[1])
         self.net_.item_item.copy_(best[2])
 
@@ -577,9 +578,9 @@ class AutoEncoder(Recommender):
     # ------------------------------------------------------------------ inference
     def _drop_inference_caches(self) -> None:
         """Forget the arrays inference derives from the weights (after they change)."""
-        self._cache = None
-        self._ii_cache = None
-        self._w_cache = None
+        self._cache: np.ndarray | None = None
+        self._ii_cache: np.ndarray | None = None
+        self._w_cache: tuple[np.ndarray, np.ndarray, list] | None = None
 
     def _ensure_inference(self) -> None:
         self._check_fitted()
