@@ -211,8 +211,10 @@ def _prepare_reference(items: np.ndarray, variant: str, spec: dict) -> tuple[Sea
 
 
 def _prepare_faiss(items: np.ndarray, variant: str, spec: dict) -> tuple[Search, dict]:
-    import faiss
+    import faiss as faiss_module
 
+    # Any: the stub some faiss wheels ship lacks IndexShards's (threaded, successive_ids)
+    faiss: Any = faiss_module
     d = items.shape[1]
     settings: list[str] = []
     keep: list[Any] = []  # sub-indexes must outlive the IndexShards that points at them
