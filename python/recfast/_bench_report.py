@@ -13,6 +13,7 @@ import numpy as np
 ROWS = [
     ("recfast-dot", "recfast dot"),
     ("recfast-cosine", "recfast cosine"),
+    ("index-float32", "ItemIndex float32"),
     ("index-float16", "ItemIndex float16 exact"),
     ("index-int8", "ItemIndex int8 exact"),
     ("reference", "NumPy reference"),
@@ -26,7 +27,7 @@ ROWS = [
 LABELS = dict(ROWS)
 BASELINE = "recfast-dot"
 # Columns of the summary table (one per library, best FAISS only).
-SUMMARY = ["recfast-dot", "recfast-cosine", "index-float16", "index-int8", "reference", "faiss-default", "faiss-best", "torch", "implicit"]
+SUMMARY = ["recfast-dot", "recfast-cosine", "index-float32", "index-float16", "index-int8", "reference", "faiss-default", "faiss-best", "torch", "implicit"]
 
 
 def gflops(n: int, d: int, b: int, seconds: float) -> float:
@@ -131,7 +132,7 @@ def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> st
     """One line per shape: each library's ms and its time relative to recfast dot."""
     present = [t for t in SUMMARY if any(t in table.get(s, {}) for s in shapes)]
     names = {"recfast-dot": "recfast dot", "recfast-cosine": "recfast cos", "reference": "NumPy ref",
-             "index-float16": "index fp16", "index-int8": "index int8",
+             "index-float32": "index fp32", "index-float16": "index fp16", "index-int8": "index int8",
              "faiss-default": "FAISS dflt", "faiss-best": "FAISS best", "torch": "torch", "implicit": "implicit"}
     head = f"{'d':>4} {'B':>5} {'k':>4}  " + " ".join(f"{names[t]:>17}" for t in present)
     lines = [f"Summary, N={n:,}: ms (time / recfast dot time)", head]

@@ -173,8 +173,9 @@ def _prepare_recfast(items: np.ndarray, variant: str, spec: dict) -> tuple[Searc
 
 
 def _prepare_index(items: np.ndarray, variant: str, spec: dict) -> tuple[Search, dict]:
-    """recfast.ItemIndex with compressed storage (variant: float16 / int8), saved and loaded
-    memory-mapped, searched exactly (certified compressed scan + float32 re-scoring)."""
+    """recfast.ItemIndex of each storage (variant: float32 / float16 / int8), saved and loaded
+    memory-mapped, searched exactly (compressed storage: certified compressed scan + float32
+    re-scoring of the survivors; float32: the top-k scan over the mapped vectors)."""
     from recfast import ItemIndex, _core
 
     if spec.get("simd"):

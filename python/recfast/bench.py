@@ -49,6 +49,7 @@ PEERS = ("index", "reference", "faiss", "torch", "implicit")
 VARIANTS = {
     "recfast-dot": ("recfast", "dot", "recfast", {}),
     "recfast-cosine": ("recfast", "cosine", "recfast", {}),
+    "index-float32": ("index", "float32", "recfast", {}),
     "index-float16": ("index", "float16", "recfast", {}),
     "index-int8": ("index", "int8", "recfast", {}),
     "reference": ("reference", "", "numpy", {}),
@@ -59,7 +60,7 @@ VARIANTS = {
     "implicit": ("implicit", "", "implicit", {}),
 }
 PEER_TAGS = {
-    "index": ["index-float16", "index-int8"],
+    "index": ["index-float32", "index-float16", "index-int8"],
     "reference": ["reference"],
     "faiss": ["faiss-default", "faiss-blas", "faiss-shards"],
     "torch": ["torch"],
