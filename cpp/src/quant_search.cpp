@@ -236,14 +236,13 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   }
   const int64_t n_qblocks = (n_queries + qblock - 1) / qblock;
   const double work = static_cast<double>(n_queries) * n * dim;
-  int64_t n_chunks = 1;
+  int64_t want_chunks = 1;
   if (n_qblocks < threads) {
-    n_chunks = static_cast<int64_t>(work / n_qblocks / kMinTaskWork);
-    n_chunks = std::min<int64_t>({n_chunks, threads, (n + 1023) / 1024});
-    n_chunks = std::max<int64_t>(1, n_chunks);
+    want_chunks = static_cast<int64_t>(work / n_qblocks / kMinTaskWork);
+    want_chunks = std::min<int64_t>({want_chunks, threads, (n + 1023) / 1024});
   }
-  const TaskGrid grid(n_queries, qblock, n, n_chunks, 1);
-  n_chunks = grid.n_chunks;
+  const TaskGrid grid(n_queries, qblock, n, want_chunks, 1);
+  const int64_t n_chunks = grid.n_chunks;
 
   // Per (chunk, query): a lower-bound heap, a survivor buffer; per chunk a threshold row.
   const size_t n_states = static_cast<size_t>(n_chunks * n_queries);
