@@ -17,6 +17,8 @@ import recfast
 from recfast import _core, reference
 from recfast.index import FORMAT_VERSION, ItemIndex
 
+from helpers import assert_topk_equivalent
+
 STORAGES = ("float32", "float16", "int8")
 METRICS = ("cosine", "dot")
 # The compressed-scan kernel sets this build and CPU can run: one per SIMD level, "avx512_vnni"
@@ -53,6 +55,18 @@ def float32_answer(index, queries, k, **kw):
     res = recfast.topk(queries, vec, k, metric=index.metric, **kw)
     ids = np.where(res.ids >= 0, index.ids[np.maximum(res.ids, 0)], -1)
     return recfast.TopK(res.scores, ids)
+
+
+def assert_exact(index, queries, k, res, exclude=None):
+    """The documented promise of every storage: bit for bit `recfast.topk` on the stored float32
+    rows, and (an independent oracle) equivalent to the NumPy reference up to float32 near-ties,
+    checked by the shared tie-aware helper in float64."""
+    assert_same(res, float32_answer(index, queries, k, exclude=exclude))
+    vec = index.get(index.ids)
+    ref = reference.topk(queries, vec, k, metric=index.metric, exclude=exclude)
+    pos = np.where(res.ids >= 0, np.searchsorted(index.ids, res.ids), -1)
+    assert_topk_equivalent(recfast.TopK(res.scores, pos), ref, queries, vec, index.metric, k,
+                           exclude=exclude)
 
 
 def check_against_reference(index, queries, k, res):
@@ -95,7 +109,7 @@ def test_random_matches_float32_search(level, storage, metric, d):
         q = rng.standard_normal((b, d)).astype(np.float32)
         for k in (1, 10):
             res = idx.search(q, k)
-            assert_same(res, float32_answer(idx, q, k))
+            assert_exact(idx, q, k, res)
             check_against_reference(idx, q, k, res)
 
 
@@ -107,7 +121,7 @@ def test_one_dimensional_query_and_num_threads(storage):
     q = rng.standard_normal(32).astype(np.float32)
     res = idx.search(q, 5)
     assert res.ids.shape == (5,) and res.scores.shape == (5,)
-    assert_same(res, float32_answer(idx, q, 5))
+    assert_exact(idx, q, 5, res)
     for t in (1, 2, 3):
         assert_same(idx.search(q, 5, num_threads=t), res)
 
@@ -124,7 +138,7 @@ def test_tight_clusters(level, storage, metric):
     q = (centers[rng.integers(0, 1000, 40)] + 1e-3 * rng.standard_normal((40, d))).astype(np.float32)
     for b in (1, 5, 40):
         res, stats = idx.search_with_stats(q[:b], 10)
-        assert_same(res, float32_answer(idx, q[:b], 10))
+        assert_exact(idx, q[:b], 10, res)
         assert stats["candidates"] >= 10 * b
 
 
@@ -142,9 +156,9 @@ def test_near_ties_at_kth_place(level, storage):
         idx = make_index(x, metric, storage)
         q = np.stack([base, base * 3, -base + 1e-3]).astype(np.float32)
         for k in (10, 100, 400):
-            assert_same(idx.search(q, k), float32_answer(idx, q, k))
+            assert_exact(idx, q, k, idx.search(q, k))
         q9 = np.repeat(q, 3, 0)
-        assert_same(idx.search(q9, 60), float32_answer(idx, q9, 60))
+        assert_exact(idx, q9, 60, idx.search(q9, 60))
 
 
 @pytest.mark.parametrize("storage", ["int8", "float16"])
@@ -157,7 +171,7 @@ def test_large_and_small_norms_dot(level, storage, scale):
     idx = make_index(x, "dot", storage)
     q = rng.standard_normal((12, 24)).astype(np.float32)
     for b in (1, 12):
-        assert_same(idx.search(q[:b], 10), float32_answer(idx, q[:b], 10))
+        assert_exact(idx, q[:b], 10, idx.search(q[:b], 10))
 
 
 def test_zero_query_and_zero_items():
@@ -169,7 +183,7 @@ def test_zero_query_and_zero_items():
             idx = make_index(x, metric, storage)
             q = rng.standard_normal((10, 8)).astype(np.float32)
             q[3] = 0
-            assert_same(idx.search(q, 7), float32_answer(idx, q, 7))
+            assert_exact(idx, q, 7, idx.search(q, 7))
 
 
 def test_exact_false_is_close():
@@ -204,7 +218,7 @@ def check_int8_approx(idx, q, k):
     that passed the integer bound (up to float32 rounding of the dot product), and lie within the
     float radius |q'| (err + c (norm + err)) of the true scores (quant.h)."""
     res = idx.search(q, k, exact=False)
-    a = idx._a
+    a = idx._snap.arrays
     qp = int8_prepared(idx, q)
     vec = idx.get(idx.ids).astype(np.float64)
     c = (4 * idx.dim + 64) * 2.0**-24
@@ -236,7 +250,7 @@ def test_int8_matches_float32_dims_batches(level, metric, d):
         q = (rng.standard_normal((max(INT8_BATCHES), d)) * scale).astype(np.float32)
         for b in INT8_BATCHES:
             for k in (1, 10, 100):
-                assert_same(idx.search(q[:b], k), float32_answer(idx, q[:b], k))
+                assert_exact(idx, q[:b], k, idx.search(q[:b], k))
         for b in (1, 9, 33):
             check_int8_approx(idx, q[:b], 10)
 
@@ -256,10 +270,10 @@ def test_int8_saturation_adversary(level, d):
     q = np.concatenate([np.array(pats), rand[:27]]).astype(np.float32)  # 33 queries
     for metric in METRICS:
         idx = make_index(x, metric, "int8")
-        assert (np.abs(idx._a["codes"]) == 127).all()
+        assert (np.abs(idx._snap.arrays["codes"]) == 127).all()
         for b in (1, 2, 4, 8, 9, 33):
             for k in (1, 10, len(x)):
-                assert_same(idx.search(q[:b], k), float32_answer(idx, q[:b], k))
+                assert_exact(idx, q[:b], k, idx.search(q[:b], k))
         for b in (1, 4, 8, 9, 33):
             check_int8_approx(idx, q[:b], 10)
 
@@ -291,7 +305,7 @@ def test_int8_tails_of_64(level, d):
         idx = make_index(x, metric, "int8")
         for b in (1, 3, 8, 9, 17, 40):
             for k in (1, 10):
-                assert_same(idx.search(q[:b], k), float32_answer(idx, q[:b], k))
+                assert_exact(idx, q[:b], k, idx.search(q[:b], k))
         check_int8_approx(idx, q[:9], 10)
 
 
@@ -307,7 +321,7 @@ def test_int8_max_dim_integer_path(level):
     for metric in METRICS:
         idx = make_index(x, metric, "int8")
         for b in (1, 2, 11):
-            assert_same(idx.search(q[:b], 6), float32_answer(idx, q[:b], 6))
+            assert_exact(idx, q[:b], 6, idx.search(q[:b], 6))
 
 
 def test_quant_kernel_choice():
@@ -353,7 +367,7 @@ def test_int8_large_dim_float_path():
     idx = make_index(x, "dot", "int8")
     q = rng.standard_normal((10, d)).astype(np.float32)
     for b in (1, 10):
-        assert_same(idx.search(q[:b], 5), float32_answer(idx, q[:b], 5))
+        assert_exact(idx, q[:b], 5, idx.search(q[:b], 5))
 
 
 # -- ids, filters, mutation -----------------------------------------------------------------------
@@ -370,7 +384,7 @@ def test_exclude_include_similar(storage):
     excl = [full.ids[r][::2] for r in range(12)]
     res = idx.search(q, 10, exclude=excl)
     pos_excl = [np.searchsorted(idx.ids, e) for e in excl]
-    assert_same(res, float32_answer(idx, q, 10, exclude=pos_excl))
+    assert_exact(idx, q, 10, res, exclude=pos_excl)
     for r in range(12):
         assert not set(res.ids[r]) & set(excl[r])
     # a CSR over positions gives the same

@@ -43,7 +43,8 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
                        const py::object& full, const py::object& row_hash, int64_t k,
                        const std::string& metric, bool exact, const py::object& excl_indptr,
                        const py::object& excl_indices, const py::object& allow,
-                       int num_threads, int vectors_fd, int64_t vectors_offset) {
+                       int num_threads, int vectors_fd, int64_t vectors_offset,
+                       int64_t batch_size) {
   if (queries.ndim() != 2 || queries.dtype().kind() != 'f' || queries.itemsize() != 4)
     throw py::type_error("queries must be a 2-D float32 array");
   const int64_t b = queries.shape(0), dim = queries.shape(1);
@@ -84,6 +85,9 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
   params.metric = recfast::marshal::parse_metric(metric);
   params.num_threads = num_threads;
   params.exact = exact;
+  if (batch_size < 0 || (batch_size > 0 && batch_size < b))
+    throw py::value_error("batch_size must be 0 or at least the number of queries");
+  params.batch_size = batch_size;
   if (!excl_indptr.is_none()) {
     params.exclude.indptr = static_cast<const int64_t*>(c_vector(excl_indptr, "exclude indptr", 8, b + 1));
     py::array ind = excl_indices;
@@ -139,9 +143,11 @@ void register_index(py::module_& m) {
         py::arg("row_hash"), py::arg("k"), py::arg("metric"), py::arg("exact"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("allow"),
         py::arg("num_threads"), py::arg("vectors_fd") = -1, py::arg("vectors_offset") = 0,
+        py::arg("batch_size") = 0,
         "Top-k over compressed items with a certified bound; exact re-scores the survivors "
         "(validated inputs only, see recfast.ItemIndex). With vectors_fd >= 0 the survivors' float32 rows "
-        "are read with pread from that descriptor at vectors_offset. Returns (scores, positions, candidates).");
+        "are read with pread from that descriptor at vectors_offset. batch_size: the user's "
+        "whole batch when these queries are part of it (it picks the float32 scoring path). Returns (scores, positions, candidates).");
   m.def("row_hashes", &row_hashes, py::arg("x"), "The index file's 64-bit checksum of each row.");
   m.def("quant_rel_slack", &recfast::quant_rel_slack, py::arg("dim"),
         "Relative slack c of the certified radius for a dimension.");

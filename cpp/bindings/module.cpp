@@ -32,7 +32,7 @@ recfast::SimdLevel parse_level(const std::string& s) {
 
 py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
                const std::string& metric, const py::object& excl_indptr,
-               const py::object& excl_indices, int num_threads) {
+               const py::object& excl_indices, int num_threads, int64_t batch_size) {
   const Matrix q = as_matrix(queries, "queries");
   const Matrix x = as_matrix(items, "items");
   if (q.cols != x.cols)
@@ -44,6 +44,9 @@ py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
   params.k = k;
   params.metric = recfast::marshal::parse_metric(metric);
   params.num_threads = num_threads;
+  if (batch_size < 0 || (batch_size > 0 && batch_size < q.rows))
+    throw py::value_error("batch_size must be 0 or at least the number of queries");
+  params.batch_size = batch_size;
   if (!excl_indptr.is_none()) {
     // The Python layer guarantees sorted rows and ids in [0, n_items).
     params.exclude.indptr = as_int64_vector(excl_indptr, "exclude indptr", q.rows + 1);
@@ -78,7 +81,10 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "recfast native core: fused exact top-k scan";
   m.def("topk", &topk, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("num_threads"),
-        "Exact top-k of queries against items; validated inputs only (see recfast.topk).");
+        py::arg("batch_size") = 0,
+        "Exact top-k of queries against items; validated inputs only (see recfast.topk). "
+        "batch_size: the size of the user's batch these queries belong to (0: this call's); it "
+        "picks the scoring path, so that a query's scores do not depend on how a batch is split.");
   m.def(
       "_raise_in_worker",
       [](int64_t n_tasks, int64_t failing_task, int num_threads) {

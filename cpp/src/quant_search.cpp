@@ -3,14 +3,14 @@
 // survivors, and re-scores the survivors with topk_cpu on the gathered float32 rows.
 //
 // Why the re-scored scores equal the float32 search bit for bit: topk_cpu computes a score from
-// the query row and the item row alone, by one of two paths chosen by the number of queries of
-// the call (up to kTopkDirectMaxQueries queries: the direct path, more: the packed path), at the
-// active instruction set. The re-scoring calls topk_cpu with the caller's original query rows
-// (not the prepared ones), the same metric and level, and query blocks on the same side of that
-// line as the whole batch; the rows it reads are byte copies of the stored float32 rows. Ties are
-// broken by the gathered row's local index, which follows the position order, as the full
-// search does. tests/test_index.py checks the equality across that line (B = 1, 8, 9, 16, 33, ...)
-// so a change of topk_cpu's path rule shows up there.
+// the query row and the item row alone, by the direct path or by the broadcast/packed one (which
+// agree bit for bit), at the active instruction set; which of the two follows the size of the
+// user's batch (QuantSearchParams::batch_size, passed on as TopkParams::batch_size), however the
+// batch is split. The re-scoring calls topk_cpu with the caller's original query rows (not the
+// prepared ones), the same metric and level; the rows it reads are byte copies of the stored
+// float32 rows. Ties are broken by the gathered row's local index, which follows the position
+// order, as the full search does. tests/test_index.py checks the equality for every batch size
+// from 1 to 40, with zero, tiny and huge queries mixed in (routed to the float32 path in Python).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -346,17 +346,15 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
   states.clear();
   if (!params.exact) return;
 
-  // Re-score: query blocks on topk_cpu's side of its direct/packed line, each against the
-  // union of its survivors gathered (in position order) from the float32 rows.
-  // Few queries: one at a time (direct path, as the whole batch). More: blocks of kRerankBlock,
-  // the last one absorbing a remainder that would fall on the direct side of the line.
-  const bool packed = n_queries > kTopkDirectMaxQueries;
-  const int64_t rb = packed ? kRerankBlock : 1;
+  // Re-score in query blocks, each against the union of its survivors gathered (in position
+  // order) from the float32 rows. The whole batch's size picks topk_cpu's scoring path
+  // (TopkParams::batch_size), so the scores do not depend on these blocks.
+  const int64_t batch = std::max(params.batch_size, n_queries);
+  const int64_t rb = batch > kTopkDirectMaxQueries ? kRerankBlock : 1;
   std::vector<int64_t> uni, ex_indptr, ex_indices;
   std::vector<float> rows;
   for (int64_t b0 = 0, b1 = 0; b0 < n_queries; b0 = b1) {
     b1 = std::min(n_queries, b0 + rb);
-    if (packed && n_queries - b1 <= kTopkDirectMaxQueries) b1 = n_queries;
     uni.assign(cand_pos.begin() + cand_indptr[b0], cand_pos.begin() + cand_indptr[b1]);
     std::sort(uni.begin(), uni.end());
     uni.erase(std::unique(uni.begin(), uni.end()), uni.end());
@@ -397,6 +395,7 @@ void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
     tp.metric = params.metric;
     tp.num_threads = params.num_threads;
     tp.should_stop = params.should_stop;
+    tp.batch_size = batch;
     if (!params.exclude.empty()) {
       ex_indptr.assign(1, 0);
       ex_indices.clear();

@@ -36,9 +36,6 @@ static inline void offer_lanes(const ScanTask& t, int64_t q, typename V::R s, un
   }
 }
 
-static inline float inv_norm_from_sumsq(float sumsq) {
-  return sumsq > 0.0f ? 1.0f / std::sqrt(sumsq) : 0.0f;
-}
 
 static inline bool row_finite(const float* x, int64_t dim) {
   for (int64_t p = 0; p < dim; ++p)
@@ -61,6 +58,11 @@ static inline float row_sumsq(const float* x, int64_t dim) {
   float s = V::hsum(acc);
   for (; p < dim; ++p) s += x[p] * x[p];
   return s;
+}
+
+// 1/|x| of an item row (scalar_helpers.h: the double fallback for extreme magnitudes).
+static inline float row_inv_norm(const float* x, int64_t dim) {
+  return inv_norm_checked(row_sumsq(x, dim), x, dim);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ struct Packed {
     }
     if (invn) {
       for (int c = 0; c < NR; ++c) {
-        invn[c] = c < n ? inv_norm_from_sumsq(row_sumsq(x + c * stride, dim)) : 0.0f;
+        invn[c] = c < n ? row_inv_norm(x + c * stride, dim) : 0.0f;
         // A finite row that normalizes to 0 scores 0: zero its packed column (see above).
         if (invn[c] == 0.0f && c < n && row_finite(x + c * stride, dim))
           for (int64_t p = 0; p < dim; ++p) xp[p * NR + c] = 0.0f;
@@ -300,7 +302,7 @@ struct Direct {
         for (int64_t off = 0; off < line_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
       }
       const float* xr = t.items + j * t.item_stride;
-      const float inv_xnorm = cosine ? inv_norm_from_sumsq(row_sumsq(xr, t.dim)) : 1.0f;
+      const float inv_xnorm = cosine ? row_inv_norm(xr, t.dim) : 1.0f;
       if (cosine && inv_xnorm == 0.0f) {  // normalizes to 0 (or NaN): see row_finite
         if (!row_finite(xr, t.dim)) continue;
         for (int64_t q = t.q0; q < t.q1; ++q)
@@ -361,7 +363,7 @@ struct Broadcast {
     for (int r = 0; r < NR; ++r) {
       float inv_x = 1.0f;
       if (cosine) {
-        inv_x = inv_norm_from_sumsq(row_sumsq(xr[r], dim));
+        inv_x = row_inv_norm(xr[r], dim);
         if (inv_x == 0.0f) {  // normalizes to 0 (finite row) or NaN: see row_finite
           if (row_finite(xr[r], dim)) zero_row(t, thr, j + r);
           continue;

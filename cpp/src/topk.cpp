@@ -14,6 +14,7 @@
 #include "kernels.h"
 #include "recfast/heap.h"
 #include "recfast/simd.h"
+#include "scalar_helpers.h"
 #include "task_grid.h"
 
 namespace recfast {
@@ -35,7 +36,7 @@ constexpr double kChunkHeapBytes = 64.0 * 1024 * 1024;
 float query_inv_norm(const float* q, int64_t dim) {
   float s = 0.0f;
   for (int64_t p = 0; p < dim; ++p) s += q[p] * q[p];
-  return s > 0.0f ? 1.0f / std::sqrt(s) : 0.0f;
+  return inv_norm_checked(s, q, dim);
 }
 
 }  // namespace
@@ -98,7 +99,10 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
   //    thread has work even for one query, each item is read from memory about once, and a
   //    slow thread does not hold up the rest. Chunk heaps are capped by kChunkHeapBytes.
   enum class Path { Direct, Broadcast, Packed };
-  const Path path = n_queries <= kTopkDirectMaxQueries      ? Path::Direct
+  const int64_t batch = params.batch_size > 0 ? params.batch_size : n_queries;
+  if (batch <= kTopkDirectMaxQueries && n_queries > kTopkDirectMaxQueries)
+    throw std::invalid_argument("batch_size is smaller than the call's number of queries");
+  const Path path = batch <= kTopkDirectMaxQueries          ? Path::Direct
                     : n_queries <= kTopkBroadcastMaxQueries ? Path::Broadcast
                                                             : Path::Packed;
   const bool direct = path != Path::Packed;  // one query block, split over the items only

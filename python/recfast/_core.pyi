@@ -11,6 +11,7 @@ def topk(
     exclude_indptr: npt.NDArray[np.int64] | None,
     exclude_indices: npt.NDArray[np.int64] | None,
     num_threads: int,
+    batch_size: int = 0,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def select_topk(
     scores: npt.NDArray[np.float32],
@@ -56,6 +57,7 @@ def quant_search(
     num_threads: int,
     vectors_fd: int = -1,
     vectors_offset: int = 0,
+    batch_size: int = 0,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], int]: ...
 def row_hashes(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]: ...
 def quant_rel_slack(dim: int) -> float: ...

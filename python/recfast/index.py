@@ -28,9 +28,9 @@ eq >= |q' - s_q qi|, r = |q'| e + (eq + c (|q'| + eq)) (|x| + e); an item whose 
 is scored again as above (float32, the first radius) before it is kept. Per query the scan keeps the k best lower bounds (their worst is the
 running threshold) and every item whose upper bound reaches the threshold. The survivors are
 re-scored by the float32 kernel itself (`topk_cpu` on the gathered float32 rows, with the
-caller's query rows and a query batch on the same side of the kernel's direct/packed line as the
-whole batch), so ids and scores equal `recfast.topk(queries, index.get(index.ids), k,
-metric=index.metric)` bit for bit. Only the survivors' float32 rows are read.
+caller's query rows, scored on the path the whole batch's size picks however the batch is split:
+zero and huge queries go to the float32 scan, the rest to the compressed one), so ids and
+scores equal `recfast.topk(queries, index.get(index.ids), k, metric=index.metric)` bit for bit. Only the survivors' float32 rows are read.
 
 File format (version 1), little endian
 --------------------------------------
@@ -70,11 +70,12 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import stat
 import struct
 import threading
 import weakref
 import zlib
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
@@ -90,7 +91,7 @@ from ._inputs import (
 )
 from ._io import atomic_write
 from ._types import TopK
-from .topk import normalize, topk
+from .topk import normalize
 
 __all__ = ["ItemIndex", "FORMAT_VERSION", "STORAGES"]
 
@@ -172,6 +173,110 @@ def _check_ids_arg(ids: Any, name: str = "ids") -> np.ndarray:
     return a.astype(np.int64, copy=False).reshape(-1)
 
 
+class _Snapshot:
+    """One consistent state of an index: its arrays and, for a mapped file, what reads it.
+
+    `add` and `remove` build a new snapshot and swap it in with one assignment; a search takes
+    the snapshot once at its start and uses only that one, so it never sees half a mutation,
+    and the descriptor its re-scoring reads from stays open until the last user of the
+    snapshot is gone (it is closed when the snapshot is garbage collected).
+    """
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        *,
+        fd: int | None = None,
+        vectors_offset: int = 0,
+        pending: set[str] | None = None,
+        expected_crc: dict[str, int] | None = None,
+    ) -> None:
+        self.arrays = arrays
+        # A loaded, mapped index keeps a descriptor of its file: the few float32 rows a search
+        # re-scores are read with pread, so their pages never become part of this process's
+        # resident memory (a mapped access maps whole page-cache folios, up to 2 MiB each).
+        self.fd = fd
+        self.vectors_offset = vectors_offset
+        self.pending = set(pending or ())  # sections whose crc32 is still to be checked
+        self.expected_crc = dict(expected_crc or {})
+        # float32 rows are checked against row_hash when read, until 'vectors' is verified
+        self.rows_unverified = "vectors" in self.pending
+        self.lock = threading.Lock()
+        if fd is not None:
+            self.attach_fd(fd, vectors_offset)
+
+    def attach_fd(self, fd: int, vectors_offset: int) -> None:
+        """Read re-scored rows from this descriptor from now on; it is closed with the snapshot."""
+        self.fd, self.vectors_offset = fd, vectors_offset
+        weakref.finalize(self, os.close, fd)
+
+    def __len__(self) -> int:
+        return int(self.arrays["ids"].shape[0])
+
+    def ensure_verified(self, name: str) -> None:
+        if name not in self.pending:
+            return
+        with self.lock:
+            if name not in self.pending:
+                return
+            if _crc32(self.arrays[name]) != self.expected_crc[name]:
+                raise ValueError(f"section {name!r} fails its crc32 check (the file is corrupted)")
+            self.pending.discard(name)
+            if name == "vectors":
+                self.rows_unverified = False
+
+    def rows(self, pos: np.ndarray) -> np.ndarray:
+        """float32 rows at positions, checked against row_hash when not verified in full."""
+        dim = self.arrays["vectors"].shape[1]
+        if self.fd is not None and len(pos) <= 4096:
+            rows = np.empty((len(pos), dim), np.float32)
+            rb = dim * 4
+            for i, p in enumerate(pos):
+                raw = os.pread(self.fd, rb, self.vectors_offset + int(p) * rb)
+                if len(raw) != rb:
+                    raise ValueError("section 'vectors': the file is truncated")
+                rows[i] = np.frombuffer(raw, np.float32)
+        else:
+            rows = np.array(self.arrays["vectors"][pos], dtype=np.float32, copy=True)
+        if self.rows_unverified and len(pos):
+            bad = np.nonzero(_core.row_hashes(rows) != self.arrays["row_hash"][pos])[0]
+            if len(bad):
+                raise ValueError(
+                    f"section 'vectors': row {int(pos[bad[0]])} does not match its checksum "
+                    "(the file is corrupted)"
+                )
+        return rows
+
+    def in_memory_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays verified and (when mapped) copied into memory: the base of a mutation."""
+        for name in list(self.pending):
+            self.ensure_verified(name)
+        if any(isinstance(v, np.memmap) for v in self.arrays.values()):
+            return {k: np.array(v, copy=True) for k, v in self.arrays.items()}
+        return self.arrays
+
+    def positions(self, ids: Any, name: str = "ids") -> np.ndarray:
+        """Positions of external ids; unknown ids are a ValueError."""
+        q = _check_ids_arg(ids, name)
+        pos, ok = _lookup(self.arrays["ids"], q)
+        if not ok.all():
+            raise ValueError(f"{name} holds id {int(q[~ok][0])}, which is not in the index")
+        return pos
+
+    def known_positions(self, ids: Any, name: str) -> np.ndarray:
+        """Positions of the external ids that are in the index (others ignored), sorted unique."""
+        q = _check_ids_arg(ids, name)
+        pos, ok = _lookup(self.arrays["ids"], q)
+        return np.unique(pos[ok]).astype(np.int64)
+
+
+def _lookup(all_ids: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pos = np.searchsorted(all_ids, q).astype(np.int64)
+    ok = pos < len(all_ids)
+    ok[ok] = all_ids[pos[ok]] == q[ok]
+    return pos, ok
+
+
 class ItemIndex:
     """Item vectors addressed by int64 external ids, searched exactly.
 
@@ -181,8 +286,10 @@ class ItemIndex:
         storage: "float32", "float16" or "int8" (compressed scan, exact re-scoring; see the module
             docstring).
 
-    `search` and `similar` may run concurrently from several threads (the native code releases
-    the GIL); `add` and `remove` must not run concurrently with any other call.
+    Thread safety: any number of threads may call `search`, `similar`, `get` and `save` while
+    others `add` or `remove`. Each call works on one consistent state of the index (the state
+    before or after a concurrent mutation, never a mix), and mutations are serialized. The
+    native code releases the GIL, so searches run in parallel.
     """
 
     def __init__(self, dim: int, metric: str = "cosine", storage: str = "float32") -> None:
@@ -196,18 +303,8 @@ class ItemIndex:
             raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
         self._dim = int(dim)
         self._storage = str(storage)
-        self._a: dict[str, np.ndarray] = {}
-        self._set_arrays(self._empty_arrays())
-        self._pending: set[str] = set()  # sections whose crc32 is still to be checked
-        self._expected_crc: dict[str, int] = {}
-        self._rows_unverified = False  # float32 rows checked against row_hash when read
-        self._lock = threading.Lock()
-        # A loaded, mapped index keeps a descriptor of its file: the few float32 rows a search
-        # re-scores are read with pread, so their pages never become part of this process's
-        # resident memory (a mapped access maps whole page-cache folios, up to 2 MiB each).
-        self._fd: int | None = None
-        self._vectors_offset = 0
-        self._close_fd: weakref.finalize | None = None
+        self._snap = _Snapshot(self._empty_arrays())
+        self._write_lock = threading.Lock()  # add / remove, one at a time
 
     # -- basic properties ------------------------------------------------------------------------
     @property
@@ -223,7 +320,7 @@ class ItemIndex:
         return self._storage
 
     def __len__(self) -> int:
-        return int(self._a["ids"].shape[0])
+        return len(self._snap)
 
     def __repr__(self) -> str:
         return (
@@ -234,7 +331,7 @@ class ItemIndex:
     @property
     def ids(self) -> np.ndarray:
         """The external ids, ascending (a read-only view)."""
-        v = self._a["ids"].view()
+        v = self._snap.arrays["ids"].view()
         v.flags.writeable = False
         return v
 
@@ -259,62 +356,6 @@ class ItemIndex:
     def _empty_arrays(self) -> dict[str, np.ndarray]:
         return {name: np.empty(shape, dt) for name, dt, shape in self._section_specs(0)}
 
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._a = arrays
-
-    def _positions(self, ids: Any, name: str = "ids") -> np.ndarray:
-        """Positions of external ids; unknown ids are a ValueError."""
-        q = _check_ids_arg(ids, name)
-        all_ids = self._a["ids"]
-        pos = np.searchsorted(all_ids, q)
-        ok = pos < len(all_ids)
-        ok[ok] = all_ids[pos[ok]] == q[ok]
-        if not ok.all():
-            raise ValueError(f"{name} holds id {int(q[~ok][0])}, which is not in the index")
-        return pos.astype(np.int64)
-
-    def _known_positions(self, ids: Any, name: str) -> np.ndarray:
-        """Positions of the external ids that are in the index (others ignored), sorted unique."""
-        q = _check_ids_arg(ids, name)
-        all_ids = self._a["ids"]
-        pos = np.searchsorted(all_ids, q)
-        ok = pos < len(all_ids)
-        ok[ok] = all_ids[pos[ok]] == q[ok]
-        return np.unique(pos[ok]).astype(np.int64)
-
-    def _rows(self, pos: np.ndarray) -> np.ndarray:
-        """float32 rows at positions, checked against row_hash when not verified in full."""
-        if self._fd is not None and len(pos) <= 4096:
-            rows = np.empty((len(pos), self._dim), np.float32)
-            rb = self._dim * 4
-            for i, p in enumerate(pos):
-                raw = os.pread(self._fd, rb, self._vectors_offset + int(p) * rb)
-                if len(raw) != rb:
-                    raise ValueError("section 'vectors': the file is truncated")
-                rows[i] = np.frombuffer(raw, np.float32)
-        else:
-            rows = np.array(self._a["vectors"][pos], dtype=np.float32, copy=True)
-        if self._rows_unverified and len(pos):
-            bad = np.nonzero(_core.row_hashes(rows) != self._a["row_hash"][pos])[0]
-            if len(bad):
-                raise ValueError(
-                    f"section 'vectors': row {int(pos[bad[0]])} does not match its checksum "
-                    "(the file is corrupted)"
-                )
-        return rows
-
-    def _ensure_verified(self, name: str) -> None:
-        if name not in self._pending:
-            return
-        with self._lock:
-            if name not in self._pending:
-                return
-            if _crc32(self._a[name]) != self._expected_crc[name]:
-                raise ValueError(f"section {name!r} fails its crc32 check (the file is corrupted)")
-            self._pending.discard(name)
-            if name == "vectors":
-                self._rows_unverified = False
-
     # -- mutation ---------------------------------------------------------------------------------
     def add(self, vectors: Any, ids: Any = None) -> None:
         """Add vectors (n, d) (or one (d,)) under int64 ids (default: after the largest id).
@@ -331,67 +372,65 @@ class ItemIndex:
         if not np.isfinite(x).all():
             bad = int(np.nonzero(~np.isfinite(x).all(axis=1))[0][0])
             raise ValueError(f"vectors row {bad} holds a non-finite value (NaN or inf)")
-        cur = self._a["ids"]
-        if ids is None:
-            start = int(cur[-1]) + 1 if len(cur) else 0
-            new_ids = np.arange(start, start + n_new, dtype=np.int64)
-        else:
-            new_ids = _check_ids_arg(ids)
-            if new_ids.shape[0] != n_new:
-                raise ValueError(f"ids has {new_ids.shape[0]} entries but vectors has {n_new} rows")
-            uniq, counts = np.unique(new_ids, return_counts=True)
-            if (counts > 1).any():
-                raise ValueError(f"ids repeats id {int(uniq[counts > 1][0])}")
-            pos = np.searchsorted(cur, new_ids)
-            hit = pos < len(cur)
-            hit[hit] = cur[pos[hit]] == new_ids[hit]
-            if hit.any():
-                raise ValueError(f"id {int(new_ids[hit][0])} is already in the index")
+        given_ids = None if ids is None else _check_ids_arg(ids)
+        if given_ids is not None and given_ids.shape[0] != n_new:
+            raise ValueError(f"ids has {given_ids.shape[0]} entries but vectors has {n_new} rows")
         if n_new == 0:
             return
         if self._metric == "cosine":
             x = normalize(x)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        new = {"ids": new_ids, "vectors": x, "row_hash": _core.row_hashes(x)}
+        new = {"ids": np.empty(0, np.int64), "vectors": x, "row_hash": _core.row_hashes(x)}
         if self._storage != "float32":
             new.update(_quantize(x, self._storage))
-        self._materialize()
-        old = self._a
-        if len(cur) == 0 or new_ids.min() > cur[-1]:
-            order = np.argsort(new_ids, kind="stable")
-            merged = {k: np.concatenate([old[k], new[k][order]]) for k in old}
-        else:
-            all_ids = np.concatenate([cur, new_ids])
-            order = np.argsort(all_ids, kind="stable")
-            merged = {k: np.concatenate([old[k], new[k]])[order] for k in old}
-        self._set_arrays(merged)
+        with self._write_lock:
+            old = self._snap.in_memory_arrays()
+            cur = old["ids"]
+            new["ids"] = new_ids = self._new_ids(cur, given_ids, n_new)
+            if len(cur) == 0 or new_ids.min() > cur[-1]:
+                order = np.argsort(new_ids, kind="stable")
+                merged = {k: np.concatenate([old[k], new[k][order]]) for k in old}
+            else:
+                order = np.argsort(np.concatenate([cur, new_ids]), kind="stable")
+                merged = {k: np.concatenate([old[k], new[k]])[order] for k in old}
+            self._snap = _Snapshot(merged)
+
+    @staticmethod
+    def _new_ids(cur: np.ndarray, given: np.ndarray | None, n_new: int) -> np.ndarray:
+        """The ids of n_new added rows: `given` checked against the index, or the next ones."""
+        if given is None:
+            start = int(cur[-1]) + 1 if len(cur) else 0
+            if start + n_new - 1 > np.iinfo(np.int64).max:
+                raise ValueError(
+                    f"ids: the index's largest id is {int(cur[-1])}, so {n_new} new default ids "
+                    "would exceed the int64 range; pass ids explicitly"
+                )
+            return np.arange(start, start + n_new, dtype=np.int64)
+        uniq, counts = np.unique(given, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"ids repeats id {int(uniq[counts > 1][0])}")
+        _, hit = _lookup(cur, given)
+        if hit.any():
+            raise ValueError(f"id {int(given[hit][0])} is already in the index")
+        return given
 
     def remove(self, ids: Any) -> None:
         """Remove items by id; an unknown id is a ValueError and removes nothing."""
-        pos = self._positions(ids)
-        if len(pos) == 0:
-            return
-        self._materialize()
-        keep = np.ones(len(self), bool)
-        keep[pos] = False
-        self._set_arrays({k: v[keep] for k, v in self._a.items()})
-
-    def _materialize(self) -> None:
-        """Before a mutation: verify and copy memory-mapped arrays into memory."""
-        for name in list(self._pending):
-            self._ensure_verified(name)
-        if any(isinstance(v, np.memmap) for v in self._a.values()):
-            self._set_arrays({k: np.array(v, copy=True) for k, v in self._a.items()})
-        self._rows_unverified = False
-        if self._close_fd is not None:
-            self._close_fd()
-        self._fd, self._close_fd = None, None
+        with self._write_lock:
+            snap = self._snap
+            pos = snap.positions(ids)
+            if len(pos) == 0:
+                return
+            arrays = snap.in_memory_arrays()
+            keep = np.ones(len(snap), bool)
+            keep[pos] = False
+            self._snap = _Snapshot({k: v[keep] for k, v in arrays.items()})
 
     def get(self, ids: Any) -> np.ndarray:
         """The stored float32 vectors of ids ((n, d), or (d,) for one id); unknown id: ValueError."""
+        snap = self._snap
         single = np.ndim(ids) == 0
-        pos = self._positions(np.atleast_1d(ids))
-        rows = self._rows(pos)
+        rows = snap.rows(snap.positions(np.atleast_1d(ids)))
         return rows[0] if single else rows
 
     # -- search ------------------------------------------------------------------------------------
@@ -415,11 +454,12 @@ class ItemIndex:
                 scipy.sparse matrix (B, len(index)) over positions (position = rank of the id in
                 `ids`).
             include: a global allow-list of external ids (ids not in the index are ignored);
-                None allows every item.
+                None allows every item, an empty list none.
             exact: True returns exactly `recfast.topk`'s answer on the float32 vectors (ids and
-                scores). False, for compressed storage, skips the float32 re-scoring: ids and
-                scores come from the compressed scan (approximate: scores off by up to the
-                quantization error, near-ties possibly swapped). float32 storage is always exact.
+                scores), for each query whatever the other queries of the batch are. False, for
+                compressed storage, skips the float32 re-scoring: ids and scores come from the
+                compressed scan (approximate: scores off by up to the quantization error,
+                near-ties possibly swapped). float32 storage is always exact.
             num_threads: None for all usable CPUs, or a positive count.
 
         Returns:
@@ -441,6 +481,19 @@ class ItemIndex:
         num_threads: int | None = None,
     ) -> tuple[TopK, dict[str, int]]:
         """`search`, plus {"candidates": survivors of the compressed scan summed over queries}."""
+        # one state for the whole call (see the class docstring)
+        return self._search(self._snap, queries, k, exclude, include, exact, num_threads)
+
+    def _search(
+        self,
+        snap: _Snapshot,
+        queries: Any,
+        k: int,
+        exclude: Any,
+        include: Any,
+        exact: bool,
+        num_threads: int | None,
+    ) -> tuple[TopK, dict[str, int]]:
         k = check_k(k)
         threads = check_num_threads(num_threads)
         q, exclude, single = as_row_batch(queries, "queries", exclude)
@@ -448,32 +501,33 @@ class ItemIndex:
             raise ValueError(f"queries have dimension {q.shape[1]} but the index has {self._dim}")
         if not np.isfinite(q).all():
             raise ValueError("queries must be finite (NaN or inf found)")
-        b, n = q.shape[0], len(self)
-        excl = self._exclusion(exclude, b)
+        b, n = q.shape[0], len(snap)
+        excl = self._exclusion(snap, exclude, b)
         allow = None
         if include is not None:
             allow = np.zeros(n, np.uint8)
-            allow[self._known_positions(include, "include")] = 1
+            allow[snap.known_positions(include, "include")] = 1
         stats = {"candidates": 0}
-        if n == 0:
+        if n == 0 or (allow is not None and not allow.any()):
             scores = np.full((b, k), -np.inf, np.float32)
             pos = np.full((b, k), -1, np.int64)
         elif self._storage == "float32":
-            self._ensure_verified("vectors")
-            scores, pos = self._float_search(q, k, excl, allow, threads)
+            snap.ensure_verified("vectors")
+            scores, pos = self._float_search(snap, q, k, excl, allow, threads, b)
         else:
-            self._ensure_verified("codes")
-            scores, pos, stats["candidates"] = self._quant_search(
-                q, k, excl, allow, bool(exact), threads
+            snap.ensure_verified("codes")
+            scores, pos, stats["candidates"] = self._compressed_search(
+                snap, q, k, excl, allow, bool(exact), threads
             )
         ids = np.full(pos.shape, -1, np.int64)
-        ids[pos >= 0] = self._a["ids"][pos[pos >= 0]]
+        ids[pos >= 0] = snap.arrays["ids"][pos[pos >= 0]]
         if single:
             return TopK(scores[0], ids[0]), stats
         return TopK(scores, ids), stats
 
-    def _exclusion(self, exclude: Any, b: int) -> tuple[np.ndarray, np.ndarray] | None:
-        n = len(self)
+    @staticmethod
+    def _exclusion(snap: _Snapshot, exclude: Any, b: int) -> tuple[np.ndarray, np.ndarray] | None:
+        n = len(snap)
         if exclude is None:
             return None
         if sp.issparse(exclude):
@@ -486,51 +540,46 @@ class ItemIndex:
         if len(exclude) != b:
             raise ValueError(f"exclude has {len(exclude)} rows but there are {b} queries")
         rows = [
-            self._known_positions(r if r is not None else [], f"exclude[{i}]")
+            snap.known_positions(r if r is not None else [], f"exclude[{i}]")
             for i, r in enumerate(exclude)
         ]
         return exclusion_csr(rows, b, n) if n else None
 
-    def _float_search(self, q, k, excl, allow, threads):
-        vec = self._a["vectors"]
+    def _float_search(self, snap, q, k, excl, allow, threads, batch_size):
+        """recfast.topk over the float32 rows (all, or the allowed ones); `batch_size` is the
+        user's whole batch, of which q may be a part (it picks the scoring path)."""
         if allow is None:
-            ex = None if excl is None else sp.csr_array(
-                (np.ones(len(excl[1]), np.int8), excl[1], excl[0]), shape=(q.shape[0], len(self))
-            )
-            res = topk(q, vec, k, metric=self._metric, exclude=ex, num_threads=threads)
-            return res.scores, res.ids
-        keep = np.nonzero(allow)[0]
-        ex = None
-        if excl is not None:
-            indptr, indices = excl
-            local = np.searchsorted(keep, indices)
-            hit = local < len(keep)
-            hit[hit] = keep[local[hit]] == indices[hit]
-            rows = np.repeat(np.arange(q.shape[0]), np.diff(indptr))
-            ex = sp.csr_array(
-                (np.ones(int(hit.sum()), np.int8), (rows[hit], local[hit])),
-                shape=(q.shape[0], len(keep)),
-            )
-        rows = self._rows(keep) if self._rows_unverified else vec[keep]
-        res = topk(q, rows, k, metric=self._metric, exclude=ex, num_threads=threads)
-        return res.scores, np.where(res.ids >= 0, keep[np.maximum(res.ids, 0)], -1)
+            rows, keep = snap.arrays["vectors"], None
+        else:
+            keep = np.nonzero(allow)[0]
+            rows = snap.rows(keep) if snap.rows_unverified else snap.arrays["vectors"][keep]
+            if excl is not None:
+                excl = _restrict_exclusion(excl, keep)
+        rows = as_float32_matrix(rows, "vectors")
+        indptr, indices = excl if excl is not None else (None, None)
+        metric = self._metric
+        scores, pos = _core.topk(q, rows, k, metric, indptr, indices, threads, batch_size)
+        if keep is not None:
+            pos = np.where(pos >= 0, keep[np.maximum(pos, 0)], -1)
+        return scores, pos
 
-    def _quant_search(self, q, k, excl, allow, exact, threads):
-        a = self._a
+    def _compressed_search(self, snap, q, k, excl, allow, exact, threads):
+        a = snap.arrays
         qq = q.astype(np.float64)
         qn2 = np.einsum("ij,ij->i", qq, qq)
         max_norm = float(a["norm"].max()) if len(a["norm"]) else 0.0
         qn = np.sqrt(qn2) if self._metric == "dot" else np.ones_like(qn2)
         routed = (qn2 == 0) | (qn * max_norm > _MAX_SCORE_MAGNITUDE)
-        scores = np.empty((q.shape[0], k), np.float32)
-        pos = np.empty((q.shape[0], k), np.int64)
+        b = q.shape[0]
+        scores = np.empty((b, k), np.float32)
+        pos = np.empty((b, k), np.int64)
         cands = 0
         main = np.nonzero(~routed)[0]
         if len(main):
-            qm = q if len(main) == q.shape[0] else np.ascontiguousarray(q[main])
+            qm = q if len(main) == b else np.ascontiguousarray(q[main])
             indptr = indices = None
             if excl is not None:
-                indptr, indices = excl if len(main) == q.shape[0] else _csr_rows(excl, main)
+                indptr, indices = excl if len(main) == b else _csr_rows(excl, main)
             s, p, cands = _core.quant_search(
                 qm,
                 self._storage,
@@ -539,7 +588,7 @@ class ItemIndex:
                 a["err"],
                 a["norm"],
                 a["vectors"] if exact else None,
-                a["row_hash"] if (exact and self._rows_unverified) else None,
+                a["row_hash"] if (exact and snap.rows_unverified) else None,
                 k,
                 self._metric,
                 exact,
@@ -547,16 +596,20 @@ class ItemIndex:
                 indices,
                 allow,
                 threads,
-                self._fd if self._fd is not None else -1,
-                self._vectors_offset,
+                snap.fd if snap.fd is not None else -1,
+                snap.vectors_offset,
+                b,
             )
             scores[main], pos[main] = s, p
         other = np.nonzero(routed)[0]
         if len(other):
-            # Zero queries (every score 0) and scores beyond the bound's float range: float32.
-            self._ensure_verified("vectors")
+            # Zero queries (every score 0) and scores beyond the bound's float range: float32,
+            # scored as part of the whole batch.
+            snap.ensure_verified("vectors")
             sub = None if excl is None else _csr_rows(excl, other)
-            s, p = self._float_search(np.ascontiguousarray(q[other]), k, sub, allow, threads)
+            s, p = self._float_search(
+                snap, np.ascontiguousarray(q[other]), k, sub, allow, threads, b
+            )
             scores[other], pos[other] = s, p
         return scores, pos, int(cands)
 
@@ -567,14 +620,13 @@ class ItemIndex:
 
         One id gives 1-D outputs. Unknown ids are a ValueError.
         """
+        snap = self._snap
         single = np.ndim(ids) == 0
-        pos = self._positions(np.atleast_1d(ids))
-        q = self._rows(pos)
+        pos = snap.positions(np.atleast_1d(ids))
+        q = snap.rows(pos)
         b = len(pos)
-        ex = sp.csr_array(
-            (np.ones(b, np.int8), pos, np.arange(b + 1)), shape=(b, len(self))
-        )
-        res = self.search(q, k, exclude=ex, exact=exact, num_threads=num_threads)
+        ex = sp.csr_array((np.ones(b, np.int8), pos, np.arange(b + 1)), shape=(b, len(snap)))
+        res, _ = self._search(snap, q, k, ex, None, exact, num_threads)
         if single:
             return TopK(res.scores[0], res.ids[0])
         return res
@@ -584,13 +636,15 @@ class ItemIndex:
         """Write the index to one file atomically (temp file in the same directory, fsync,
         rename, fsync of the directory). See the module docstring for the format."""
         path = os.fspath(path)
-        for name in list(self._pending):  # a mapped index: check what was not checked yet
-            self._ensure_verified(name)
-        n = len(self)
+        snap = self._snap  # one state for the whole call
+        for name in list(snap.pending):  # a mapped index: check what was not checked yet
+            snap.ensure_verified(name)
+        arrays = snap.arrays
+        n = len(snap)
         sections: list[dict[str, Any]] = []
         offset = 0
         for name, dt, shape in self._section_specs(n):
-            arr = self._a[name]
+            arr = arrays[name]
             nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
             sections.append(
                 {
@@ -634,7 +688,7 @@ class ItemIndex:
             pos = _PREAMBLE.size + len(blob)
             for s in sections:
                 f.write(b"\0" * (s["offset"] - pos))
-                arr = np.ascontiguousarray(self._a[s["name"]], dtype=np.dtype(s["dtype"]))
+                arr = np.ascontiguousarray(arrays[s["name"]], dtype=np.dtype(s["dtype"]))
                 flat = arr.reshape(-1)
                 step = max(1, (16 << 20) // max(1, flat.itemsize))
                 for i in range(0, flat.size, step):
@@ -659,8 +713,12 @@ class ItemIndex:
         path = os.fspath(path)
         if verify is None:
             verify = not mmap
-        fd = os.open(path, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                kind = "a directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "not a regular file"
+                raise ValueError(f"{path}: {kind}, not a recfast index file")
             return cls._load_fd(fd, path, mmap, verify)
         except BaseException:
             os.close(fd)
@@ -690,9 +748,13 @@ class ItemIndex:
                 raise ValueError(f"{path}: header checksum mismatch (the header is corrupted)")
             try:
                 header = json.loads(blob.decode())
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
                 raise ValueError(f"{path}: header is not valid JSON ({e})") from None
-            index = cls._from_header(header, path, size)
+            try:
+                index = cls._from_header(header, path, size)
+            except (TypeError, KeyError, AttributeError, OverflowError, RecursionError) as e:
+                # a crafted header (with a valid checksum) of unexpected types
+                raise ValueError(f"{path}: invalid header ({type(e).__name__}: {e})") from None
             arrays: dict[str, np.ndarray] = {}
             for s in header["sections"]:
                 dt, shape = np.dtype(s["dtype"]), tuple(s["shape"])
@@ -709,22 +771,22 @@ class ItemIndex:
                     if got != s["nbytes"]:
                         raise ValueError(f"{path}: truncated inside section {s['name']!r}")
                     arrays[s["name"]] = buf
-        index._expected_crc = {s["name"]: int(s["crc32"]) for s in header["sections"]}
-        index._set_arrays(arrays)
-        index._pending = {s["name"] for s in header["sections"]}
+        snap = _Snapshot(
+            arrays,
+            pending={s["name"] for s in header["sections"]},
+            expected_crc={s["name"]: int(s["crc32"]) for s in header["sections"]},
+        )
         for name in [s["name"] for s in header["sections"]]:
             if verify or name in _SMALL_SECTIONS:
-                index._ensure_verified(name)
-        index._rows_unverified = "vectors" in index._pending
+                snap.ensure_verified(name)
         ids = arrays["ids"]
         if len(ids) > 1 and not (np.diff(ids) > 0).all():
             raise ValueError(f"{path}: section 'ids' is not strictly increasing")
         if mmap and isinstance(arrays["vectors"], np.memmap):
-            index._fd = fd
-            index._vectors_offset = int(header["sections"][1]["offset"])
-            index._close_fd = weakref.finalize(index, os.close, fd)
+            snap.attach_fd(fd, int(header["sections"][1]["offset"]))
         else:
             os.close(fd)
+        index._snap = snap
         return index
 
     @classmethod
@@ -737,7 +799,7 @@ class ItemIndex:
         if h.get("version") != FORMAT_VERSION:
             raise bad(f"version {h.get('version')!r} differs from the preamble's")
         dim, count = h.get("dim"), h.get("count")
-        if not (isinstance(dim, int) and dim >= 1 and isinstance(count, int) and count >= 0):
+        if not (_is_int(dim) and dim >= 1 and _is_int(count) and count >= 0):
             raise bad(f"dim {dim!r} / count {count!r}")
         if h.get("metric") not in ("cosine", "dot") or h.get("storage") not in STORAGES:
             raise bad(f"metric {h.get('metric')!r} / storage {h.get('storage')!r}")
@@ -752,10 +814,13 @@ class ItemIndex:
             raise bad(f"sections should be {[name for name, _, _ in specs]}")
         end = _PREAMBLE.size
         for s, (name, dt, shape) in zip(secs, specs):
-            if s.get("dtype") != dt.str or tuple(s.get("shape", ())) != shape:
+            got_shape = s.get("shape")
+            if not (isinstance(got_shape, list) and all(_is_int(v) for v in got_shape)):
+                raise bad(f"section {name!r} shape {got_shape!r}")
+            if s.get("dtype") != dt.str or tuple(got_shape) != shape:
                 raise bad(f"section {name!r} should be {dt.str} {shape}")
             off, nb = s.get("offset"), s.get("nbytes")
-            if not (isinstance(off, int) and isinstance(nb, int) and isinstance(s.get("crc32"), int)):
+            if not (_is_int(off) and _is_int(nb) and _is_int(s.get("crc32"))):
                 raise bad(f"section {name!r} offset/nbytes/crc32")
             if nb != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
                 raise bad(f"section {name!r} size {nb}")
@@ -763,7 +828,7 @@ class ItemIndex:
                 raise bad(f"section {name!r} offset {off}")
             end = off + nb
         data_end = h.get("data_end")
-        if not isinstance(data_end, int) or data_end < end or data_end - end >= _ALIGN:
+        if not _is_int(data_end) or data_end < end or data_end - end >= _ALIGN:
             raise bad(f"data_end {data_end!r}")
         if size < data_end:
             missing = [s["name"] for s in secs if s["offset"] + s["nbytes"] > size]
@@ -776,12 +841,30 @@ class ItemIndex:
         return index
 
 
+def _is_int(v: Any) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _rel_offsets(sections: list[dict[str, Any]]) -> list[int]:
     out, off = [], 0
     for s in sections:
         out.append(off)
         off += (s["nbytes"] + _ALIGN - 1) // _ALIGN * _ALIGN
     return out
+
+
+def _restrict_exclusion(
+    excl: tuple[np.ndarray, np.ndarray], keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exclusions over all positions as exclusions over the rows `keep` (sorted positions)."""
+    indptr, indices = excl
+    local = np.searchsorted(keep, indices)
+    hit = local < len(keep)
+    hit[hit] = keep[local[hit]] == indices[hit]
+    row_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    new_ptr = np.zeros(len(indptr), np.int64)
+    np.cumsum(np.bincount(row_of[hit], minlength=len(indptr) - 1), out=new_ptr[1:])
+    return new_ptr, local[hit].astype(np.int64)
 
 
 def _csr_rows(excl: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -102,12 +102,25 @@ def select_topk(
 
 
 def normalize(x: Any) -> np.ndarray:
-    """Rows of x scaled to unit L2 norm as a new float32 array; zero rows stay zero."""
+    """Rows of x scaled to unit L2 norm as a new float32 array; zero rows stay zero.
+
+    Norms and scaling are computed in float64, so rows of any finite float32 magnitude (1e-30
+    or 1e30, whose squares under- or overflow in float32) come out with unit norm. A row whose
+    norm is below 1 / FLT_MAX (about 2.9e-39, all components denormal) stays as a zero row, as
+    the native kernels score it.
+    """
     a = as_float32_matrix(x, "x", allow_1d=True)
-    norms = np.sqrt(np.einsum("...i,...i->...", a, a, dtype=np.float32))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(norms > 0, np.float32(1.0) / norms, np.float32(0.0)).astype(np.float32)
-    return (a * inv[..., None]).astype(np.float32, copy=False)
+    flat = a[None, :] if a.ndim == 1 else a
+    out = np.empty(flat.shape, np.float32)
+    step = max(1, (1 << 22) // max(1, flat.shape[1]))  # rows per float64 block (32 MiB)
+    for s in range(0, flat.shape[0], step):
+        block = flat[s : s + step].astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            inv = np.where(norms > 0, 1.0 / norms, 0.0)
+        inv[~(inv <= np.finfo(np.float32).max)] = 0.0  # too tiny (or non-finite): a zero row
+        out[s : s + step] = block * inv[:, None]
+    return out[0] if a.ndim == 1 else out
 
 
 def merge_topk(parts: Sequence[tuple[TopK, int]], k: int) -> TopK:

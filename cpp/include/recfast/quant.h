@@ -99,6 +99,7 @@ struct QuantSearchParams {
   bool exact = true;
   Exclusion exclude;                 // CSR over queries of item positions (sorted rows)
   const uint8_t* allow = nullptr;    // optional: allow[j] != 0 marks item j eligible
+  int64_t batch_size = 0;            // the user's whole batch (TopkParams::batch_size)
   std::function<bool()> should_stop;  // as in TopkParams
 };
 

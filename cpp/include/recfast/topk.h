@@ -33,7 +33,9 @@ struct Exclusion {
 //   larger B: the packed path (register-tiled micro-kernel over packed tiles).
 // A score depends only on its query row, its item row, the metric, the instruction set and
 // whether the direct path computed it (the broadcast and packed paths agree bit for bit): never
-// on N, k, the batch's other queries, chunking or thread count.
+// on N, k, the batch's other queries, chunking or thread count. Which path computes it follows
+// TopkParams::batch_size, so a caller that splits one batch into several calls (the compressed
+// search's re-scoring, rows routed elsewhere) still gets the scores of the whole batch.
 constexpr int64_t kTopkDirectMaxQueries = 8;
 constexpr int64_t kTopkBroadcastMaxQueries = 16;
 
@@ -42,6 +44,10 @@ struct TopkParams {
   Metric metric = Metric::Cosine;
   int num_threads = 1;  // >= 1
   Exclusion exclude;
+  // The size of the batch this call belongs to; it picks the scoring path (direct for at most
+  // kTopkDirectMaxQueries queries, else the broadcast/packed scores). 0: this call's n_queries.
+  // A value <= kTopkDirectMaxQueries with more queries than that is an invalid_argument.
+  int64_t batch_size = 0;
   // Polled from the calling thread about every 50 ms while workers compute; returning true
   // cancels the call, which then throws Interrupted. May be empty.
   std::function<bool()> should_stop;
