@@ -292,3 +292,25 @@ def test_index_bench_checks_every_row_against_float64(tmp_path: Path) -> None:
     rows = index_bench.run(n=3000, d=16, k=5, batches=(1, 8), repeats=1, tmpdir=str(tmp_path))
     assert len(rows) == 6
     assert all(r["check"]["bad"] == 0 and r["check"]["rows"] == r["B"] for r in rows), rows
+
+
+def test_gpu_bench_checks_every_contestant_and_fails_on_a_wrong_one() -> None:
+    torch = pytest.importorskip("torch")
+    gpu_bench = _load("gpu_bench")  # importable without a GPU; its check runs on the host
+    q, x = _data(n=2000, b=12)
+    check = gpu_bench.Float64Check(torch.from_numpy(q), torch.from_numpy(x), 8, 20)
+    good = recfast.topk(q, x, 5, metric="dot")
+    ok = check(torch.from_numpy(good.scores), torch.from_numpy(good.ids), 12, 5)
+    assert ok["rows"] == 8 and ok["bad"] == 0
+    bad_ids = good.ids.copy()
+    bad_ids[3] = bad_ids[3, ::-1]
+    wrong = check(good.scores, bad_ids, 12, 5)
+    assert wrong["bad"] == 1
+    result = {"shapes": [
+        {"B": 12, "k": 5, "check": {"recfast": ok, "torch": ok, "faiss_gpu": wrong}},
+        {"B": 1, "k": 10, "error": "RuntimeError('out of memory')"},
+        {"B": 4, "k": 5, "faiss_gpu_error": "k too large", "check": {"recfast": ok, "torch": ok}},
+    ]}
+    wrong_lines, broken = gpu_bench.failures(result)
+    assert len(wrong_lines) == 1 and wrong_lines[0].startswith("B=12 k=5: faiss_gpu: 1/8 checked query rows wrong")
+    assert broken == ["B=1 k=10: RuntimeError('out of memory')", "B=4 k=5: FAISS-GPU: k too large"]
