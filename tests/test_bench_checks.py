@@ -314,3 +314,29 @@ def test_gpu_bench_checks_every_contestant_and_fails_on_a_wrong_one() -> None:
     wrong_lines, broken = gpu_bench.failures(result)
     assert len(wrong_lines) == 1 and wrong_lines[0].startswith("B=12 k=5: faiss_gpu: 1/8 checked query rows wrong")
     assert broken == ["B=1 k=10: RuntimeError('out of memory')", "B=4 k=5: FAISS-GPU: k too large"]
+
+
+def test_quality_reports_paired_per_seed_differences() -> None:
+    quality = _load("quality")
+    # Three seeds: the split moves every model by far more than the model difference, which is
+    # +0.01 NDCG@100 on every seed: paired, that is a clear 3/3 with sd ~0; unpaired, it drowns.
+    ease = np.array([[0.30, 0.40, 0.45, 1.0], [0.20, 0.30, 0.35, 1.0], [0.40, 0.50, 0.55, 1.0]])
+    ae = ease + np.array([0.02, -0.01, 0.01, 5.0])
+    ae[1, 0] -= 0.05  # seed 1: R@20 behind
+    rows = [("AutoEncoder (default: hybrid)", ae), ("EASE (lambda on validation)", ease),
+            ("Popularity", ease - 0.1)]
+    diffs = dict(quality.paired_differences(rows, "EASE"))
+    assert set(diffs) == {"AutoEncoder (default: hybrid)", "Popularity"}
+    np.testing.assert_allclose(diffs["AutoEncoder (default: hybrid)"],
+                               [[0.02, -0.01, 0.01], [-0.03, -0.01, 0.01], [0.02, -0.01, 0.01]], atol=1e-12)
+    table = quality._paired_table("ml-100k", rows, "EASE")
+    line = next(x for x in table.splitlines() if x.startswith("| AutoEncoder"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == "+0.0033 +- 0.0289 [-0.0300, +0.0200]"  # R@20: mean, sd over seeds, range
+    assert cells[3] == "+0.0100 +- 0.0000 [+0.0100, +0.0100]"  # NDCG@100
+    assert cells[4] == "3/3" and cells[5] == "+0.0100 +0.0100 +0.0100"
+    assert "| Popularity | -0.1000 +- 0.0000" in table
+    with pytest.raises(ValueError, match="baseline: expected one row"):
+        quality.paired_differences(rows, "Mult-VAE")
+    with pytest.raises(ValueError, match="not paired"):
+        quality.paired_differences([("A", ae[:2]), ("EASE", ease)], "EASE")
