@@ -9,7 +9,11 @@ the repository; --data to change). A missing dataset is skipped with a message. 
 > 3.5, users with >= 5 items, 10% validation and 10% test users (80% of each held-out user's
 items as the fold-in input, 20% targets), seen items excluded. The AutoEncoders keep their best
 epoch by validation NDCG@100; EASE's lambda is chosen on the validation users from a small grid.
-Reported: mean +- sd over seeds of test R@20, R@50, NDCG@100 and the fit time in seconds.
+Reported: mean +- sd over seeds of test R@20, R@50, NDCG@100 and the fit time in seconds, then
+the paired comparison with a baseline (--baseline, EASE by default): every seed's split is shared
+by all models, so per seed the difference model - baseline is taken first, then its mean, its sd
+over seeds, its range and the number of seeds on which the model was ahead (the seed-to-seed
+spread of the split is far larger than most differences between models, and cancels this way).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from recfast.models import EASE, AutoEncoder, Popularity
 DATASETS = {"ml-100k": "ml-100k", "ml-latest-small": "ml-latest-small"}
 EASE_GRID = (100.0, 200.0, 500.0, 1000.0)
 HELDOUT = 0.1
+METRICS = ("R@20", "R@50", "NDCG@100")  # the first columns of each row's (seeds, 4) array
+BASELINES = {"ease": "EASE", "popularity": "Popularity"}  # --baseline -> label prefix
 
 
 def _default_data_dir() -> Path:
@@ -107,6 +113,44 @@ def _table(name: str, n_seeds: int, shape: str, rows: list[tuple]) -> str:
     return "\n".join(out)
 
 
+def paired_differences(rows: list[tuple], baseline: str) -> list[tuple[str, np.ndarray]]:
+    """(label, per-seed differences (seeds, 3): model - baseline of R@20, R@50, NDCG@100) for
+    every row but the baseline (the row whose label starts with `baseline`)."""
+    base = [a for label, a in rows if label.startswith(baseline)]
+    if len(base) != 1:
+        raise ValueError(f"baseline: expected one row whose label starts with {baseline!r}, "
+                         f"found {len(base)} among {[label for label, _ in rows]}")
+    b = np.asarray(base[0], dtype=np.float64)[:, : len(METRICS)]
+    out = []
+    for label, a in rows:
+        if label.startswith(baseline):
+            continue
+        a = np.asarray(a, dtype=np.float64)[:, : len(METRICS)]
+        if a.shape != b.shape:
+            raise ValueError(f"{label}: {a.shape[0]} seeds, the baseline has {b.shape[0]}: not paired")
+        out.append((label, a - b))
+    return out
+
+
+def _paired_table(name: str, rows: list[tuple], baseline: str) -> str:
+    diffs = paired_differences(rows, baseline)
+    n_seeds = diffs[0][1].shape[0] if diffs else 0
+    out = [f"\n{name}: paired by seed, model - {baseline} (mean +- sd over {n_seeds} seed"
+           f"{'s' if n_seeds != 1 else ''} [min, max]; seeds ahead on NDCG@100; NDCG@100 per seed)",
+           "| model - " + baseline + " | " + " | ".join(f"d {m}" for m in METRICS)
+           + " | ahead | d NDCG@100 per seed |",
+           "|---|" + "---|" * (len(METRICS) + 2)]
+    for label, d in diffs:
+        mean = d.mean(axis=0)
+        sd = d.std(axis=0, ddof=1) if n_seeds > 1 else np.full(d.shape[1], np.nan)
+        cells = [f"{mean[i]:+.4f} +- {sd[i]:.4f} [{d[:, i].min():+.4f}, {d[:, i].max():+.4f}]"
+                 if n_seeds > 1 else f"{mean[i]:+.4f}" for i in range(len(METRICS))]
+        ahead = f"{int((d[:, -1] > 0).sum())}/{n_seeds}"
+        per_seed = " ".join(f"{v:+.4f}" for v in d[:, -1])
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {ahead} | {per_seed} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, fewer variants")
@@ -116,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--required", action="store_true",
                     help="only the default AutoEncoder, EASE and Popularity")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    ap.add_argument("--baseline", choices=list(BASELINES), default="ease",
+                    help="the row every model is compared with, seed by seed (ease)")
     args = ap.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        ap.error(f"--seeds: expected a positive number, got {args.seeds}")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads: expected a positive number, got {args.threads}")
     n_seeds = args.seeds or (1 if args.quick else 5)
     threads = args.threads or len(os.sched_getaffinity(0))
     tables = []
@@ -130,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         shape = f"{n_users} users x {split.train.shape[1]} items"
         rows = run_dataset(name, path, list(range(n_seeds)), args.quick, threads, args.required)
         tables.append(_table(name, n_seeds, shape, rows))
-        print(tables[-1], flush=True)
+        tables.append(_paired_table(name, rows, BASELINES[args.baseline]))
+        print(tables[-2], tables[-1], sep="\n", flush=True)
     if not tables:
         print("no dataset found; nothing measured")
     return 0

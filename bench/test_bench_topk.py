@@ -3,7 +3,8 @@
 Moderate shapes (N=200,000 normalized float32 items by default, d=128, k=10) so a run takes
 about a minute: recfast with metric "dot" and "cosine" at B in 1, 16, 128, 1024 and the NumPy
 reference at B in 1, 16, 128 for comparison. Each benchmark stores GFLOP/s (2*B*N*d / best time)
-in `extra_info`. The side-by-side comparison with FAISS, torch and implicit, each in its own
+in `extra_info` and checks its answer against the float64 top-k (`recfast._bench_check`: ids in
+order, near-ties in either order, scores within float32 rounding) at every B. The side-by-side comparison with FAISS, torch and implicit, each in its own
 process, is `python -m recfast.bench`; see bench/README.md.
 
 RECFAST_BENCH_ITEMS=20000 shrinks N for a smoke run.
@@ -20,7 +21,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import recfast  # noqa: E402
-from recfast import reference  # noqa: E402
+from recfast import _bench_check, reference  # noqa: E402
 from recfast._bench_worker import make_data  # noqa: E402
 
 N = int(os.environ.get("RECFAST_BENCH_ITEMS", "200000"))
@@ -29,8 +30,6 @@ K = 10
 SEED = 0
 RECFAST_BATCHES = [1, 16, 128, 1024]
 REFERENCE_BATCHES = [1, 16, 128]
-# Near-tie tolerance of the sanity check (normalized data, scores in [-1, 1]).
-TOL = 1e-5
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,11 +38,11 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return make_data(N, D, max(RECFAST_BATCHES), SEED)
 
 
-@functools.lru_cache(maxsize=None)
-def expected(b: int) -> np.ndarray:
-    """The reference's top-k scores for the first b queries (the sanity check's oracle)."""
+@functools.lru_cache(maxsize=1)
+def truth() -> _bench_check.Truth:
+    """The float64 top-k of all queries (the first b of them are the truth of batch size b)."""
     items, queries = data()
-    return reference.topk(queries[:b], items, K, metric="dot").scores
+    return _bench_check.exact_topk(queries, items, K)
 
 
 def _record(benchmark, b: int, result) -> None:
@@ -51,10 +50,10 @@ def _record(benchmark, b: int, result) -> None:
     stats = getattr(benchmark, "stats", None)
     if stats is not None and stats.stats.min > 0:
         benchmark.extra_info["gflops"] = round(2.0 * b * N * D / stats.stats.min / 1e9, 2)
-    scores = np.asarray(result.scores)
-    assert scores.shape == (b, K)
-    if b <= 128:  # the reference is slow beyond that; tests/ cover correctness in depth
-        np.testing.assert_allclose(scores, expected(b), rtol=0, atol=TOL)
+    items, queries = data()
+    check = _bench_check.verify(queries[:b], items, np.asarray(result.ids), np.asarray(result.scores),
+                                truth().prefix(b, K))
+    assert check.ok, "answer differs from the float64 top-k:\n" + "\n".join(check.problems)
 
 
 @pytest.mark.parametrize("metric", ["dot", "cosine"])

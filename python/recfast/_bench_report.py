@@ -1,4 +1,5 @@
-"""Cross-check, tables and plot for `python -m recfast.bench` (no timing happens here)."""
+"""The float64 check of each row, tables, plot and README table for `python -m recfast.bench`
+(no timing happens here)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import tempfile
 from typing import Any
 
 import numpy as np
+
+from . import _bench_check
 
 # (tag, label) in table order. "faiss-best" is derived: the fastest FAISS row of that shape
 # (default, blas_threshold=1 + database_bs=4096, or 2 single-thread shards at B=1).
@@ -34,55 +37,34 @@ def gflops(n: int, d: int, b: int, seconds: float) -> float:
     return 2.0 * b * n * d / seconds / 1e9
 
 
-def compare(base_npz: str, peer_npz: str, tol: float) -> dict[str, Any]:
-    """Rows where the peer's id set differs from the baseline's, split into near-ties and real.
-
-    A row is "same" when both return the same set of ids; a "tie" when the sets differ but the
-    exact (float64) scores of the two sets, sorted, agree within `tol` at every place (the two
-    picked different items of (nearly) equal score at the k-th place); otherwise a "mismatch".
-    "score_errors" counts rows where the peer's reported scores differ from the exact scores of
-    its own ids by more than `tol` (a wrong score with right ids is an error too).
-    """
-    with np.load(base_npz) as a, np.load(peer_npz) as p:
-        b_ids, b_exact = a["ids"], a["exact"]
-        p_ids, p_exact, p_scores = p["ids"], p["exact"], p["scores"]
-    if b_ids.shape != p_ids.shape:
-        return {"rows": int(b_ids.shape[0]), "same": 0, "tie": 0, "mismatch": int(b_ids.shape[0]),
-                "score_errors": 0, "note": f"shape {p_ids.shape} != {b_ids.shape}"}
-    same = (np.sort(b_ids, axis=1) == np.sort(p_ids, axis=1)).all(axis=1)
-    finite = -1e30  # -inf (padding) compares equal to -inf
-    bs = np.sort(np.where(np.isfinite(b_exact), b_exact, finite), axis=1)
-    ps = np.sort(np.where(np.isfinite(p_exact), p_exact, finite), axis=1)
-    gap = np.abs(bs - ps).max(axis=1) if bs.size else np.zeros(bs.shape[0])
-    tie = ~same & (gap <= tol)
-    valid = p_ids >= 0
-    err = np.where(valid, np.abs(p_scores.astype(np.float64) - p_exact), 0.0)
-    err = np.where(np.isnan(err), np.inf, err)
-    score_err = (err > tol).any(axis=1) if err.size else np.zeros(err.shape[0], bool)
-    return {
-        "rows": int(same.shape[0]),
-        "same": int(same.sum()),
-        "tie": int(tie.sum()),
-        "mismatch": int((~same & ~tie).sum()),
-        "score_errors": int(score_err.sum()),
-        "max_exact_gap": float(gap.max()) if gap.size else 0.0,
-        "max_score_error": float(err.max()) if err.size else 0.0,
-    }
+def check_row(npz: str, truth: _bench_check.Truth) -> dict[str, Any]:
+    """The float64 check (`recfast._bench_check.check_topk`) of one worker's saved answer."""
+    with np.load(npz) as f:
+        ids, scores, exact = f["ids"], f["scores"], f["exact"]
+    b, k = ids.shape if ids.ndim == 2 else (0, 0)
+    if not (1 <= k <= truth.k and b <= truth.ids.shape[0]):
+        return {"rows": int(truth.ids.shape[0]), "exact": 0, "tie": 0, "bad": max(1, b), "score_errors": 0,
+                "max_place_gap": 0.0, "max_score_error": 0.0,
+                "problems": [f"shape: ids {ids.shape}, expected (B, k) with k <= {truth.k}"]}
+    return _bench_check.check_topk(ids, scores, exact, truth.prefix(b, k)).to_dict()
 
 
-def check_text(check: dict | None, is_base: bool) -> str:
-    if is_base:
-        return "baseline"
+def failed(check: dict | None) -> bool:
+    """True when a row's float64 check found a wrong answer."""
+    return check is not None and bool(check) and bool(check["bad"])
+
+
+def check_text(check: dict | None) -> str:
     if not check:
-        return "-"
+        return "!!! UNCHECKED"
     parts = []
-    if check["mismatch"]:
-        parts.append(f"!!! MISMATCH {check['mismatch']}/{check['rows']} rows")
-    if check["score_errors"]:
-        parts.append(f"!!! WRONG SCORES {check['score_errors']}/{check['rows']} rows")
-    if check["tie"]:
+    if check["bad"]:
+        parts.append(f"!!! WRONG {check['bad']}/{check['rows']} rows")
+        if check["score_errors"]:
+            parts.append(f"{check['score_errors']} with wrong scores")
+    elif check["tie"]:
         parts.append(f"ok, {check['tie']} near-tie rows")
-    if not parts:
+    else:
         parts.append("ok")
     return "; ".join(parts)
 
@@ -110,7 +92,7 @@ def shape_table(n: int, d: int, b: int, k: int, rows: dict[str, dict]) -> str:
         note = f" (= {LABELS[r['from']]})" if tag == "faiss-best" else ""
         lines.append(
             f"{label:<27} {_fmt_ms(r['best_s']):>9} {r['gflops']:>8.1f} {ratio:>9} "
-            f"{r['extra_peak_mb']:>9.1f}  {r['repeats']:>4}  {check_text(r.get('check'), tag == BASELINE)}{note}"
+            f"{r['extra_peak_mb']:>9.1f}  {r['repeats']:>4}  {check_text(r.get('check'))}{note}"
         )
     return "\n".join(lines)
 
@@ -129,7 +111,8 @@ def index_candidates(results: list[dict]) -> str:
 
 
 def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> str:
-    """One line per shape: each library's ms and its time relative to recfast dot."""
+    """One line per shape: each library's ms and its time relative to recfast dot ("!": failed or
+    unchecked)."""
     present = [t for t in SUMMARY if any(t in table.get(s, {}) for s in shapes)]
     names = {"recfast-dot": "recfast dot", "recfast-cosine": "recfast cos", "reference": "NumPy ref",
              "index-float32": "index fp32", "index-float16": "index fp16", "index-int8": "index int8",
@@ -147,7 +130,7 @@ def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> st
             elif "error" in r:
                 cells.append(f"{'ERROR':>17}")
             else:
-                flag = "!" if r.get("check") and (r["check"]["mismatch"] or r["check"]["score_errors"]) else ""
+                flag = "!" if failed(r.get("check")) or not r.get("check") else ""
                 ratio = f"({r['best_s'] / base:.2f}x){flag}" if base else ""
                 cells.append(f"{_fmt_ms(r['best_s']) + ' ' + ratio:>17}")
         d, b, k = s
@@ -198,3 +181,88 @@ def plot(path: str, n: int, shapes: list[tuple[int, int, int]], table: dict) -> 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# the README's table, from a saved run
+
+# (tag, column heading) of the README table, in its order.
+README_COLUMNS = [
+    ("recfast-dot", "recfast dot"), ("recfast-cosine", "recfast cosine"), ("index-float32", "ItemIndex fp32"),
+    ("index-int8", "ItemIndex int8 (exact)"), ("index-float16", "ItemIndex fp16 (exact)"),
+    ("reference", "NumPy ref"), ("faiss-best", "FAISS best"), ("torch", "torch"), ("implicit", "implicit"),
+]
+
+
+def _fmt_readme_ms(ms: float) -> str:
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _fmt_ratio(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"
+
+
+def machine_slug(machine: dict) -> str:
+    """'amd-epyc-7b13-2cpu' from a run's `machine` record (for bench/results/<date>-<slug>.json)."""
+    model = str(machine.get("cpu_model") or "unknown").lower()
+    for noise in ("(r)", "(tm)", "processor", " cpu ", "core(tm)"):
+        model = model.replace(noise, " ")
+    model = model.split("@")[0]
+    words = "".join(ch if ch.isalnum() else " " for ch in model).split()
+    return "-".join(words[:5] + [f"{machine.get('cpus_available') or machine.get('logical_cpus') or '?'}cpu"])
+
+
+def markdown_table(data: dict, source: str = "") -> str:
+    """The README's benchmark table (ms, and time relative to recfast dot) from a saved run.
+
+    Raises ValueError when the run is not one to quote: a row failed or missed its float64
+    check, or a worker or shape failed.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list) or "config" not in data:
+        raise ValueError("not a result file of `python -m recfast.bench` (expected the keys 'config' and 'results')")
+    if data.get("schema", 1) < 2:
+        raise ValueError(f"written before every row was checked against float64 (schema {data.get('schema', 1)}); "
+                         "rerun `python -m recfast.bench`")
+    rows = data["results"]
+    wrong = [r for r in rows if "error" not in r and failed(r.get("check"))]
+    unchecked = [r for r in rows if "error" not in r and not r.get("check")]
+    broken = [r for r in rows if "error" in r]
+    problems = []
+    for what, bad in (("failed the float64 check", wrong), ("have no float64 check", unchecked),
+                      ("failed to run", broken)):
+        if bad:
+            problems.append(f"{len(bad)} row(s) {what}: " + ", ".join(
+                f"{r.get('label', r.get('tag'))} d={r.get('d')} B={r.get('B')} k={r.get('k')}" for r in bad[:6]))
+    if data.get("errors"):
+        problems.append(f"{len(data['errors'])} worker/shape error(s)")
+    if problems:
+        raise ValueError("not a run to quote: " + "; ".join(problems))
+    table: dict[tuple[int, int, int], dict[str, dict]] = {}
+    for r in rows:
+        table.setdefault((r["d"], r["B"], r["k"]), {})[r["tag"]] = r
+    shapes = [tuple(s) for s in data["config"].get("shapes_dBk") or sorted(table)]
+    cols = [(t, h) for t, h in README_COLUMNS if any(t in table.get(s, {}) for s in shapes)]
+    m = data.get("machine", {})
+    when = str(data.get("created", "?"))[:10]
+    minutes = (data.get("elapsed_s") or 0) / 60
+    argv = " ".join(["python -m recfast.bench", *data.get("argv", [])])
+    lines = [
+        f"N = {data['config']['n_items']:,}; {m.get('cpu_model', '?')}, {m.get('cpus_available', '?')} CPUs; "
+        f"ms and time relative to recfast dot, all from one run (`{argv}`, {when}, {minutes:.1f} minutes"
+        + (f", `{source}`" if source else "") + "); every cell passed the float64 check.",
+        "",
+        "| d | B | k | " + " | ".join(h for _, h in cols) + " |",
+        "|" + "---|" * (3 + len(cols)),
+    ]
+    for s in shapes:
+        cells = []
+        for tag, _ in cols:
+            r = table.get(s, {}).get(tag)
+            if r is None:
+                cells.append("-")
+            elif tag == BASELINE or "ratio_to_recfast" not in r:
+                cells.append(_fmt_readme_ms(r["ms"]))
+            else:
+                cells.append(f"{_fmt_readme_ms(r['ms'])} ({_fmt_ratio(r['ratio_to_recfast'])})")
+        lines.append(f"| {s[0]} | {s[1]} | {s[2]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

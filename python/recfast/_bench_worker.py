@@ -8,8 +8,11 @@ so that no library's idle threads or global settings touch another's measurement
 2. prepares the library (e.g. builds the FAISS index) and records the RSS after that;
 3. for each (B, k): resets the RSS high-water mark, runs one warm-up call and R timed calls,
    reads the high-water mark, and saves the ids, the scores it returned and the exact (float64)
-   scores of those ids to an .npz for the parent's cross-check;
+   scores of those ids to an .npz for the parent's check;
 4. writes a JSON result to the path named in the spec.
+
+The spec with library "truth" instead computes the float64 top-k of the queries (the answer
+every library is checked against: `recfast._bench_check.exact_topk`) and saves it to an .npz.
 
 `python -m recfast._bench_worker --probe` instead reports the OpenBLAS builds that numpy and
 faiss load and the core type each detected (used to decide on OPENBLAS_CORETYPE).
@@ -30,6 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from recfast import _bench_check
+
 Search = Callable[[np.ndarray, int], "tuple[np.ndarray, np.ndarray]"]
 
 # torch scores queries in blocks whose score matrix holds at most this many float32 elements
@@ -37,8 +42,6 @@ Search = Callable[[np.ndarray, int], "tuple[np.ndarray, np.ndarray]"]
 TORCH_BLOCK_ELEMENTS = 32 * 1024 * 1024
 # Rows are generated and normalized this many elements at a time (bounds the RSS while building).
 _GEN_CHUNK_ELEMENTS = 1 << 22
-# Rows rescored at once in float64 for the cross-check.
-_RESCORE_ROWS = 32
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,16 +75,7 @@ def make_data(n: int, d: int, n_queries: int, seed: int) -> tuple[np.ndarray, np
 
 def exact_scores(queries: np.ndarray, items: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """float64 inner products of each query with its returned ids (-inf where id is -1)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    out = np.full(ids.shape, -np.inf)
-    for start in range(0, ids.shape[0], _RESCORE_ROWS):
-        stop = min(ids.shape[0], start + _RESCORE_ROWS)
-        idx = ids[start:stop]
-        valid = (idx >= 0) & (idx < items.shape[0])
-        vecs = items[np.where(valid, idx, 0)].astype(np.float64)
-        s = np.einsum("bkd,bd->bk", vecs, queries[start:stop].astype(np.float64))
-        out[start:stop] = np.where(valid, s, -np.inf)
-    return out
+    return _bench_check.rescore(queries, items, ids)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,8 +293,23 @@ PREPARE = {
 # the measurement
 
 
+def run_truth(spec: dict) -> dict:
+    """The float64 top-k (k = spec["k"]) of all spec["n_queries"] queries, saved to spec["truth_path"]."""
+    n, d, k = int(spec["n"]), int(spec["d"]), int(spec["k"])
+    items, queries = make_data(n, d, int(spec["n_queries"]), int(spec["seed"]))
+    t0 = time.perf_counter()
+    truth = _bench_check.exact_topk(queries, items, k, tol=spec.get("tol"))
+    seconds = time.perf_counter() - t0
+    truth.save(spec["truth_path"])
+    return {"tag": spec["tag"], "library": "truth", "variant": "", "d": d, "n": n, "k": k,
+            "truth_npz": spec["truth_path"], "seconds": seconds, "rounds": truth.rounds,
+            "tol": float(truth.tol.max(initial=0.0)), "shapes": []}
+
+
 def run(spec: dict) -> dict:
     """Measure one library variant on the shapes of `spec`; returns the JSON-able result."""
+    if spec["library"] == "truth":
+        return run_truth(spec)
     n, d, seed = int(spec["n"]), int(spec["d"]), int(spec["seed"])
     repeats, slow_s = int(spec["repeats"]), float(spec["slow_seconds"])
     mem = PeakMemory()

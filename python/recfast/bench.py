@@ -6,9 +6,14 @@ IndexFlatIP, torch, implicit) run on the same data, each in its own process (sta
 `python -m recfast._bench_worker`, which builds the data from the seed), each at its best
 settings and with all CPUs. Per shape and library: best of R timed calls after a warm-up
 (1 timed call when the warm-up took longer than --slow-seconds), GFLOP/s = 2*B*N*d / t, time
-relative to recfast, and the extra peak RSS beyond inputs and outputs. Every peer's ids are
-checked against recfast's (differences only at near-ties are allowed); a real mismatch is
-printed loudly and the exit status is 1.
+relative to recfast, and the extra peak RSS beyond inputs and outputs. Every row, recfast's
+own included, is checked against the float64 answer (`recfast._bench_check`: computed once per
+dimension in its own worker; ids in order, near-ties in either order); a wrong row is named
+loudly and the exit status is 1.
+
+The results go to OUT/topk.json, and with --save-json PATH to PATH as well (a folder gets
+<date>-<machine>.json: bench/results/ keeps the runs the README quotes). --markdown JSON prints
+the README's table from such a file, and refuses a run in which any row failed its check.
 
 Shapes: by default the targets of issue 2 (d=128: B in 1, 16, 128, 1024 with k=10, and
 B=1024 with k=100; d=64: B=1024, k=10); --full the whole matrix (d in 64, 128; B in 1, 16, 128,
@@ -33,6 +38,7 @@ import tempfile
 import time
 from typing import Any
 
+from . import _bench_check
 from . import _bench_report as report
 
 FULL_DIMS = (64, 128)
@@ -66,6 +72,9 @@ PEER_TAGS = {
     "torch": ["torch"],
     "implicit": ["implicit"],
 }
+# The worker that computes the float64 answer of each dimension (not a row of the tables).
+TRUTH_TAG = "float64-truth"
+LABEL_OF = {**report.LABELS, TRUTH_TAG: "float64 answer (the check)"}
 # The IndexShards variant is FAISS's best setting for single queries only.
 SHARDS_MAX_BATCH = 1
 # Which OpenBLAS build each library computes with (torch uses MKL, recfast none).
@@ -268,8 +277,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--openblas-coretype", default=os.environ.get("RECFAST_BENCH_OPENBLAS_CORETYPE", "auto"),
                    help="OPENBLAS_CORETYPE for peers using OpenBLAS: 'auto' (only when misdetected), 'none', or a name")
     p.add_argument("--seed", type=int, default=0, help="data seed (0)")
-    p.add_argument("--tol", type=float, default=1e-5, help="score tolerance of the id cross-check (1e-5)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="relative tolerance of the float64 check, times |q| * max|x| (default 2*d*2^-24, twice "
+                   "the worst-case float32 rounding error of a d-term dot product: 1.5e-5 at d=128)")
     p.add_argument("--out", default="bench_results", help="folder for topk.json and topk.png (bench_results)")
+    p.add_argument("--save-json", metavar="PATH",
+                   help="also write the results to PATH; a folder (e.g. bench/results/) gets <date>-<machine>.json")
+    p.add_argument("--markdown", metavar="JSON",
+                   help="print the README's table from a saved run (e.g. bench/results/<file>.json) and exit")
     p.add_argument("--no-plot", action="store_true", help="do not write topk.png")
     p.add_argument("--worker-timeout", type=float, default=3600.0, help="seconds allowed per worker process")
     return p
@@ -302,14 +317,53 @@ def _write_json(path: str, data: dict) -> None:
         raise
 
 
+def _save_json_path(target: str, data: dict) -> str:
+    """The file --save-json writes: target itself, or <date>-<machine>.json inside a folder."""
+    if target.endswith(("/", os.sep)) or os.path.isdir(target):
+        name = f"{str(data['created'])[:10]}-{report.machine_slug(data['machine'])}.json"
+        return os.path.join(target, name)
+    return target
+
+
+def _markdown(path: str) -> int:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        print(f"error: --markdown {path}: cannot read it ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"error: --markdown {path}: not JSON (line {exc.lineno}: {exc.msg})", file=sys.stderr)
+        return 2
+    try:
+        print(report.markdown_table(data, source=path))
+    except (ValueError, KeyError, TypeError) as exc:
+        msg = str(exc) if isinstance(exc, ValueError) else f"unexpected content ({type(exc).__name__}: {exc})"
+        print(f"error: --markdown {path}: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.markdown:
+        return _markdown(args.markdown)
     n = args.n_items or (QUICK_N if args.quick else DEFAULT_N)
     shapes = _shapes(args)
     bad = [s for s in shapes if min(s) < 1]
     if n < 1 or bad or args.repeats < 1:
         print("error: N, dims, batches, ks and --repeats must be positive", file=sys.stderr)
         return 2
+    if args.tol is not None and not args.tol >= 0:
+        print(f"error: --tol: expected a number >= 0, got {args.tol}", file=sys.stderr)
+        return 2
+    if args.save_json:
+        target = args.save_json
+        folder = target if target.endswith(("/", os.sep)) else os.path.dirname(os.path.abspath(target))
+        if not os.path.isdir(target) and not target.endswith(("/", os.sep)) and not os.path.isdir(folder):
+            print(f"error: --save-json {target}: the folder {folder} does not exist "
+                  "(end the path with / to have a folder created)", file=sys.stderr)
+            return 2
     installed = {p for p in PEERS if importlib.util.find_spec(VARIANTS[PEER_TAGS[p][0]][2]) is not None}
     if args.peers is None:
         peers = [p for p in PEERS if p in installed]
@@ -367,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     jobs = []
     for d in sorted({s[0] for s in shapes}, reverse=True):
+        jobs.append((d, TRUTH_TAG, [(n_queries, max(k for dd, _, k in shapes if dd == d))]))
         for tag in tags:
             sub = [(b, k) for dd, b, k in shapes if dd == d]
             if tag == "faiss-shards":
@@ -375,11 +430,12 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((d, tag, sub))
     try:
         for i, (d, tag, sub) in enumerate(jobs, 1):
-            library, variant, _, extra_env = VARIANTS[tag]
+            library, variant, _, extra_env = VARIANTS[tag] if tag != TRUTH_TAG else ("truth", "", "numpy", {})
             env = dict(os.environ)
             env.update(extra_env)
-            if library in OPENBLAS_OF and OPENBLAS_OF[library] in coretype:
-                env["OPENBLAS_CORETYPE"] = coretype[OPENBLAS_OF[library]]
+            blas_user = "numpy" if library == "truth" else OPENBLAS_OF.get(library)
+            if blas_user in coretype:
+                env["OPENBLAS_CORETYPE"] = coretype[blas_user]
             if library in ("recfast", "index") and args.simd:
                 env["RECFAST_SIMD"] = args.simd
             worker_env[tag] = {k: env[k] for k in ENV_REPORTED if k in env}
@@ -389,7 +445,12 @@ def main(argv: list[str] | None = None) -> int:
                 "simd": args.simd, "work_dir": work_dir,
                 "result_path": os.path.join(work_dir, f"{tag}_d{d}.result.json"),
             }
-            print(f"[{i}/{len(jobs)}] {report.LABELS[tag]:<27} d={d:<4} {len(sub)} shape(s) ...", end=" ", flush=True)
+            if tag == TRUTH_TAG:
+                spec.update(k=sub[0][1], tol=args.tol, truth_path=os.path.join(work_dir, f"truth_d{d}.npz"))
+                what = f"B={n_queries} k={sub[0][1]}"
+            else:
+                what = f"{len(sub)} shape(s)"
+            print(f"[{i}/{len(jobs)}] {LABEL_OF.get(tag, tag):<27} d={d:<4} {what} ...", end=" ", flush=True)
             t0 = time.perf_counter()
             res = _run_worker(spec, env, args.worker_timeout)
             res.setdefault("d", d)
@@ -399,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{status} in {time.perf_counter() - t0:.1f} s", flush=True)
             if "error" in res:
                 print("    " + res["error"].strip().replace("\n", "\n    ")[-1500:], flush=True)
-        table, rows, errors = _collect(results, n, args.tol)
+        table, rows, errors, truth_info = _collect(results, n)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     elapsed = time.perf_counter() - started
@@ -411,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     print(report.summary_table(n, shapes, table))
     data_methods = sorted({r["memory_method"] for r in results if r.get("memory_method")})
-    mismatches = [r for r in rows if r["tag"] != "faiss-best" and r.get("check") and (r["check"]["mismatch"] or r["check"]["score_errors"])]
+    wrong = [r for r in rows if r["tag"] != "faiss-best" and report.failed(r.get("check"))]
     print()
     print(f"extra MB: peak RSS during the calls minus RSS after the data (and index) were built, minus the outputs "
           f"({', '.join(data_methods) or '?'}).")
@@ -425,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     data = {
-        "schema": 1,
+        "schema": 2,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else list(argv),
         "elapsed_s": elapsed,
@@ -436,27 +497,38 @@ def main(argv: list[str] | None = None) -> int:
         "worker_wall_s": {f"{r.get('tag')} d={r.get('d')}": r.get("worker_wall_s") for r in results},
         "config": {
             "n_items": n, "shapes_dBk": shapes, "repeats": args.repeats, "slow_seconds": args.slow_seconds,
-            "seed": args.seed, "tol": args.tol, "simd": args.simd, "peers": peers, "peers_not_installed": skipped,
+            "seed": args.seed, "tol": args.tol if args.tol is not None else "2*d*2^-24 (default)",
+            "simd": args.simd, "peers": peers, "peers_not_installed": skipped,
             "faiss_shards_max_batch": SHARDS_MAX_BATCH, "data": "standard normal rows scaled to unit norm, float32",
         },
         "env": {"inherited": {k: os.environ[k] for k in ENV_REPORTED if k in os.environ}, "per_worker": worker_env},
         "openblas": blas_info,
         "libraries": {r["tag"]: r.get("info", {}) for r in results if "tag" in r},
         "memory_method": data_methods,
+        "check": {"against": "float64 top-k (recfast._bench_check.exact_topk), per dimension", "truth": truth_info},
         "results": rows,
         "errors": errors,
-        "mismatches": len(mismatches),
+        "mismatches": len(wrong),
     }
     json_path = os.path.join(args.out, "topk.json")
     _write_json(json_path, data)
     print(f"\nwrote {json_path}", end="")
+    if args.save_json:
+        saved = _save_json_path(args.save_json, data)
+        os.makedirs(os.path.dirname(os.path.abspath(saved)), exist_ok=True)
+        _write_json(saved, data)
+        print(f", {saved}", end="")
     if not args.no_plot:
         png = report.plot(os.path.join(args.out, "topk.png"), n, shapes, table)
         print(f", {png}" if png else " (matplotlib not installed: no plot)", end="")
     print(f"; total {elapsed:.0f} s")
-    if mismatches:
-        print(f"\n!!! {len(mismatches)} result(s) disagree with recfast beyond near-ties: "
-              + ", ".join(f"{report.LABELS[r['tag']]} d={r['d']} B={r['B']} k={r['k']}" for r in mismatches))
+    if wrong:
+        print(f"\n!!! {len(wrong)} row(s) fail the float64 check (wrong ids, order or scores beyond near-ties):")
+        for r in wrong:
+            c = r["check"]
+            print(f"!!! {r['label']} at d={r['d']} B={r['B']} k={r['k']}: {c['bad']}/{c['rows']} query rows wrong")
+            for p in c["problems"]:
+                print(f"      {p}")
         return 1
     if errors:
         print(f"\n!!! {len(errors)} worker/shape error(s): " + "; ".join(e["what"] for e in errors))
@@ -464,13 +536,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _collect(results: list[dict], n: int, tol: float) -> tuple[dict, list[dict], list[dict]]:
-    """(table[(d, B, k)][tag] -> row, flat list of rows, errors), with cross-checks and FAISS best."""
+def _collect(results: list[dict], n: int) -> tuple[dict, list[dict], list[dict], dict]:
+    """(table[(d, B, k)][tag] -> row, flat list of rows, errors, truth info per d), every row
+    checked against the float64 answer of its dimension, plus the derived FAISS best row."""
     table: dict[tuple[int, int, int], dict[str, dict]] = {}
     errors: list[dict] = []
+    truths: dict[int, _bench_check.Truth] = {}
+    truth_info: dict[str, dict] = {}
+    for res in results:
+        if res.get("library") == "truth" and "error" not in res:
+            truths[res["d"]] = _bench_check.Truth.load(res["truth_npz"])
+            truth_info[f"d={res['d']}"] = {k: res[k] for k in ("k", "seconds", "rounds", "tol")}
     for res in results:
         if "error" in res:
-            errors.append({"what": f"{res.get('tag')} d={res.get('d')}", "error": res["error"]})
+            what = "float64 answer" if res.get("tag") == TRUTH_TAG else res.get("tag")
+            errors.append({"what": f"{what} d={res.get('d')}", "error": res["error"]})
             continue
         for s in res["shapes"]:
             key = (res["d"], s["B"], s["k"])
@@ -484,14 +564,19 @@ def _collect(results: list[dict], n: int, tol: float) -> tuple[dict, list[dict],
                     "best_s": s["best_s"], "ms": s["best_s"] * 1e3, "times_ms": [t * 1e3 for t in s["times_s"]],
                     "warmup_ms": s["warmup_s"] * 1e3, "repeats": s["repeats"],
                     "gflops": report.gflops(n, res["d"], s["B"], s["best_s"]),
-                    "extra_peak_mb": s["extra_peak_mb"], "peak_rss_mb": s["peak_rss_mb"], "npz": s["npz"],
+                    "extra_peak_mb": s["extra_peak_mb"], "peak_rss_mb": s["peak_rss_mb"],
                 })
+                truth = truths.get(res["d"])
+                if truth is None:
+                    row["check"] = None
+                    errors.append({"what": f"{res['tag']} d={res['d']} B={s['B']} k={s['k']}",
+                                   "error": "unchecked: no float64 answer for this dimension"})
+                else:
+                    row["check"] = report.check_row(s["npz"], truth)
             table.setdefault(key, {})[res["tag"]] = row
     for key, rows in table.items():
         base = rows.get(report.BASELINE)
         for tag, row in rows.items():
-            if tag != report.BASELINE and base and "npz" in base and "npz" in row:
-                row["check"] = report.compare(base["npz"], row["npz"], tol)
             if base and "best_s" in base and "best_s" in row:
                 row["ratio_to_recfast"] = row["best_s"] / base["best_s"]
         faiss = [rows[t] for t in ("faiss-default", "faiss-blas", "faiss-shards") if "best_s" in rows.get(t, {})]
@@ -502,9 +587,8 @@ def _collect(results: list[dict], n: int, tol: float) -> tuple[dict, list[dict],
     for key in sorted(table):
         for tag, _ in report.ROWS:
             if tag in table[key]:
-                row = {k: v for k, v in table[key][tag].items() if k != "npz"}
-                flat.append(row)
-    return table, flat, errors
+                flat.append(dict(table[key][tag]))
+    return table, flat, errors, truth_info
 
 
 if __name__ == "__main__":
