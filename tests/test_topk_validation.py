@@ -3,12 +3,17 @@ native and the reference top-k."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import recfast
-from recfast import reference
+from recfast import _inputs, reference
 
 TOPK = [recfast.topk, reference.topk]
 IDS = ["native", "reference"]
@@ -97,6 +102,71 @@ def test_bad_num_threads(topk, n):
 @pytest.mark.parametrize("n", [None, 1, 2, np.int64(3), 64, 2**31, 2**40])
 def test_good_num_threads(topk, n):
     assert topk(Q, X, 2, num_threads=n).ids.shape == (3, 2)
+
+
+def test_num_threads_is_capped_at_a_multiple_of_the_cpus():
+    cap = _inputs.max_threads()
+    assert cap == _inputs.MAX_THREADS_PER_CPU * _inputs.available_cpus()
+    for n in (cap + 1, 10**6, 2**40):
+        assert _inputs.check_num_threads(n) == cap
+    assert _inputs.check_num_threads(cap) == cap
+    assert _inputs.check_num_threads(1) == 1
+    assert _inputs.check_num_threads(None) == _inputs.available_cpus()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_huge_num_threads_keeps_the_pool_small_and_idle_workers_leave():
+    # In a fresh interpreter, so the pool starts empty: a call with num_threads=10**6 grows it
+    # to at most the cap (4 x usable CPUs), the results equal one thread's, and after a call
+    # with one thread the idle extra workers leave (polled for up to 60 s; they leave after 2 s
+    # idle).
+    script = textwrap.dedent("""
+        import os, time
+        import numpy as np
+        import recfast
+        from recfast import _inputs
+
+        def n_threads():
+            return len(os.listdir("/proc/self/task"))
+
+        rng = np.random.default_rng(0)
+        q = rng.standard_normal((256, 32)).astype(np.float32)
+        x = rng.standard_normal((20000, 32)).astype(np.float32)
+        cap = _inputs.max_threads()
+        base = n_threads()
+        one = recfast.topk(q, x, 10, num_threads=1)
+        after_one = n_threads()
+        assert after_one <= base + 1, (base, after_one)
+        for f in (lambda t: recfast.topk(q, x, 10, num_threads=t),
+                  lambda t: recfast.topk(q, x, 10, metric="dot", num_threads=t),
+                  lambda t: recfast.topk(q[:3], x, 10, num_threads=t)):
+            want = f(1)
+            got = f(10**6)
+            assert n_threads() <= base + cap, (base, cap, n_threads())
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.scores, want.scores)
+        s = q[:64] @ x[:5000].T
+        want = recfast.select_topk(s, 10, num_threads=1)
+        got = recfast.select_topk(s, 10, num_threads=10**6)
+        assert n_threads() <= base + cap, (base, cap, n_threads())
+        np.testing.assert_array_equal(got.ids, want.ids)
+        # The native pool caps a C++ caller's count too (the Python cap is not in this path).
+        from recfast import _core
+        _core._raise_in_worker(2000, -1, 2**31 - 1)
+        assert n_threads() <= base + cap, (base, cap, n_threads())
+        grown = n_threads()
+        assert grown > base + 1, (base, grown)  # the pool did grow beyond one worker
+        recfast.topk(q, x, 10, num_threads=1)
+        deadline = time.monotonic() + 60
+        while n_threads() > base + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert n_threads() <= base + 1, (base, grown, n_threads())
+        print("ok", base, cap, grown)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok")
 
 
 # --- exclude ---------------------------------------------------------------------------------

@@ -85,12 +85,23 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The native pool never holds more than this many workers per usable CPU (cpp/src/thread_pool.h,
+# kWorkersPerCpu): more threads only compete for the same cores.
+MAX_THREADS_PER_CPU = 4
+
+
+def max_threads() -> int:
+    """The most worker threads a call uses: MAX_THREADS_PER_CPU x the CPUs this process may use."""
+    return MAX_THREADS_PER_CPU * available_cpus()
+
+
 def check_num_threads(num_threads: Any) -> int:
+    """None -> every usable CPU; a positive integer -> itself, capped at `max_threads()`."""
     if num_threads is None:
         return available_cpus()
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
         raise ValueError(f"num_threads must be None or a positive integer, got {num_threads!r}")
-    return min(int(num_threads), 2**31 - 1)  # the native core takes a C int
+    return min(int(num_threads), max_threads())
 
 
 def check_shapes(queries: np.ndarray, items: np.ndarray) -> None:

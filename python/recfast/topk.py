@@ -43,8 +43,10 @@ def topk(
         metric: "cosine" (q.x / (|q| |x|), a zero vector scores 0) or "dot" (q.x).
         exclude: items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
             are excluded, or a sequence of B integer arrays of item ids.
-        num_threads: None for every CPU this process may use, or a positive count. Results do
-            not depend on it. Ignored on the GPU.
+        num_threads: None for every CPU this process may use, or a positive count, capped at
+            4 threads per such CPU (more only compete for the same cores; worker threads idle
+            for 2 s leave when a later call asks for fewer). Results do not depend on it.
+            Ignored on the GPU.
         device: "auto" (the GPU exactly when queries or items are torch CUDA tensors, else the
             CPU), "cpu", or "cuda" / "cuda:N" (numpy inputs are copied to the GPU once). The GPU
             needs `recfast.HAS_CUDA`; asking for it without raises RuntimeError.
@@ -83,7 +85,8 @@ def select_topk(
         k: how many columns per row (>= 1).
         exclude: columns never returned, per row: a scipy.sparse (B, N) matrix whose nonzeros
             are excluded, or a sequence of B integer arrays of column ids.
-        num_threads: None for every CPU this process may use, or a positive count.
+        num_threads: None for every CPU this process may use, or a positive count, capped at
+            4 threads per such CPU (as in `topk`).
 
     Returns:
         TopK(scores float32, ids int64), each (B, k) (or (k,) for 1-D scores).
