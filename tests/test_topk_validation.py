@@ -169,6 +169,45 @@ def test_huge_num_threads_keeps_the_pool_small_and_idle_workers_leave():
     assert out.stdout.startswith("ok")
 
 
+# --- k beyond N ------------------------------------------------------------------------------
+
+
+def test_check_output_size_limit():
+    limit_cells = _inputs.MAX_PADDED_RESULT_BYTES // 12
+    _inputs.check_output_size(1, limit_cells, 5)  # exactly at the limit: allowed
+    _inputs.check_output_size(4, limit_cells // 4, 0)
+    with pytest.raises(ValueError, match=r"\bk = \d+") as e:
+        _inputs.check_output_size(1, limit_cells + 1, 5)
+    assert "N = 5" in str(e.value) and "padding" in str(e.value)
+    with pytest.raises(ValueError, match=r"\bk\b"):
+        _inputs.check_output_size(2, limit_cells // 2 + 1, 0)
+    # k <= N: the result is all real ids, however large.
+    _inputs.check_output_size(10**6, 10**6, 10**6)
+    _inputs.check_output_size(0, 10**15, 3)  # no queries: an empty result
+
+
+@pytest.mark.parametrize("k", [10**12, 2**62, 1_431_655_766])  # the last: 1 cell past 16 GiB
+def test_huge_k_with_few_items_is_refused(k):
+    x5 = X[:5]
+    for q in (Q, Q[0]):
+        with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+            recfast.topk(q, x5, k)
+        with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+            recfast.select_topk(q @ x5.T, k)
+    with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+        recfast.topk(Q, np.ones((0, 4), np.float32), k)
+    with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+        recfast.select_topk(np.ones((3, 0), np.float32), k)
+
+
+def test_large_k_within_the_limit_still_pads():
+    r = recfast.topk(Q, X[:5], 1000)
+    assert r.ids.shape == (3, 1000) and (r.ids[:, 5:] == -1).all()
+    assert recfast.topk(np.ones((0, 4), np.float32), X, 10**12).ids.shape == (0, 10**12)
+    r = recfast.select_topk(Q @ X[:5].T, 1000)
+    assert r.ids.shape == (3, 1000) and (r.ids[:, 5:] == -1).all()
+
+
 # --- exclude ---------------------------------------------------------------------------------
 
 

@@ -104,6 +104,26 @@ def check_num_threads(num_threads: Any) -> int:
     return min(int(num_threads), max_threads())
 
 
+# A (B, k) result is a float32 and an int64 per cell.
+_RESULT_BYTES_PER_CELL = 12
+MAX_PADDED_RESULT_BYTES = 2**34
+
+
+def check_output_size(n_queries: int, k: int, n_items: int) -> None:
+    """Refuse a k that would allocate a huge result made mostly of padding.
+
+    A (n_queries, k) result costs 12 bytes a cell; when k exceeds n_items every cell beyond
+    n_items is padding (id -1), so past `MAX_PADDED_RESULT_BYTES` (16 GiB) such a k is a
+    ValueError naming k instead of an attempt to allocate it.
+    """
+    size = int(n_queries) * int(k) * _RESULT_BYTES_PER_CELL
+    if k > n_items and size > MAX_PADDED_RESULT_BYTES:
+        raise ValueError(
+            f"k = {k} asks for a ({n_queries}, k) result of {size / 2**30:,.0f} GiB, but there "
+            f"are only N = {n_items} items: a k larger than N only adds padding (id -1)"
+        )
+
+
 def check_shapes(queries: np.ndarray, items: np.ndarray) -> None:
     if queries.shape[-1] != items.shape[1]:
         raise ValueError(

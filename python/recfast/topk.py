@@ -13,6 +13,7 @@ from ._inputs import (
     check_k,
     check_metric,
     check_num_threads,
+    check_output_size,
     exclusion_csr,
     prepare,
 )
@@ -39,7 +40,8 @@ def topk(
             converted, other layouts copied.
         items: (N, d) floats, same rules.
         k: how many items per query (>= 1). With fewer than k eligible items the row is padded
-            with id -1 and score -inf.
+            with id -1 and score -inf; a k above N whose (B, k) result would pass 16 GiB is a
+            ValueError.
         metric: "cosine" (q.x / (|q| |x|), a zero vector scores 0) or "dot" (q.x).
         exclude: items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
             are excluded, or a sequence of B integer arrays of item ids.
@@ -60,9 +62,14 @@ def topk(
     metric = check_metric(metric)
     threads = check_num_threads(num_threads)
     if _cuda_backend.use_cuda(device, queries, items):
+        qs: tuple[Any, ...] = tuple(getattr(queries, "shape", ()))
+        xs: tuple[Any, ...] = tuple(getattr(items, "shape", ()))
+        if len(qs) in (1, 2) and len(xs) == 2:  # other shapes: the backend's checks raise
+            check_output_size(int(qs[0]) if len(qs) == 2 else 1, k, int(xs[0]))
         return _cuda_backend.topk(queries, items, k, metric=metric, exclude=exclude, device=device)
     pb = prepare(queries, items, exclude)
     b, n = pb.queries.shape[0], pb.items.shape[0]
+    check_output_size(b, k, n)
     if b == 0 or n == 0:
         # Nothing to scan. (NumPy gives empty arrays zero strides, which _core rejects.)
         return pb.result(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
@@ -82,7 +89,8 @@ def select_topk(
 
     Args:
         scores: (B, N) or (N,) floats (float32 with contiguous rows is used without a copy).
-        k: how many columns per row (>= 1).
+        k: how many columns per row (>= 1); a k above N whose (B, k) result would pass 16 GiB
+            is a ValueError.
         exclude: columns never returned, per row: a scipy.sparse (B, N) matrix whose nonzeros
             are excluded, or a sequence of B integer arrays of column ids.
         num_threads: None for every CPU this process may use, or a positive count, capped at
@@ -95,6 +103,7 @@ def select_topk(
     threads = check_num_threads(num_threads)
     s, exclude, single = as_row_batch(scores, "scores", exclude)
     b, n = s.shape
+    check_output_size(b, k, n)
     excl = exclusion_csr(exclude, b, n)
     if b == 0 or n == 0:
         out = TopK(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
