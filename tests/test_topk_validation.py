@@ -3,12 +3,17 @@ native and the reference top-k."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 import recfast
-from recfast import reference
+from recfast import _inputs, reference
 
 TOPK = [recfast.topk, reference.topk]
 IDS = ["native", "reference"]
@@ -97,6 +102,110 @@ def test_bad_num_threads(topk, n):
 @pytest.mark.parametrize("n", [None, 1, 2, np.int64(3), 64, 2**31, 2**40])
 def test_good_num_threads(topk, n):
     assert topk(Q, X, 2, num_threads=n).ids.shape == (3, 2)
+
+
+def test_num_threads_is_capped_at_a_multiple_of_the_cpus():
+    cap = _inputs.max_threads()
+    assert cap == _inputs.MAX_THREADS_PER_CPU * _inputs.available_cpus()
+    for n in (cap + 1, 10**6, 2**40):
+        assert _inputs.check_num_threads(n) == cap
+    assert _inputs.check_num_threads(cap) == cap
+    assert _inputs.check_num_threads(1) == 1
+    assert _inputs.check_num_threads(None) == _inputs.available_cpus()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_huge_num_threads_keeps_the_pool_small_and_idle_workers_leave():
+    # In a fresh interpreter, so the pool starts empty: a call with num_threads=10**6 grows it
+    # to at most the cap (4 x usable CPUs), the results equal one thread's, and after a call
+    # with one thread the idle extra workers leave (polled for up to 60 s; they leave after 2 s
+    # idle).
+    script = textwrap.dedent("""
+        import os, time
+        import numpy as np
+        import recfast
+        from recfast import _inputs
+
+        def n_threads():
+            return len(os.listdir("/proc/self/task"))
+
+        rng = np.random.default_rng(0)
+        q = rng.standard_normal((256, 32)).astype(np.float32)
+        x = rng.standard_normal((20000, 32)).astype(np.float32)
+        cap = _inputs.max_threads()
+        base = n_threads()
+        one = recfast.topk(q, x, 10, num_threads=1)
+        after_one = n_threads()
+        assert after_one <= base + 1, (base, after_one)
+        for f in (lambda t: recfast.topk(q, x, 10, num_threads=t),
+                  lambda t: recfast.topk(q, x, 10, metric="dot", num_threads=t),
+                  lambda t: recfast.topk(q[:3], x, 10, num_threads=t)):
+            want = f(1)
+            got = f(10**6)
+            assert n_threads() <= base + cap, (base, cap, n_threads())
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.scores, want.scores)
+        s = q[:64] @ x[:5000].T
+        want = recfast.select_topk(s, 10, num_threads=1)
+        got = recfast.select_topk(s, 10, num_threads=10**6)
+        assert n_threads() <= base + cap, (base, cap, n_threads())
+        np.testing.assert_array_equal(got.ids, want.ids)
+        # The native pool caps a C++ caller's count too (the Python cap is not in this path).
+        from recfast import _core
+        _core._raise_in_worker(2000, -1, 2**31 - 1)
+        assert n_threads() <= base + cap, (base, cap, n_threads())
+        grown = n_threads()
+        assert grown > base + 1, (base, grown)  # the pool did grow beyond one worker
+        recfast.topk(q, x, 10, num_threads=1)
+        deadline = time.monotonic() + 60
+        while n_threads() > base + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert n_threads() <= base + 1, (base, grown, n_threads())
+        print("ok", base, cap, grown)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok")
+
+
+# --- k beyond N ------------------------------------------------------------------------------
+
+
+def test_check_output_size_limit():
+    limit_cells = _inputs.MAX_PADDED_RESULT_BYTES // 12
+    _inputs.check_output_size(1, limit_cells, 5)  # exactly at the limit: allowed
+    _inputs.check_output_size(4, limit_cells // 4, 0)
+    with pytest.raises(ValueError, match=r"\bk = \d+") as e:
+        _inputs.check_output_size(1, limit_cells + 1, 5)
+    assert "N = 5" in str(e.value) and "padding" in str(e.value)
+    with pytest.raises(ValueError, match=r"\bk\b"):
+        _inputs.check_output_size(2, limit_cells // 2 + 1, 0)
+    # k <= N: the result is all real ids, however large.
+    _inputs.check_output_size(10**6, 10**6, 10**6)
+    _inputs.check_output_size(0, 10**15, 3)  # no queries: an empty result
+
+
+@pytest.mark.parametrize("k", [10**12, 2**62, 1_431_655_766])  # the last: 1 cell past 16 GiB
+def test_huge_k_with_few_items_is_refused(k):
+    x5 = X[:5]
+    for q in (Q, Q[0]):
+        with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+            recfast.topk(q, x5, k)
+        with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+            recfast.select_topk(q @ x5.T, k)
+    with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+        recfast.topk(Q, np.ones((0, 4), np.float32), k)
+    with pytest.raises(ValueError, match=r"\bk\b.*padding"):
+        recfast.select_topk(np.ones((3, 0), np.float32), k)
+
+
+def test_large_k_within_the_limit_still_pads():
+    r = recfast.topk(Q, X[:5], 1000)
+    assert r.ids.shape == (3, 1000) and (r.ids[:, 5:] == -1).all()
+    assert recfast.topk(np.ones((0, 4), np.float32), X, 10**12).ids.shape == (0, 10**12)
+    r = recfast.select_topk(Q @ X[:5].T, 1000)
+    assert r.ids.shape == (3, 1000) and (r.ids[:, 5:] == -1).all()
 
 
 # --- exclude ---------------------------------------------------------------------------------

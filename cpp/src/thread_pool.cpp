@@ -1,7 +1,9 @@
 #include "thread_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -9,8 +11,8 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
-#include <vector>
 
 #include "recfast/topk.h"
 
@@ -34,27 +36,49 @@ class Pool {
  public:
   void submit(const std::shared_ptr<Job>& job) {
     std::lock_guard<std::mutex> lock(m_);
-    while (static_cast<int>(threads_.size()) < job->max_workers) {
-      threads_.emplace_back([this] { loop(); });
-      threads_.back().detach();  // the pool lives as long as the process
+    keep_ = job->max_workers;
+    while (n_threads_ < job->max_workers) {
+      try {
+        std::thread([this] { loop(); }).detach();  // the pool lives as long as the process
+      } catch (const std::system_error&) {
+        if (n_threads_ == 0) throw;  // no thread at all: the caller gets the error
+        job->max_workers = n_threads_;  // out of threads: run on those we have
+        break;
+      }
+      ++n_threads_;
     }
     queue_.push_back(job);
     cv_.notify_all();
   }
 
  private:
+  // A worker that finds no job for kIdleExit leaves while the pool holds more workers than the
+  // latest job asked for, so a call with many threads followed by calls with few does not keep
+  // the extra ones alive.
+  static constexpr std::chrono::seconds kIdleExit{2};
+
   void loop() {
+    std::unique_lock<std::mutex> lock(m_);
     for (;;) {
-      std::shared_ptr<Job> job;
-      int slot;
-      {
-        std::unique_lock<std::mutex> lock(m_);
-        cv_.wait(lock, [this] { return !queue_.empty(); });
-        job = queue_.front();
-        slot = job->joined++;
-        if (job->joined >= job->max_workers) queue_.pop_front();
+      if (queue_.empty()) {
+        // Within keep_ a worker sleeps until the next submit (which notifies, and may lower
+        // keep_); beyond it, it leaves after kIdleExit without a job.
+        if (n_threads_ <= keep_) {
+          cv_.wait(lock);
+        } else if (!cv_.wait_for(lock, kIdleExit, [this] { return !queue_.empty(); }) &&
+                   n_threads_ > keep_) {  // others may have left meanwhile
+          --n_threads_;
+          return;
+        }
+        continue;
       }
+      std::shared_ptr<Job> job = queue_.front();
+      int slot = job->joined++;
+      if (job->joined >= job->max_workers) queue_.pop_front();
+      lock.unlock();
       work(*job, slot);
+      job.reset();
+      lock.lock();
     }
   }
 
@@ -82,7 +106,8 @@ class Pool {
   std::mutex m_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
-  std::vector<std::thread> threads_;
+  int n_threads_ = 0;  // live workers (detached), guarded by m_
+  int keep_ = 0;       // workers the latest job asked for: idle ones beyond it leave
 };
 
 // Leaked on purpose: detached workers may still sleep in it when the process exits. After a
@@ -103,11 +128,23 @@ Pool& pool() {
 
 }  // namespace
 
+int max_pool_workers() {
+  int cpus = 0;
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = CPU_COUNT(&set);
+#endif
+  if (cpus < 1) cpus = static_cast<int>(std::thread::hardware_concurrency());
+  return kWorkersPerCpu * std::max(1, cpus);
+}
+
 void parallel_for(int64_t n_tasks, int workers, const std::function<void(int64_t, int)>& fn,
                   const std::function<bool()>& should_stop) {
   if (n_tasks <= 0) return;
   if (workers < 1) workers = 1;
   if (workers > n_tasks) workers = static_cast<int>(n_tasks);
+  workers = std::min(workers, max_pool_workers());
   auto job = std::make_shared<Job>();
   job->fn = &fn;
   job->n_tasks = n_tasks;

@@ -85,12 +85,43 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The native pool never holds more than this many workers per usable CPU (cpp/src/thread_pool.h,
+# kWorkersPerCpu): more threads only compete for the same cores.
+MAX_THREADS_PER_CPU = 4
+
+
+def max_threads() -> int:
+    """The most worker threads a call uses: MAX_THREADS_PER_CPU x the CPUs this process may use."""
+    return MAX_THREADS_PER_CPU * available_cpus()
+
+
 def check_num_threads(num_threads: Any) -> int:
+    """None -> every usable CPU; a positive integer -> itself, capped at `max_threads()`."""
     if num_threads is None:
         return available_cpus()
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
         raise ValueError(f"num_threads must be None or a positive integer, got {num_threads!r}")
-    return min(int(num_threads), 2**31 - 1)  # the native core takes a C int
+    return min(int(num_threads), max_threads())
+
+
+# A (B, k) result is a float32 and an int64 per cell.
+_RESULT_BYTES_PER_CELL = 12
+MAX_PADDED_RESULT_BYTES = 2**34
+
+
+def check_output_size(n_queries: int, k: int, n_items: int) -> None:
+    """Refuse a k that would allocate a huge result made mostly of padding.
+
+    A (n_queries, k) result costs 12 bytes a cell; when k exceeds n_items every cell beyond
+    n_items is padding (id -1), so past `MAX_PADDED_RESULT_BYTES` (16 GiB) such a k is a
+    ValueError naming k instead of an attempt to allocate it.
+    """
+    size = int(n_queries) * int(k) * _RESULT_BYTES_PER_CELL
+    if k > n_items and size > MAX_PADDED_RESULT_BYTES:
+        raise ValueError(
+            f"k = {k} asks for a ({n_queries}, k) result of {size / 2**30:,.0f} GiB, but there "
+            f"are only N = {n_items} items: a k larger than N only adds padding (id -1)"
+        )
 
 
 def check_shapes(queries: np.ndarray, items: np.ndarray) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from ._inputs import (
     check_k,
     check_metric,
     check_num_threads,
+    check_output_size,
     exclusion_csr,
     prepare,
 )
@@ -39,12 +41,15 @@ def topk(
             converted, other layouts copied.
         items: (N, d) floats, same rules.
         k: how many items per query (>= 1). With fewer than k eligible items the row is padded
-            with id -1 and score -inf.
+            with id -1 and score -inf; a k above N whose (B, k) result would pass 16 GiB is a
+            ValueError.
         metric: "cosine" (q.x / (|q| |x|), a zero vector scores 0) or "dot" (q.x).
         exclude: items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
             are excluded, or a sequence of B integer arrays of item ids.
-        num_threads: None for every CPU this process may use, or a positive count. Results do
-            not depend on it. Ignored on the GPU.
+        num_threads: None for every CPU this process may use, or a positive count, capped at
+            4 threads per such CPU (more only compete for the same cores; worker threads idle
+            for 2 s leave when a later call asks for fewer). Results do not depend on it.
+            Ignored on the GPU.
         device: "auto" (the GPU exactly when queries or items are torch CUDA tensors, else the
             CPU), "cpu", or "cuda" / "cuda:N" (numpy inputs are copied to the GPU once). The GPU
             needs `recfast.HAS_CUDA`; asking for it without raises RuntimeError.
@@ -58,9 +63,14 @@ def topk(
     metric = check_metric(metric)
     threads = check_num_threads(num_threads)
     if _cuda_backend.use_cuda(device, queries, items):
+        qs: tuple[Any, ...] = tuple(getattr(queries, "shape", ()))
+        xs: tuple[Any, ...] = tuple(getattr(items, "shape", ()))
+        if len(qs) in (1, 2) and len(xs) == 2:  # other shapes: the backend's checks raise
+            check_output_size(int(qs[0]) if len(qs) == 2 else 1, k, int(xs[0]))
         return _cuda_backend.topk(queries, items, k, metric=metric, exclude=exclude, device=device)
     pb = prepare(queries, items, exclude)
     b, n = pb.queries.shape[0], pb.items.shape[0]
+    check_output_size(b, k, n)
     if b == 0 or n == 0:
         # Nothing to scan. (NumPy gives empty arrays zero strides, which _core rejects.)
         return pb.result(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
@@ -80,10 +90,12 @@ def select_topk(
 
     Args:
         scores: (B, N) or (N,) floats (float32 with contiguous rows is used without a copy).
-        k: how many columns per row (>= 1).
+        k: how many columns per row (>= 1); a k above N whose (B, k) result would pass 16 GiB
+            is a ValueError.
         exclude: columns never returned, per row: a scipy.sparse (B, N) matrix whose nonzeros
             are excluded, or a sequence of B integer arrays of column ids.
-        num_threads: None for every CPU this process may use, or a positive count.
+        num_threads: None for every CPU this process may use, or a positive count, capped at
+            4 threads per such CPU (as in `topk`).
 
     Returns:
         TopK(scores float32, ids int64), each (B, k) (or (k,) for 1-D scores).
@@ -92,6 +104,7 @@ def select_topk(
     threads = check_num_threads(num_threads)
     s, exclude, single = as_row_batch(scores, "scores", exclude)
     b, n = s.shape
+    check_output_size(b, k, n)
     excl = exclusion_csr(exclude, b, n)
     if b == 0 or n == 0:
         out = TopK(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
@@ -123,33 +136,73 @@ def normalize(x: Any) -> np.ndarray:
     return out[0] if a.ndim == 1 else out
 
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def _merge_part(part: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """parts[n] as 2-D float32 scores and int64 global ids (-1 for padding), validated."""
+    name = f"parts[{n}]"
+    if not (isinstance(part, tuple) and len(part) == 2):
+        raise TypeError(f"{name} must be a (TopK, id_offset) pair, got {type(part).__name__}")
+    res, offset = part
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
+        raise TypeError(f"{name}: id_offset must be an integer, got {type(offset).__name__} "
+                        "(each part is a (TopK, id_offset) pair)")
+    offset = int(offset)
+    if not 0 <= offset <= _INT64_MAX:
+        raise ValueError(f"{name}: id_offset must be in [0, 2**63 - 1], got {offset}")
+    if not (isinstance(res, (tuple, list)) and len(res) == 2):
+        raise TypeError(f"{name} must be a (TopK, id_offset) pair; its first element is a "
+                        f"{type(res).__name__}, not a TopK")
+    s, i = np.asarray(res[0]), np.asarray(res[1])
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: scores must be real numbers (floats or integers), "
+                        f"got dtype {s.dtype}")
+    if i.dtype.kind not in "iu":
+        raise TypeError(f"{name}: ids must be integers, got dtype {i.dtype}")
+    if s.shape != i.shape or s.ndim not in (1, 2):
+        raise ValueError(f"{name}: scores and ids must have the same 1-D or 2-D shape, "
+                         f"got {s.shape} and {i.shape}")
+    if i.size:
+        lo, hi = int(i.min()), int(i.max())
+        if lo < -1:
+            raise ValueError(f"{name}: ids must be >= 0, or -1 for padding; got {lo}")
+        if hi > _INT64_MAX - offset:
+            raise ValueError(f"{name}: id {hi} + id_offset {offset} does not fit in int64")
+    i2 = np.atleast_2d(i).astype(np.int64)  # ids fit: hi <= int64 max - offset
+    return np.atleast_2d(s).astype(np.float32), np.where(i2 >= 0, i2 + np.int64(offset), -1)
+
+
 def merge_topk(parts: Sequence[tuple[TopK, int]], k: int) -> TopK:
     """Merge results computed on item shards into the exact global top-k.
 
     Each part is (TopK, id_offset): its ids are local to a shard whose first item has global id
     `id_offset`. Padding (id -1) is dropped; the result follows the tie and padding rules of
     `topk`.
+
+    Args:
+        parts: (TopK, id_offset) pairs, all 1-D or all 2-D with the same number of rows; scores
+            real (float or integer), ids integers >= 0 or -1 for padding, id_offset an integer
+            >= 0 with every id + id_offset within int64.
+        k: how many items per row in the result (>= 1).
     """
     k = check_k(k)
+    if isinstance(parts, (str, bytes)) or not hasattr(parts, "__len__"):
+        raise TypeError(f"parts must be a sequence of (TopK, id_offset) pairs, got {type(parts).__name__}")
     if len(parts) == 0:
         raise ValueError("parts must hold at least one (TopK, id_offset) pair")
-    scores_list, ids_list = [], []
+    scores_list, ids_list, ndims = [], [], set()
     for n, part in enumerate(parts):
-        if not (isinstance(part, tuple) and len(part) == 2):
-            raise TypeError(f"parts[{n}] must be a (TopK, id_offset) pair")
-        res, offset = part
-        s = np.asarray(res[0], dtype=np.float32)
-        i = np.asarray(res[1])
-        if i.dtype.kind not in "iu" or s.shape != i.shape or s.ndim not in (1, 2):
-            raise ValueError(f"parts[{n}] must hold matching scores and integer ids arrays")
-        s2, i2 = np.atleast_2d(s), np.atleast_2d(i).astype(np.int64)
-        i2 = np.where(i2 >= 0, i2 + int(offset), -1)
+        s2, i2 = _merge_part(part, n)
+        ndims.add(np.ndim(part[0][0]))
         scores_list.append(s2)
         ids_list.append(i2)
+    if len(ndims) != 1:
+        raise ValueError("parts mix 1-D (one query) and 2-D (a batch) results")
     rows = {s.shape[0] for s in scores_list}
     if len(rows) != 1:
         raise ValueError(f"parts have different numbers of query rows: {sorted(rows)}")
-    single = np.asarray(parts[0][0][0]).ndim == 1
+    single = ndims == {1}
     s = np.concatenate(scores_list, axis=1)
     i = np.concatenate(ids_list, axis=1)
     valid = (i >= 0) & ~np.isnan(s)
