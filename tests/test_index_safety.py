@@ -309,3 +309,10 @@ def test_killed_save_leaves_no_stale_temp_after_the_next_save(tmp_path):
     idx.save(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.rfi", live.name])
     assert len(ItemIndex.load(target)) == 2
+
+
+def test_huge_k_with_few_items_is_refused_naming_k():
+    for storage in STORAGES:
+        idx = _index(np.ones((5, 3), np.float32), "dot", storage)
+        with pytest.raises(ValueError, match="k = "):
+            idx.search(np.ones((4, 3), np.float32), 10**12)

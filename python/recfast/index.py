@@ -87,6 +87,7 @@ from ._inputs import (
     check_k,
     check_metric,
     check_num_threads,
+    check_output_size,
     exclusion_csr,
 )
 from ._io import atomic_write
@@ -502,6 +503,7 @@ class ItemIndex:
         if not np.isfinite(q).all():
             raise ValueError("queries must be finite (NaN or inf found)")
         b, n = q.shape[0], len(snap)
+        check_output_size(b, k, n)
         excl = self._exclusion(snap, exclude, b)
         allow = None
         if include is not None:
