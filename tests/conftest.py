@@ -19,6 +19,22 @@ with warnings.catch_warnings():
     except ImportError:
         pass
 
+# Hypothesis: in CI (the environment variable CI set, as CI services do) every run draws the same
+# examples (derandomized, no example database), so a failure there is reproducible and a pass
+# does not depend on luck; without deadlines, since shared CI machines' timing varies; a failing
+# example prints a blob that @reproduce_failure replays. Elsewhere hypothesis' default profile
+# (random examples) applies. Recent hypothesis versions ship a like "ci" profile of their own;
+# this one holds for every version the test extra allows.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # the property tests need it; the others run without
+    pass
+else:
+    _hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                                          database=None)
+    if os.environ.get("CI"):
+        _hypothesis_settings.load_profile("ci")
+
 # Let test modules import the shared helper (tests/ is not a package).
 sys.path.insert(0, os.path.dirname(__file__))
 

@@ -146,10 +146,30 @@ def test_recommend_never_returns_seen_or_filtered(ae, data):
     assert (res.ids[0, n_left:] == -1).all() and (res.ids[0, :n_left] >= 0).all()
 
 
-def test_similar_items_never_self(ae):
-    res = ae.similar_items(np.arange(200), k=10)
-    assert not (res.ids == np.arange(200)[:, None]).any()
-    assert res.ids.shape == (200, 10)
+def assert_similar_items_are_a_direct_search(model, n_items, k=10):
+    """similar_items(ids) is each item's k nearest items by cosine over item_embeddings(),
+    the item itself excluded: checked against the NumPy reference's search (tie-aware)."""
+    from helpers import assert_topk_equivalent
+
+    from recfast import reference
+
+    emb = model.item_embeddings()
+    assert emb.shape[0] == n_items
+    ids = np.array([0, 3, 3, n_items - 1, 17])  # repeated ids are answered twice
+    got = model.similar_items(ids, k=k)
+    excl = [np.array([i]) for i in ids]
+    want = reference.topk(emb[ids], emb, k, metric="cosine", exclude=excl)
+    assert_topk_equivalent(got, want, emb[ids], emb, "cosine", k, excl)
+    assert not (got.ids == ids[:, None]).any()
+    everyone = model.similar_items(np.arange(n_items), k=k)
+    assert not (everyone.ids == np.arange(n_items)[:, None]).any()
+    np.testing.assert_array_equal(everyone.ids[ids], got.ids)
+    one = model.similar_items(3, k=k)  # a single id: one row
+    np.testing.assert_array_equal(one.ids, got.ids[1:2])
+
+
+def test_similar_items_are_the_cosine_neighbours_of_the_item_vectors(ae):
+    assert_similar_items_are_a_direct_search(ae, 200)
 
 
 def test_same_seed_same_embeddings(data):
@@ -166,19 +186,77 @@ def test_same_seed_same_embeddings(data):
     assert not np.array_equal(a.item_embeddings(), c.item_embeddings())
 
 
-def test_save_load_round_trip(ae, data, tmp_path):
+TINY = dict(latent_dim=8, hidden=(16,), linear_rank=8, epochs=1, batch_size=250,
+            verbose=False, num_threads=1, device="cpu")
+# Every kind of network: the full-rank hybrid (B), the low-rank hybrid (U V'), Mult-DAE,
+# Mult-VAE (its encoder doubles the last layer), the plain AE; with and without hidden layers.
+AE_VARIANTS = {
+    "hybrid-full": dict(variant="hybrid"),
+    "hybrid-low-rank": dict(variant="hybrid", full_rank_max_items=100),
+    "dae": dict(variant="dae"),
+    "dae-no-hidden": dict(variant="dae", hidden=()),
+    "vae": dict(variant="vae"),
+    "vae-no-hidden": dict(variant="vae", hidden=()),
+    "ae": dict(variant="ae"),
+}
+
+
+def assert_same_model_outputs(a, b, inp):
+    """Identical recommend() ids and scores (with filters too), embeddings, similar_items."""
+    for kw in (dict(k=20), dict(k=250, filter_items=[0, 5])):
+        ra, rb = a.recommend(inp, **kw), b.recommend(inp, **kw)
+        np.testing.assert_array_equal(ra.ids, rb.ids)
+        np.testing.assert_array_equal(ra.scores, rb.scores)
+    np.testing.assert_array_equal(a.item_embeddings(), b.item_embeddings())
+    sa, sb = a.similar_items(np.arange(20), k=5), b.similar_items(np.arange(20), k=5)
+    np.testing.assert_array_equal(sa.ids, sb.ids)
+    np.testing.assert_array_equal(sa.scores, sb.scores)
+
+
+@pytest.mark.parametrize("name", list(AE_VARIANTS))
+def test_save_load_round_trip(name, data, tmp_path):
+    pytest.importorskip("torch")
     from recfast.models import AutoEncoder
 
-    _, inp, _ = data
+    train, inp, _ = data
+    model = AutoEncoder(**dict(TINY, **AE_VARIANTS[name]), random_state=3).fit(train)
+    if name.startswith("hybrid"):
+        assert model.net_.full == (name == "hybrid-full")
+        assert model.net_.rank == (0 if name == "hybrid-full" else 8)
+    path = tmp_path / "ae.pt"
+    model.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["ae.pt"]  # no temp file left
+    for loaded in (AutoEncoder.load(path), AutoEncoder.load(path, device="cpu"),
+                   load_model(path)):
+        assert isinstance(loaded, AutoEncoder)
+        assert loaded.config == model.config
+        assert loaded.n_items_ == model.n_items_ == 200
+        assert all(t.device.type == "cpu" for t in loaded.net_.state_dict().values())
+        assert loaded.net_.full == model.net_.full and loaded.net_.rank == model.net_.rank
+        assert_same_model_outputs(model, loaded, inp)
+        np.testing.assert_array_equal(model.user_embeddings(inp), loaded.user_embeddings(inp))
+    # Saved again after loading: the same file contents give the same model.
+    loaded.save(tmp_path / "again.pt")
+    assert_same_model_outputs(model, AutoEncoder.load(tmp_path / "again.pt", device="cpu"), inp)
+
+
+def test_load_rejects_a_bad_device(ae, tmp_path):
+    from recfast.models import AutoEncoder
+
     path = tmp_path / "ae.pt"
     ae.save(path)
-    assert [p.name for p in tmp_path.iterdir()] == ["ae.pt"]  # no temp file left
-    for loaded in (AutoEncoder.load(path), load_model(path)):
-        assert isinstance(loaded, AutoEncoder)
-        assert loaded.config == ae.config
-        a, b = ae.recommend(inp, k=20), loaded.recommend(inp, k=20)
-        np.testing.assert_array_equal(a.ids, b.ids)
-        np.testing.assert_array_equal(a.scores, b.scores)
+    with pytest.raises(ValueError, match="device"):
+        AutoEncoder.load(path, device="tpu9")
+
+
+def test_similar_items_of_every_variant(data):
+    """similar_items is the direct search over item_embeddings() whatever the network."""
+    pytest.importorskip("torch")
+    from recfast.models import AutoEncoder
+
+    for name in ("hybrid-low-rank", "vae"):
+        m = AutoEncoder(**dict(TINY, **AE_VARIANTS[name])).fit(data[0])
+        assert_similar_items_are_a_direct_search(m, 200)
 
 
 def test_validation_keeps_best_epoch_and_callback(data):
@@ -250,12 +328,30 @@ def test_ease_beats_popularity_and_round_trips(data, tmp_path):
     for model, name in ((ease, "ease.npz"), (pop, "pop.npz")):
         path = tmp_path / name
         model.save(path)
-        loaded = load_model(path)
-        assert type(loaded) is type(model)
-        a, b = model.recommend(inp, k=20), loaded.recommend(inp, k=20)
-        np.testing.assert_array_equal(a.ids, b.ids)
+        assert sorted(p.name for p in tmp_path.iterdir())[-1] == name  # no temp file left
+        for loaded in (load_model(path), type(model).load(path)):
+            assert type(loaded) is type(model)
+            assert loaded.n_items_ == model.n_items_
+            for kw in (dict(k=20), dict(k=250, filter_items=[0, 5]), dict(k=7, filter_seen=False)):
+                a, b = model.recommend(inp, **kw), loaded.recommend(inp, **kw)
+                np.testing.assert_array_equal(a.ids, b.ids)
+                np.testing.assert_array_equal(a.scores, b.scores)
+        a = model.recommend(inp, k=20)
         assert not any(np.isin(a.ids[u], inp[u].indices).any() for u in range(inp.shape[0]))
-    assert not (ease.similar_items([3, 4], k=5).ids == np.array([[3], [4]])).any()
+    loaded = EASE.load(tmp_path / "ease.npz")
+    assert loaded.l2 == ease.l2
+    np.testing.assert_array_equal(loaded.B_, ease.B_)
+    sa, sb = ease.similar_items(np.arange(30), k=5), loaded.similar_items(np.arange(30), k=5)
+    np.testing.assert_array_equal(sa.ids, sb.ids)
+    np.testing.assert_array_equal(sa.scores, sb.scores)
+    np.testing.assert_array_equal(Popularity.load(tmp_path / "pop.npz").item_counts_,
+                                  pop.item_counts_)
+
+
+def test_ease_similar_items_are_the_cosine_neighbours_of_its_columns(data):
+    ease = EASE(l2=50.0).fit(data[0])
+    np.testing.assert_array_equal(ease.item_embeddings(), ease.B_.T)
+    assert_similar_items_are_a_direct_search(ease, 200)
 
 
 def test_ease_refuses_too_large():

@@ -4,6 +4,9 @@ invariance, and merging item shards."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,7 +18,8 @@ from recfast import _core, reference
 from helpers import assert_topk_equivalent, available_simd_levels
 
 LEVELS = available_simd_levels()
-SETTINGS = dict(deadline=None, max_examples=60, derandomize=False)
+# Derandomization is left to the profile (tests/conftest.py: derandomized in CI).
+SETTINGS = dict(deadline=None, max_examples=60)
 
 
 class Problem(tuple):
@@ -179,3 +183,37 @@ def test_num_threads_does_not_change_results(p, threads):
         many = recfast.topk(q, x, k, metric=metric, exclude=exclude, num_threads=threads)
     np.testing.assert_array_equal(one.ids, many.ids)
     np.testing.assert_array_equal(one.scores, many.scores)
+
+
+# --- the hypothesis profile ------------------------------------------------------------------
+
+_PROFILE_CHILD = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import conftest;"
+    "from hypothesis import settings; d = settings.default;"
+    "print(d.derandomize, d.deadline, d.print_blob)"
+)
+
+
+def _default_settings_in_child(ci: str | None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    if ci is not None:
+        env["CI"] = ci
+    out = subprocess.run([sys.executable, "-c", _PROFILE_CHILD, os.path.dirname(__file__)],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_ci_variable_selects_the_derandomized_profile():
+    """With CI set, the tests' settings are derandomized, without deadline, printing blobs;
+    without it, hypothesis' default profile (random examples, its default deadline)."""
+    assert _default_settings_in_child("true") == ["True", "None", "True"]
+    assert _default_settings_in_child("1") == ["True", "None", "True"]
+    derandomize, deadline, _ = _default_settings_in_child(None)
+    assert derandomize == "False" and deadline != "None"
+    # The property tests above inherit the loaded profile's derandomize (none overrides it).
+    ci = bool(os.environ.get("CI"))
+    assert settings.default.derandomize is ci
+    for test in (test_matches_reference, test_permuting_items_permutes_ids,
+                 test_merge_of_shards_equals_whole, test_num_threads_does_not_change_results):
+        assert test._hypothesis_internal_use_settings.derandomize is ci, test.__name__
