@@ -427,8 +427,8 @@ def test_infinite_scores_dot_tie_by_id(simd_level):
 
 
 # Rows whose squared norm overflows float32 get the same scores on the packed and the direct
-# path: the direct path once scored them inf * 0 = NaN and dropped them. (Both paths treat such
-# rows as zero vectors; the reference computes their true cosines: see the xfail below.)
+# path: the direct path once scored them inf * 0 = NaN and dropped them. (Both paths now compute
+# their norms in double where float32 would overflow: see the float64-truth test below.)
 def test_cosine_huge_norms_same_on_every_path(simd_level):
     x = np.full((20, 3), 1e20, np.float32)
     x[::2] *= -1
@@ -483,9 +483,6 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return (a64 / np.where(n > 0, n, 1)).astype(np.float32)
 
 
-@pytest.mark.xfail(strict=True, reason="the native kernels take norms in float32: a row whose "
-                   "squared norm overflows or underflows float32 is scored as a zero vector, "
-                   "a row with subnormal squares inexactly (cpp/src/scan_impl.h row_sumsq)")
 @pytest.mark.parametrize("b", [1, 20])  # the direct and the packed path
 def test_native_cosine_of_huge_and_tiny_rows_is_the_float64_truth(b):
     q = _extreme_rows(5, b, 17)
