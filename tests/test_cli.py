@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -213,3 +215,372 @@ def test_recommend_user_filtered_out_and_repeated(tmp_path: Path,
     assert [r[2] for r in rows if r[0] == "low"] == ["0", "1", "2"]
     # a0 saw item 0; both of its rows agree
     assert [r[2] for r in rows if r[0] == "a0"] == ["1", "2", "1", "2"]
+
+
+# -- options checked, one line naming the flag ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message, code",
+    [
+        (["evaluate", "{d}/data.csv", "--heldout-users", "inf"], "argument --heldout-users", 2),
+        (["evaluate", "{d}/data.csv", "--heldout-users", "nan"], "argument --heldout-users", 2),
+        (["evaluate", "{d}/data.csv", "--heldout-users", "0"], "argument --heldout-users", 2),
+        (["evaluate", "{d}/data.csv", "--heldout-users", "0.5"], "argument --heldout-users", 2),
+        (["evaluate", "{d}/data.csv", "--heldout-users", "1.5"], "argument --heldout-users", 2),
+        (["evaluate", "{d}/data.csv", "--heldout-users", "-3"], "argument --heldout-users", 2),
+        (["evaluate", "{d}/data.csv", "--seed", "-1"], "argument --seed", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--seed", "-1"], "argument --seed", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--seed", str(2 ** 64)], "argument --seed",
+         2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--sep", ""], "argument --sep", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--sep", "::"], "argument --sep", 2),
+        (["recommend", "{d}/pop.model", "{d}/data.csv", "u1", "--sep", "\n"], "argument --sep",
+         2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--lr", "nan"], "argument --lr", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--lr", "0"], "argument --lr", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--l2", "inf"], "argument --l2", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--l2", "-1"], "argument --l2", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--batch-size", "0"], "argument --batch-size",
+         2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--latent-dim", "-4"],
+         "argument --latent-dim", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--device", "gpu"], "argument --device", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--rating-above", "nan"],
+         "argument --rating-above", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--min-rating", "inf"],
+         "argument --min-rating", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--min-user-interactions", "-1"],
+         "argument --min-user-interactions", 2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--min-item-interactions", "-2"],
+         "argument --min-item-interactions", 2),
+        (["evaluate", "{d}/data.csv", "--fold-in", "1"], "argument --fold-in", 2),
+        (["evaluate", "{d}/data.csv", "--fold-in", "nan"], "argument --fold-in", 2),
+        (["evaluate", "{d}/data.csv", "--ease-l2", "10,nan"], "argument --ease-l2", 2),
+        (["evaluate", "{d}/data.csv", "--ease-l2", "inf"], "argument --ease-l2", 2),
+        (["evaluate", "{d}/data.csv", "--ks", "0"], "argument --ks", 2),
+        (["recommend", "{d}/pop.model", "{d}/data.csv", "u1", "-k", "0"], "argument -k", 2),
+        (["evaluate", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--models",
+          "popularity", "--ks", "10", "61"], "--ks 61: more than the 60 items", 1),
+        (["evaluate", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--models",
+          "popularity", "--heldout-users", "80"], "--heldout-users 80: holding out 80", 1),
+        (["train", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--rating-above",
+          "3", "--out", "{d}/x"], "--rating-above needs ratings", 1),
+        (["bench", "--ks", "abc"], "bench: argument --ks", 2),
+        (["bench", "--ks", "0"], "bench: argument --ks", 2),
+        (["bench", "--n-items", "0"], "bench: argument --n-items", 2),
+        (["bench", "--tol", "nan"], "bench: argument --tol", 2),
+        (["bench", "--slow-seconds", "-1"], "bench: argument --slow-seconds", 2),
+        (["bench", "--worker-timeout", "0"], "bench: argument --worker-timeout", 2),
+        (["bench", "--seed", "-1"], "bench: argument --seed", 2),
+        (["bench", "--quick", "--full"], "bench: argument --full", 2),
+        (["bench", "--out", "{d}/data.csv"], "--out {d}/data.csv: is a file", 1),
+    ],
+)
+def test_bad_options_name_the_flag(data_dir: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                                   message: str, code: int) -> None:
+    import recfast.bench
+
+    ran: list[list[str]] = []  # the benchmark itself never starts
+    monkeypatch.setattr(recfast.bench, "main", lambda a: ran.append(a) or 0)
+    if not (data_dir / "pop.model").exists():
+        assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
+                     "--out", str(data_dir / "pop.model")]) == 0
+        capsys.readouterr()
+    got, out, err = run([a.format(d=data_dir) for a in argv], capsys)
+    assert got == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("recfast: error: ")
+    assert message.format(d=data_dir) in lines[0]
+    assert ran == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "{d}/data.csv", "--heldout-users", "inf"],
+    ["train", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--out", "{d}/big.model",
+     "--latent-dim", "1000000000", "--epochs", "1", "--quiet", "--device", "cpu"],
+])
+def test_no_traceback_from_the_command(data_dir: Path, argv: list[str]) -> None:
+    # before: OverflowError from int(inf); torch's allocation error for 10^9 x items weights
+    if "--latent-dim" in argv:
+        pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, "-m", "recfast", *[a.format(d=data_dir) for a in argv]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("recfast: error: "), proc.stderr
+    flag = "--latent-dim 1000000000" if "--latent-dim" in argv else "argument --heldout-users"
+    assert flag in lines[0]
+    assert not (data_dir / "big.model").exists()
+
+
+@torch_sparse_warning
+def test_latent_dim_too_large_refused_before_training(data_dir: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    from recfast.models import AutoEncoder
+
+    monkeypatch.setattr(AutoEncoder, "fit", lambda *a, **k: pytest.fail("fit was called"))
+    code, out, err = run(["train", str(data_dir / "data.csv"), *cols(), "--latent-dim",
+                          "1000000000", "--device", "cpu", "--out", str(data_dir / "x")], capsys)
+    assert code == 1
+    assert "--latent-dim 1000000000: the AutoEncoder's weights for 60 items" in err
+
+
+def test_torch_allocation_error_is_one_line(data_dir: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from recfast.models import Popularity
+
+    def fit(self: Any, X: Any) -> Any:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 1200000000000 bytes.")
+
+    monkeypatch.setattr(Popularity, "fit", fit)
+    code, out, err = run(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
+                          "--out", str(data_dir / "x")], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Popularity ran out of memory while training" in lines[0]
+    assert "--latent-dim or --batch-size" in lines[0]
+
+
+def test_unexpected_error_is_one_line(data_dir: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import recfast.cli
+
+    def boom(args: Any) -> int:
+        raise KeyError("bug")
+
+    monkeypatch.setitem(recfast.cli._COMMANDS, "train", boom)
+    monkeypatch.delenv("RECFAST_TRACEBACK", raising=False)
+    code, out, err = run(["train", str(data_dir / "data.csv"), "--out", str(data_dir / "x")],
+                         capsys)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "recfast: error: unexpected KeyError: 'bug' (set RECFAST_TRACEBACK=1 to see where; "
+        "please report it)"]
+    monkeypatch.setenv("RECFAST_TRACEBACK", "1")
+    with pytest.raises(KeyError):
+        main(["train", str(data_dir / "data.csv"), "--out", str(data_dir / "x")])
+
+
+# -- output paths checked before any work ------------------------------------------------------
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record any fit() of the baselines (the output checks must come first)."""
+    from recfast.models import EASE, Popularity
+
+    calls: list[str] = []
+    for cls in (EASE, Popularity):
+        monkeypatch.setattr(cls, "fit", lambda self, X, *a, **k: calls.append("fit") or self)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("{t}", "--out {t}: is a folder"),
+        ("{t}/missing/m.model",
+         "--out {t}/missing/m.model: the folder {t}/missing does not exist"),
+        ("{t}/file.txt/m.model", "--out {t}/file.txt/m.model: {t}/file.txt is not a folder"),
+        ("{t}/data.csv", "--out {t}/data.csv: is the input data"),
+        ("{t}/taken.model", "--out {t}/taken.model.meta.json: is a folder"),
+    ],
+)
+def test_train_out_checked_first(tmp_path: Path, data_dir: Path,
+                                 capsys: pytest.CaptureFixture[str], no_training: list[str],
+                                 out: str, message: str) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "taken.model.meta.json").mkdir()
+    data = tmp_path / "data.csv"
+    data.write_bytes((data_dir / "data.csv").read_bytes())
+    before = data.read_bytes()
+    code, _, err = run(["train", str(data), *cols(), "--model", "popularity", "--out",
+                        out.format(t=tmp_path)], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"recfast: error: {message.format(t=tmp_path)}")
+    assert no_training == []
+    assert data.read_bytes() == before
+
+
+def test_train_out_unwritable(tmp_path: Path, data_dir: Path,
+                              capsys: pytest.CaptureFixture[str], no_training: list[str]) -> None:
+    target = Path("/proc/recfast-test.model")  # not writable, even by root
+    code, _, err = run(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
+                        "--out", str(target)], capsys)
+    assert code == 1
+    assert err.startswith(f"recfast: error: --out {target}: cannot write in /proc")
+    assert no_training == []
+
+
+def test_evaluate_json_checked_first(tmp_path: Path, data_dir: Path,
+                                     capsys: pytest.CaptureFixture[str],
+                                     no_training: list[str]) -> None:
+    path = tmp_path / "nodir" / "m.json"
+    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
+                          "popularity,ease", "--json", str(path)], capsys)
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"recfast: error: --json {path}: the folder {path.parent} does not exist"]
+    assert no_training == [] and out == ""
+    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
+                          "popularity", "--json", str(tmp_path)], capsys)
+    assert code == 1 and f"--json {tmp_path}: is a folder" in err and no_training == []
+
+
+def test_evaluate_default_ks_fit_the_items(data_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
+                          "popularity"], capsys)
+    assert code == 0, err
+    assert "R@50" in out and "R@100" not in out  # 60 items: the cut-offs 20 and 50
+
+
+# -- damaged model files and descriptions ------------------------------------------------------
+
+
+def test_damaged_model_files_one_line(data_dir: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import zipfile
+
+    model = tmp_path / "e.model"
+    assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "ease", "--l2", "10",
+                 "--out", str(model)]) == 0
+    capsys.readouterr()
+    raw = model.read_bytes()
+    bad = tmp_path / "bad.model"
+    with zipfile.ZipFile(model) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    variants: list[bytes] = [raw[:len(raw) // 2], raw[:-10]]
+    for pos in (len(raw) // 3, len(raw) // 2, 2 * len(raw) // 3):
+        b = bytearray(raw)
+        b[pos] ^= 0xFF
+        variants.append(bytes(b))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("header.npy", members["header.npy"])  # the B array removed
+    variants.append(buf.getvalue())
+    for content in variants:
+        bad.write_bytes(content)
+        (tmp_path / "bad.model.meta.json").write_bytes(
+            (tmp_path / "e.model.meta.json").read_bytes())
+        code, out, err = run(["recommend", str(bad), str(data_dir / "data.csv"), "u1",
+                              *cols()], capsys)
+        assert code == 1 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"recfast: error: {bad}"), err
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ("not json", "not a model description"),
+        ('{"item_ids": [[1], [2]]}', "not a model description"),
+        ('{"item_ids": 5}', "not a model description"),
+        ('{"item_ids": [1, 1]}', "'item_ids' repeats an id"),
+        ('{"item_ids": [1, 2]}', "lists 2 items but the model has 60"),
+        ('{"item_ids": IDS, "filters": {"min_rating": "x"}}', "filters.min_rating must be a "
+                                                              "number"),
+        ('{"item_ids": IDS, "filters": [1]}', "not a model description"),
+    ],
+)
+def test_damaged_meta_one_line(data_dir: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str], meta: str,
+                               message: str) -> None:
+    model = tmp_path / "p.model"
+    assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
+                 "--out", str(model)]) == 0
+    capsys.readouterr()
+    meta_path = tmp_path / "p.model.meta.json"
+    meta_path.write_text(meta.replace("IDS", json.dumps(list(range(100, 160)))))
+    code, out, err = run(["recommend", str(model), str(data_dir / "data.csv"), "u1", *cols()],
+                         capsys)
+    assert code == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"recfast: error: {meta_path}")
+    assert message in lines[0]
+
+
+# -- recommend with AutoEncoder and EASE models, equal to model.recommend -----------------------
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path) -> dict[str, Path]:
+    """EASE and AutoEncoder models trained by the command on the module's data."""
+    pytest.importorskip("torch")
+    import warnings
+
+    out = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse invariant checks", UserWarning)
+        for name, extra in (("ease", ["--l2", "20"]),
+                            ("autoencoder", ["--epochs", "2", "--latent-dim", "8",
+                                             "--batch-size", "64", "--device", "cpu",
+                                             "--quiet"])):
+            path = data_dir / f"rec-{name}.model"
+            assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", name,
+                         *extra, "--out", str(path)]) == 0
+            out[name] = path
+    return out
+
+
+def expected_lines(model_path: Path, data_dir: Path, users: list[str], k: int,
+                   include_seen: bool, titles: bool) -> list[str]:
+    """What `recommend` should print, from load_model(...).recommend on the users' rows."""
+    from recfast.data import Interactions
+    from recfast.models import load_model
+
+    model = load_model(model_path)
+    d = Interactions.from_csv(data_dir / "data.csv", user_col="uid", item_col="mid",
+                              rating_col="stars")
+    X = d.matrix()[d.user_index(users)]
+    res = model.recommend(X, k=min(k, model.n_items_), filter_seen=not include_seen)
+    lines = ["user\trank\titem\tscore" + ("\ttitle" if titles else "")]
+    for r, user in enumerate(users):
+        for rank, (item, score) in enumerate(zip(res.ids[r].tolist(), res.scores[r].tolist()), 1):
+            if item < 0:
+                break
+            raw = int(d.item_ids[item])
+            line = f"{user}\t{rank}\t{raw}\t{score:.6g}"
+            lines.append(line + (f"\tMovie {raw - 100}" if titles else ""))
+    return lines
+
+
+@torch_sparse_warning
+@pytest.mark.parametrize("name", ["ease", "autoencoder"])
+@pytest.mark.parametrize("k, include_seen, titles", [(5, False, False), (7, True, True),
+                                                      (1000, False, True)])
+def test_recommend_matches_model(trained: dict[str, Path], data_dir: Path,
+                                 capsys: pytest.CaptureFixture[str], name: str, k: int,
+                                 include_seen: bool, titles: bool) -> None:
+    users = ["u3", "u10", "u3", "u151"]
+    argv = ["recommend", str(trained[name]), str(data_dir / "data.csv"), *users, "-k", str(k),
+            *cols()]
+    if include_seen:
+        argv.append("--include-seen")
+    if titles:
+        argv += ["--items", str(data_dir / "movies.csv")]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    got = out.strip().splitlines()
+    assert got == expected_lines(trained[name], data_dir, users, k, include_seen, titles)
+    rows = parse_recs(out)
+    import pandas as pd
+
+    df = pd.read_csv(data_dir / "data.csv")
+    seen = set(df.loc[df.uid == "u3", "mid"])
+    recs = {int(r[2]) for r in rows if r[0] == "u3"}
+    if include_seen:
+        assert len([r for r in rows if r[0] == "u3"]) == 2 * k  # u3 asked twice, all items open
+        assert seen & recs
+    else:
+        assert not seen & recs
+        if k >= 60:  # every unseen item, once each
+            assert recs == set(range(100, 160)) - seen

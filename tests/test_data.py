@@ -195,6 +195,112 @@ def test_dates_as_timestamps(tmp_path: Path) -> None:
     assert d.timestamps[0] > d.timestamps[1]
 
 
+# -- ids and values that would not survive as int64 ids or float32 ratings -----------------------
+
+
+@pytest.mark.parametrize(
+    "column, value, match",
+    [
+        ("user", "9.3e18", r"line 3, column 'user': expected an integer id, got 9\.3e\+18: .*2\*\*53"),
+        ("user", "1.5", r"line 3, column 'user': expected an integer id, got 1\.5$"),
+        ("item", "1e30", r"line 3, column 'item': expected an integer id, got 1e\+30"),
+        ("item", "inf", r"line 3, column 'item': expected an integer id, got inf"),
+        ("user", "nan", r"line 3, column 'user': missing value; expected an id"),
+        ("rating", "1e300", r"line 3, column 'rating': expected a number within float32 range.*"
+                            r"got '?1e\+300"),
+        ("rating", "-1e39", r"line 3, column 'rating': expected a number within float32 range"),
+    ],
+)
+def test_csv_ids_and_ratings_out_of_range(tmp_path: Path, column: str, value: str,
+                                          match: str) -> None:
+    row = {"user": "2", "item": "20", "rating": "4"}
+    row[column] = value
+    p = write(tmp_path, "r.csv", f"user,item,rating\n1,10,5\n{row['user']},{row['item']},"
+                                 f"{row['rating']}\n")
+    with pytest.raises(ValueError, match=r"r\.csv: " + match):
+        Interactions.from_csv(p, user_col="user", item_col="item", rating_col="rating")
+
+
+def test_float_ids_beyond_int64_are_not_merged(tmp_path: Path) -> None:
+    # before: every id beyond 2**63 became the same int64 (with only a numpy warning)
+    p = write(tmp_path, "big.csv", "user,item\n9.3e18,1\n9.4e18,2\n")
+    with pytest.raises(ValueError, match=r"big\.csv: line 2, column 'user'"):
+        Interactions.from_csv(p, user_col="user", item_col="item")
+    # whole numbers written as floats below 2**53 are still int ids
+    p = write(tmp_path, "ok.csv", "user,item\n1.0,1\n2,2\n")
+    d = Interactions.from_csv(p, user_col="user", item_col="item")
+    assert d.user_ids.dtype == np.int64 and list(d.user_ids) == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["u.data", "movies.csv"])
+def test_movielens_ids_out_of_range(tmp_path: Path, name: str) -> None:
+    if name == "u.data":
+        p = write(tmp_path, name, "1\t2\t3\t4\n1e30\t2\t3\t4\n")
+        with pytest.raises(ValueError, match=r"u\.data: line 2, column 'user': expected an "
+                                             r"integer id"):
+            load_movielens(p)
+    else:
+        p = write(tmp_path, name, "movieId,title,genres\n1,a,x\n1.5,b,y\n")
+        with pytest.raises(ValueError, match=r"movies\.csv: line 3, column 'movieId'"):
+            load_movielens_titles(p)
+
+
+def test_parquet_ids_and_ratings_out_of_range(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    p = tmp_path / "x.parquet"
+    pd.DataFrame({"u": [1.0, 9.3e18], "i": [1, 2], "r": [1.0, 2.0]}).to_parquet(p)
+    with pytest.raises(ValueError, match=r"x\.parquet: row 1, column 'u': expected an integer id"):
+        Interactions.from_parquet(p, user_col="u", item_col="i")
+    pd.DataFrame({"u": [1, 2], "i": [1.0, 2.5], "r": [1.0, 2.0]}).to_parquet(p)
+    with pytest.raises(ValueError, match=r"x\.parquet: row 1, column 'i': expected an integer id"):
+        Interactions.from_parquet(p, user_col="u", item_col="i")
+    pd.DataFrame({"u": [1, 2], "i": [1, 2], "r": [1e300, 2.0]}).to_parquet(p)
+    with pytest.raises(ValueError, match=r"x\.parquet: row 0, column 'r': expected a number "
+                                         r"within float32 range"):
+        Interactions.from_parquet(p, user_col="u", item_col="i", rating_col="r")
+
+
+def test_array_constructors_check_values() -> None:
+    with pytest.raises(ValueError, match=r"ratings\[1\] is 1e\+300; expected a finite number "
+                                         r"within float32 range"):
+        Interactions.from_arrays([1, 2], [1, 2], ratings=[1.0, 1e300])
+    with pytest.raises(ValueError, match=r"ratings\[0\] is nan"):
+        Interactions.from_arrays([1, 2], [1, 2], ratings=[np.nan, 1.0])
+    with pytest.raises(ValueError, match="ratings must be numbers"):
+        Interactions.from_arrays([1, 2], [1, 2], ratings=["a", 1.0])
+    with pytest.raises(ValueError, match=r"users\[0\] is nan; expected an id"):
+        Interactions.from_arrays([np.nan, 1.0], [1, 2])
+    ids = np.array([10, 20])
+    with pytest.raises(ValueError, match=r"users\[0\] is 0\.5; expected an integer index"):
+        Interactions(np.array([0.5]), np.array([0]), ids, ids)
+    with pytest.raises(ValueError, match=r"items\[0\] is 1e\+30; expected an integer index"):
+        Interactions(np.array([0]), np.array([1e30]), ids, ids)
+    with pytest.raises(TypeError, match="items must hold integer indices"):
+        Interactions(np.array([0]), np.array(["0"]), ids, ids)
+    with pytest.raises(ValueError, match=r"ratings\[0\] is 1e\+300"):
+        Interactions(np.array([0]), np.array([1]), ids, ids, ratings=np.array([1e300]))
+    # whole floats are fine as indices
+    d = Interactions(np.array([0.0, 1.0]), np.array([1, 0]), ids, ids, ratings=[3.0, 4.0])
+    assert d.users.dtype == np.int64
+    np.testing.assert_array_equal(d.matrix(binary=False).toarray(), [[0, 3], [4, 0]])
+
+
+def test_split_rejects_values_beyond_float32() -> None:
+    X = sp.csr_matrix(np.array([[1e300, 1.0, 1.0]] * 10))
+    with pytest.raises(ValueError, match=r"X holds 1e\+300; expected finite values within "
+                                         r"float32 range"):
+        strong_generalization_split(X, n_heldout_users=2)
+    with pytest.raises(ValueError, match=r"X holds inf"):
+        random_holdout_split(sp.csr_matrix(np.array([[np.inf, 1.0]])))
+
+
+@pytest.mark.parametrize("sep", ["", "::", "\n", '"'])
+def test_csv_separator_checked(tmp_path: Path, sep: str) -> None:
+    p = write(tmp_path, "x.csv", CSV)
+    with pytest.raises(ValueError, match="sep must be one character"):
+        Interactions.from_csv(p, user_col="user", item_col="item", sep=sep)
+
+
 # -- splits -------------------------------------------------------------------------------------
 
 

@@ -12,14 +12,19 @@ ids of the model's columns, so that `recommend` can map histories and results ba
 
 A user mistake (missing file, bad column, unknown user, bad option) prints one line
 `recfast: error: ...` on stderr and returns a non-zero status (2 for bad options, 1 otherwise).
+Options, output paths (--out, --json) and model settings are checked before any data is read or
+model trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,40 +55,102 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------------------------
 
 
-def _heldout(text: str) -> int | float:
+_MAX_SEED = 2 ** 63 - 1  # torch and NumPy take seeds up to 64 bits; int64 everywhere
+
+
+def _number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
-    return int(value) if value >= 1 and value == int(value) else value
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
 
 
-def _positive_int(text: str) -> int:
+def _heldout(text: str) -> int | float:
+    what = "a count (an integer >= 1) or a fraction in (0, 0.5)"
+    value = _number(text, what)
+    if value >= 1 and value == int(value):
+        return int(value)
+    if 0 < value < 0.5:
+        return value
+    raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+
+
+def _integer(text: str, minimum: int, maximum: int | None = None) -> int:
+    what = (f"an integer >= {minimum}" if maximum is None
+            else f"an integer in [{minimum}, {maximum}]")
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _count(text: str) -> int:
+    return _integer(text, 0)
+
+
+def _seed(text: str) -> int:
+    return _integer(text, 0, _MAX_SEED)
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, "a finite number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    return _number(text, "a finite number")
+
+
+def _fraction(text: str) -> float:
+    value = _number(text, "a number in (0, 1)")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
     return value
 
 
 def _float_list(text: str) -> list[float]:
+    what = "comma-separated finite numbers > 0"
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return values
 
 
 def _model_list(text: str) -> list[str]:
-    names = [v.strip().lower() for v in text.split(",") if v.strip()]
+    names = list(dict.fromkeys(v.strip().lower() for v in text.split(",") if v.strip()))
     unknown = [n for n in names if n not in MODELS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     return names
+
+
+def _separator(text: str) -> str:
+    sep = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(sep) != 1 or sep in '\r\n"':
+        raise argparse.ArgumentTypeError(f"expected one character other than a quote or a line "
+                                         f"break (or '\\t' for a tab), got {text!r}")
+    return sep
+
+
+def _device(text: str) -> str:
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -95,22 +162,24 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--item-col", default="item", help="csv/parquet: item id column (item)")
     g.add_argument("--rating-col", default=None, help="csv/parquet: rating or weight column")
     g.add_argument("--time-col", default=None, help="csv/parquet: timestamp column")
-    g.add_argument("--sep", default=",", help="csv: field separator (,)")
+    g.add_argument("--sep", type=_separator, default=",",
+                   help="csv: field separator, one character; '\\t' for a tab (,)")
 
 
 def _add_filter_args(p: argparse.ArgumentParser, *, protocol: bool) -> None:
     g = p.add_argument_group("filters")
     if protocol:
-        g.add_argument("--rating-above", type=float, default=None,
+        g.add_argument("--rating-above", type=_finite_float, default=None,
                        help="keep ratings > this (default 3.5 when the data has ratings)")
-        g.add_argument("--min-user-interactions", type=int, default=5,
+        g.add_argument("--min-user-interactions", type=_count, default=5,
                        help="keep users with at least this many items (5)")
     else:
-        g.add_argument("--rating-above", type=float, default=None, help="keep ratings > this")
-        g.add_argument("--min-user-interactions", type=int, default=0,
+        g.add_argument("--rating-above", type=_finite_float, default=None,
+                       help="keep ratings > this")
+        g.add_argument("--min-user-interactions", type=_count, default=0,
                        help="keep users with at least this many items")
-    g.add_argument("--min-rating", type=float, default=None, help="keep ratings >= this")
-    g.add_argument("--min-item-interactions", type=int, default=0,
+    g.add_argument("--min-rating", type=_finite_float, default=None, help="keep ratings >= this")
+    g.add_argument("--min-item-interactions", type=_count, default=0,
                    help="keep items with at least this many users")
 
 
@@ -122,9 +191,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="AutoEncoder variant (default: the model's)")
     g.add_argument("--latent-dim", type=_positive_int, default=None, help="AutoEncoder latent size")
     g.add_argument("--batch-size", type=_positive_int, default=None, help="AutoEncoder batch size")
-    g.add_argument("--lr", type=float, default=None, help="AutoEncoder learning rate")
-    g.add_argument("--device", default="auto", help="AutoEncoder device: auto, cpu, cuda")
-    g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    g.add_argument("--lr", type=_positive_float, default=None, help="AutoEncoder learning rate")
+    g.add_argument("--device", type=_device, default="auto",
+                   help="AutoEncoder device: auto, cpu, cuda, cuda:N")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed (0)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -140,7 +210,8 @@ def _parser() -> _Parser:
     p.add_argument("data", help="interactions file or MovieLens folder")
     p.add_argument("--out", required=True, help="where to write the model")
     p.add_argument("--model", choices=MODELS, default="autoencoder", help="(autoencoder)")
-    p.add_argument("--l2", type=float, default=500.0, help="EASE regularization (500)")
+    p.add_argument("--l2", type=_positive_float, default=500.0,
+                   help="EASE regularization (500)")
     _add_data_args(p)
     _add_filter_args(p, protocol=False)
     _add_model_args(p)
@@ -160,14 +231,15 @@ def _parser() -> _Parser:
     p.add_argument("data", help="interactions file or MovieLens folder")
     p.add_argument("--heldout-users", type=_heldout, default=0.1,
                    help="validation and test users each: a count or a fraction (0.1)")
-    p.add_argument("--fold-in", type=float, default=0.8,
+    p.add_argument("--fold-in", type=_fraction, default=0.8,
                    help="share of a held-out user's items given as input (0.8)")
     p.add_argument("--models", type=_model_list, default=list(MODELS),
                    help="comma-separated subset of autoencoder,ease,popularity")
     p.add_argument("--ease-l2", type=_float_list, default=[30.0, 100.0, 300.0, 1000.0],
                    help="EASE lambdas tried; the best on validation NDCG@100 is used")
-    p.add_argument("--ks", type=_positive_int, nargs="+", default=[20, 50, 100],
-                   help="cut-offs (20 50 100)")
+    p.add_argument("--ks", type=_positive_int, nargs="+", default=None,
+                   help="cut-offs, each at most the number of items (default: those of 20 50 "
+                        "100 that are)")
     p.add_argument("--json", default=None, help="also write all metrics to this JSON file")
     _add_data_args(p)
     _add_filter_args(p, protocol=True)
@@ -208,6 +280,10 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _filter(d: Any, args: argparse.Namespace, *, protocol: bool) -> Any:
     rating_above = args.rating_above
+    if d.ratings is None and (rating_above is not None or args.min_rating is not None):
+        flag = "--rating-above" if rating_above is not None else "--min-rating"
+        raise ValueError(f"{flag} needs ratings, and {args.data} was read without any (name the "
+                         f"rating column with --rating-col)")
     if protocol and rating_above is None and d.ratings is not None:
         rating_above = 3.5
     f = d.filter(min_rating=args.min_rating, rating_above=rating_above,
@@ -225,6 +301,7 @@ def _make_model(name: str, args: argparse.Namespace, *, l2: float = 500.0) -> An
         return models.Popularity()
     if name == "ease":
         return models.EASE(l2=l2)
+    _check_device(args.device)
     kwargs: dict[str, Any] = dict(random_state=args.seed, verbose=not args.quiet,
                                   device=args.device)
     for key in ("epochs", "variant", "latent_dim", "batch_size", "lr"):
@@ -234,11 +311,102 @@ def _make_model(name: str, args: argparse.Namespace, *, l2: float = 500.0) -> An
     return models.AutoEncoder(**kwargs)
 
 
+def _check_device(device: str) -> None:
+    """--device names a device torch has here (CUDA built in, the index in range)."""
+    if not device.startswith("cuda"):
+        return
+    from .models._base import require_torch
+
+    torch = require_torch()
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch has no CUDA here; use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: there are {torch.cuda.device_count()} CUDA "
+                         f"device(s) here, numbered from 0")
+
+
+def _check_output(path: str, flag: str, *, data: str | None = None) -> None:
+    """Fail now, before any work, when `path` cannot be written as a file: it is a folder, its
+    folder is missing or not writable, or it is the input data (which it would replace)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; expected a file name")
+    folder = p.parent
+    if not folder.exists():
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is not a folder")
+    if data is not None and p.exists() and Path(data).exists() and p.samefile(data):
+        raise ValueError(f"{flag} {path}: is the input data, which writing it would replace")
+    try:  # what writing it will do: a temporary file in that folder, renamed over the name
+        fd, tmp = tempfile.mkstemp(prefix=".recfast-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot write in {folder} "
+                         f"({exc.strerror or exc})") from None
+
+
 def _write_json(path: str, payload: Any) -> None:
-    tmp = f"{path}.part"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    from ._io import atomic_write
+
+    text = json.dumps(payload, indent=1).encode("utf-8")
+    atomic_write(path, lambda f: f.write(text))
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    names = {c.__name__ for c in type(exc).__mro__}
+    text = str(exc).lower()
+    return ("OutOfMemoryError" in names or "can't allocate memory" in text
+            or "out of memory" in text)
+
+
+def _fit(model: Any, X: sp.csr_matrix, **kwargs: Any) -> Any:
+    """model.fit, with torch's allocation failures as a MemoryError naming the flags."""
+    try:
+        return model.fit(X, **kwargs)
+    except RuntimeError as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MemoryError(f"{type(model).__name__} ran out of memory while training on "
+                          f"{X.shape[0]} users x {X.shape[1]} items ({first}); lower "
+                          f"--latent-dim or --batch-size") from None
+
+
+def _check_autoencoder_fits(model: Any, n_items: int) -> None:
+    """Refuse, before training, an AutoEncoder whose weights cannot fit in memory (a typo such
+    as --latent-dim 1000000000 would otherwise fail inside torch after the data is read)."""
+    from .models import AutoEncoder
+
+    if not isinstance(model, AutoEncoder):
+        return
+    from .models._base import require_torch
+    from .models.autoencoder import uses_full_rank, weight_count
+    from .models.ease import available_memory_bytes
+
+    cfg = model.config
+    # weights, their gradients and Adam's two moments; the full-rank hybrid's item-item fit
+    # holds about four more items x items matrices
+    need = 4 * 4 * weight_count(cfg, n_items)
+    if uses_full_rank(cfg, n_items):
+        need += 4 * 4 * n_items * n_items
+    device = model.device
+    torch = require_torch()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        avail = int(torch.cuda.mem_get_info(torch.device(device))[0])
+        where = f"on {device}"
+    else:
+        avail = available_memory_bytes()
+        where = "in memory"
+    if need > avail:
+        raise MemoryError(f"--latent-dim {cfg.latent_dim}: the AutoEncoder's weights for "
+                          f"{n_items} items and their optimizer state need about "
+                          f"{need / 2**30:.3g} GiB but {avail / 2**30:.3g} GiB is free {where}; "
+                          f"lower --latent-dim")
 
 
 def _history(d: Any, user_rows: np.ndarray, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:
@@ -264,17 +432,19 @@ def _history(d: Any, user_rows: np.ndarray, columns: np.ndarray, n_cols: int) ->
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    _check_output(args.out, "--out", data=args.data)
+    meta_path = str(out) + META_SUFFIX
+    _check_output(meta_path, "--out", data=args.data)
+    model = _make_model(args.model, args, l2=args.l2)  # its settings are checked before the data
     d = _filter(_load(args), args, protocol=False)
     X = d.matrix()
-    model = _make_model(args.model, args, l2=args.l2)
+    _check_autoencoder_fits(model, X.shape[1])
     t0 = time.perf_counter()
-    model.fit(X)
+    _fit(model, X)
     seconds = time.perf_counter() - t0
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        raise FileNotFoundError(f"--out: folder {out.parent} does not exist")
     model.save(out)
-    _write_json(str(out) + META_SUFFIX, {
+    _write_json(meta_path, {
         "model": type(model).__name__,
         "item_ids": d.item_ids.tolist(),
         "data": str(args.data),
@@ -285,6 +455,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_meta(meta_path: Path, n_items: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """(raw item id of each model column, the training filters) from MODEL.meta.json."""
+    bad = (f"{meta_path}: not a model description written by `recfast train` (expected JSON "
+           f"with 'item_ids', a list of {n_items} distinct ids)")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError:  # not JSON, or not UTF-8
+        raise ValueError(bad) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("item_ids"), list):
+        raise ValueError(bad)
+    ids = meta["item_ids"]
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in ids):
+        raise ValueError(bad)
+    if len({_id_key(v) for v in ids}) != len(ids):
+        raise ValueError(f"{meta_path}: 'item_ids' repeats an id")
+    if len(ids) != n_items:
+        raise ValueError(f"{meta_path} lists {len(ids)} items but the model has {n_items}")
+    filters = meta.get("filters") or {}
+    if not isinstance(filters, dict):
+        raise ValueError(bad)
+    for key in ("min_rating", "rating_above"):
+        value = filters.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ValueError(f"{meta_path}: filters.{key} must be a number or null, got {value!r}")
+    model_items = np.empty(len(ids), dtype=object)
+    model_items[:] = ids
+    return model_items, dict(filters)
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from .models import load_model
 
@@ -292,28 +493,18 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such model file")
     model = load_model(model_path)
+    titles = _titles(args.items) if args.items else None
     d = _load(args)
     meta_path = Path(str(model_path) + META_SUFFIX)
     filters: dict[str, Any] = {}
     if meta_path.is_file():
-        try:
-            with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-            model_items = np.empty(len(meta["item_ids"]), dtype=object)
-            model_items[:] = meta["item_ids"]
-            filters = dict(meta.get("filters") or {})
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{meta_path}: not a model description written by `recfast train` "
-                             f"(expected JSON with 'item_ids')") from None
+        model_items, filters = _read_meta(meta_path, model.n_items_)
     else:
         model_items = d.item_ids.astype(object)
         if len(model_items) != model.n_items_:
             raise ValueError(f"{model_path} has {model.n_items_} item columns but {args.data} "
                              f"has {len(model_items)} items, and {meta_path.name} (written by "
                              f"`recfast train`) is missing")
-    if len(model_items) != model.n_items_:
-        raise ValueError(f"{meta_path} lists {len(model_items)} items but the model has "
-                         f"{model.n_items_}")
     d.user_index(args.users)  # every requested user must be in the data
     if filters.get("min_rating") is not None or filters.get("rating_above") is not None:
         if d.ratings is not None:  # the histories the model was trained on
@@ -326,8 +517,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     columns = np.array([column_of.get(_id_key(v), -1) for v in d.item_ids.tolist()],
                        dtype=np.int64)
     X = _history(d, rows, columns, model.n_items_)
-    res = model.recommend(X, k=args.k, filter_seen=not args.include_seen)
-    titles = _titles(args.items) if args.items else None
+    # more than n_items would only pad every row with "no item" (-1), never printed
+    k = max(1, min(args.k, model.n_items_))
+    res = model.recommend(X, k=k, filter_seen=not args.include_seen)
     header = ["user", "rank", "item", "score"] + (["title"] if titles is not None else [])
     print("\t".join(header))
     for r, user in enumerate(args.users):
@@ -360,14 +552,45 @@ def _titles(path: str) -> dict[Any, str]:
     return {_id_key(k): v for k, v in load_movielens_titles(path).items()}
 
 
+DEFAULT_KS = (20, 50, 100)
+
+
+def _heldout_count(value: int | float, n_users: int) -> int:
+    """The validation (and test) user count of --heldout-users, as the split computes it."""
+    if isinstance(value, float):
+        return max(1, int(round(value * n_users)))
+    return int(value)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import strong_generalization_split
     from .metrics import evaluate, ndcg_at_k
 
+    if args.json:
+        _check_output(args.json, "--json", data=args.data)
+    for name in args.models:  # the settings of each model are checked before the data
+        if name == "autoencoder":
+            _make_model(name, args)
     d = _filter(_load(args), args, protocol=True)
-    split = strong_generalization_split(d.matrix(), n_heldout_users=args.heldout_users,
+    X = d.matrix()
+    if args.ks is None:
+        ks = [k for k in DEFAULT_KS if k <= d.n_items] or [d.n_items]
+    else:
+        ks = sorted(set(args.ks))
+        if ks[-1] > d.n_items:
+            raise ValueError(f"--ks {ks[-1]}: more than the {d.n_items} items of {args.data} "
+                             f"(after filtering)")
+    n_heldout = _heldout_count(args.heldout_users, d.n_users)
+    if 2 * n_heldout >= d.n_users:
+        raise ValueError(f"--heldout-users {args.heldout_users}: holding out {n_heldout} "
+                         f"validation and {n_heldout} test users leaves no training users among "
+                         f"the {d.n_users} users of {args.data}")
+    few = int((np.diff(X.indptr) < 2).sum())
+    if few:
+        raise ValueError(f"{args.data}: {few} user(s) have fewer than 2 items after filtering; "
+                         f"held-out users need 2 or more (raise --min-user-interactions)")
+    split = strong_generalization_split(X, n_heldout_users=args.heldout_users,
                                         fold_in=args.fold_in, seed=args.seed)
-    ks = sorted(set(args.ks))
     print(f"{args.data}: {d.n_users} users x {d.n_items} items, {len(d)} interactions; "
           f"train {split.train.shape[0]}, validation {split.valid_input.shape[0]}, "
           f"test {split.test_input.shape[0]} users (seed {args.seed})", flush=True)
@@ -378,7 +601,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if name == "ease":
             best = None
             for l2 in args.ease_l2:
-                m = _make_model("ease", args, l2=l2).fit(split.train)
+                m = _fit(_make_model("ease", args, l2=l2), split.train)
                 ids = m.recommend(split.valid_input, k=100).ids
                 score = ndcg_at_k(ids, split.valid_target, min(100, ids.shape[1]))
                 if best is None or score > best[0]:
@@ -388,11 +611,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             extra = f"l2={best[1]:g}"
         elif name == "autoencoder":
             model = _make_model(name, args)
-            model.fit(split.train, validation=(split.valid_input, split.valid_target))
+            _check_autoencoder_fits(model, X.shape[1])
+            _fit(model, split.train, validation=(split.valid_input, split.valid_target))
             if getattr(model, "best_epoch_", None) is not None:
                 extra = f"best epoch {model.best_epoch_}"
         else:
-            model = _make_model(name, args).fit(split.train)
+            model = _fit(_make_model(name, args), split.train)
         fit_s = time.perf_counter() - t0
         label = {"autoencoder": "AutoEncoder", "ease": "EASE", "popularity": "Popularity"}[name]
         results[label] = dict(evaluate(model, split.test_input, split.test_target, ks=ks),
@@ -419,6 +643,46 @@ def _print_table(results: dict[str, dict[str, Any]], ks: Sequence[int]) -> None:
 _COMMANDS = {"train": _cmd_train, "recommend": _cmd_recommend, "evaluate": _cmd_evaluate}
 
 
+def _raise_usage(message: str) -> Any:
+    raise UsageError(f"bench: {message} (see `recfast bench --help`)")
+
+
+def _check_bench_args(argv: list[str]) -> None:
+    """Parse `recfast bench` options with the benchmark's own parser, its errors as one line,
+    and check the numbers and the --out folder before the benchmark starts any work."""
+    from . import bench
+
+    parser = bench._parser()
+    setattr(parser, "error", _raise_usage)  # one line instead of the usage block
+    args = parser.parse_args(argv)
+    for flag, minimum in (("n_items", 1), ("repeats", 1), ("seed", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < minimum:
+            raise UsageError(f"bench: argument --{flag.replace('_', '-')}: expected an integer "
+                             f">= {minimum}, got {value}")
+    if getattr(args, "seed", None) is not None and args.seed > _MAX_SEED:
+        raise UsageError(f"bench: argument --seed: expected an integer <= {_MAX_SEED}")
+    for flag in ("dims", "batches", "ks"):
+        values = getattr(args, flag, None)
+        if values is not None and (not values or min(values) < 1):
+            raise UsageError(f"bench: argument --{flag}: expected positive integers, got "
+                             f"{values}")
+    for flag, strict in (("slow_seconds", False), ("tol", False), ("worker_timeout", True)):
+        value = getattr(args, flag, None)
+        if value is not None and (not math.isfinite(value) or value < 0
+                                  or (strict and value == 0)):
+            raise UsageError(f"bench: argument --{flag.replace('_', '-')}: expected a finite "
+                             f"number {'>' if strict else '>='} 0, got {value}")
+    out = getattr(args, "out", None)
+    if out is not None:  # a folder, created (with its parents) when the run ends
+        p = Path(out)
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"--out {out}: is a file; the benchmark writes a folder there")
+        existing = p if p.exists() else next(q for q in p.absolute().parents if q.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"--out {out}: cannot create a folder in {existing}")
+
+
 def _say(message: str) -> None:
     print("recfast: error: " + " ".join(str(message).split()), file=sys.stderr)
 
@@ -430,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] == "bench":  # its own options, parsed by recfast.bench
             from . import bench
 
+            _check_bench_args(argv[1:])
             return int(bench.main(argv[1:]) or 0)
         args = _parser().parse_args(argv)
         return _COMMANDS[args.command](args)
@@ -447,3 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("RECFAST_TRACEBACK"):
+            raise
+        _say(f"unexpected {type(exc).__name__}: {exc} (set RECFAST_TRACEBACK=1 to see where; "
+             f"please report it)")
+        return 1

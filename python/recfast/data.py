@@ -83,11 +83,11 @@ class Interactions:
         ratings: np.ndarray | None = None,
         timestamps: np.ndarray | None = None,
     ) -> None:
-        self.users = np.ascontiguousarray(users, dtype=np.int64)
-        self.items = np.ascontiguousarray(items, dtype=np.int64)
+        self.users = _index_array(users, "users")
+        self.items = _index_array(items, "items")
         self.user_ids = np.asarray(user_ids)
         self.item_ids = np.asarray(item_ids)
-        self.ratings = None if ratings is None else np.asarray(ratings, dtype=np.float64)
+        self.ratings = None if ratings is None else _ratings_array(ratings)
         self.timestamps = None if timestamps is None else np.asarray(timestamps)
         n = len(self.users)
         for name, arr in (("items", self.items), ("ratings", self.ratings),
@@ -116,10 +116,15 @@ class Interactions:
         items = np.asarray(items)
         if users.ndim != 1 or items.ndim != 1 or len(users) != len(items):
             raise ValueError("users and items must be 1-D arrays of the same length")
+        for name, ids in (("users", users), ("items", items)):
+            if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+                pos = int(np.flatnonzero(~np.isfinite(ids))[0])
+                raise ValueError(f"{name}[{pos}] is {_shown(ids[pos])}; expected an id (NaN and "
+                                 f"infinity identify nothing)")
         user_ids, u = _factorize(users)
         item_ids, i = _factorize(items)
         return cls(u, i, user_ids, item_ids,
-                   None if ratings is None else np.asarray(ratings, dtype=np.float64),
+                   None if ratings is None else _ratings_array(ratings),
                    None if timestamps is None else np.asarray(timestamps))
 
     @classmethod
@@ -153,6 +158,7 @@ class Interactions:
     ) -> Interactions:
         """Read a delimited text file with a header line naming the columns."""
         pd = _pandas()
+        _check_sep(sep)
         path = _existing_file(path)
         wanted = _wanted(user_col, item_col, rating_col, time_col)
         try:
@@ -315,6 +321,74 @@ def _distinct_counts(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(pairs // (int(cols.max()) + 1), minlength=n)
 
 
+def _index_array(values: Any, name: str) -> np.ndarray:
+    """Internal indices as int64; floats must be whole numbers (never silently truncated)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of indices, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        whole = np.isfinite(arr)
+        whole[whole] = arr[whole] == np.round(arr[whole])
+        whole &= np.abs(np.where(whole, arr, 0)) < 2.0 ** 63
+        if not whole.all():
+            pos = int(np.flatnonzero(~whole)[0])
+            raise ValueError(f"{name}[{pos}] is {_shown(arr[pos])}; expected an integer index")
+    elif arr.dtype.kind not in "iu" and arr.size:
+        raise TypeError(f"{name} must hold integer indices, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2 ** 63:
+        raise ValueError(f"{name} holds an index beyond int64 ({int(arr.max())})")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _beyond_float32(values: np.ndarray) -> np.ndarray:
+    """Mask of the float64 values that are not finite or become infinite as float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return ~np.isfinite(values.astype(np.float32))
+
+
+def _ratings_array(ratings: Any) -> np.ndarray:
+    """Ratings as float64, each finite and within float32 range (matrix() stores float32)."""
+    try:
+        arr = np.asarray(ratings, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ratings must be numbers: {_one_line(exc)}") from None
+    bad = _beyond_float32(arr)
+    if bad.any():
+        pos = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ValueError(f"ratings[{pos}] is {_shown(arr.reshape(-1)[pos])}; expected a finite "
+                         f"number within float32 range (|x| <= {_FLOAT32_MAX:.4g})")
+    return arr
+
+
+# A float64 holds every integer up to 2**53 exactly; an id written as a float beyond that may
+# already have been rounded to a neighbour (two ids could become one).
+_FLOAT_EXACT = 2 ** 53
+
+
+def _bad_float_id(values: np.ndarray) -> tuple[int, str] | None:
+    """(position, reason) of the first float that is not an exact integer id, or None."""
+    ok = np.isfinite(values)
+    ok[ok] = values[ok] == np.round(values[ok])
+    exact = ok.copy()
+    exact[ok] = np.abs(values[ok]) <= _FLOAT_EXACT
+    if exact.all():
+        return None
+    pos = int(np.flatnonzero(~exact)[0])
+    if not ok[pos]:
+        return pos, f"expected an integer id, got {_shown(values[pos])}"
+    return pos, (f"expected an integer id, got {_shown(values[pos])}: a number written with a "
+                 f"decimal point or exponent holds integers exactly only up to 2**53 = "
+                 f"{_FLOAT_EXACT} (write ids as plain integers or as text)")
+
+
+def _shown(value: Any) -> str:
+    """repr of a value in a message, numpy scalars as plain Python ones (1e+30, not np.float64)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted unique raw ids, index of each value); insertion order if ids do not sort."""
     try:
@@ -381,6 +455,12 @@ def _existing_file(path: str | os.PathLike[str]) -> Path:
     if not p.is_file():
         raise ValueError(f"{p}: expected a file, found a directory")
     return p
+
+
+def _check_sep(sep: Any) -> None:
+    if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
+        raise ValueError(f"sep must be one character other than a quote or a line break, "
+                         f"got {sep!r}")
 
 
 def _wanted(user_col: str, item_col: str, rating_col: str | None, time_col: str | None) -> list:
@@ -465,8 +545,9 @@ def _from_frame(df: Any, user_col: str, item_col: str, rating_col: str | None,
         missing = df[col].isna().to_numpy()
         if missing.any():
             pos = int(np.flatnonzero(missing)[0])
+            expected = "a number" if col in (rating_col, time_col) else "an id"
             raise ValueError(f"{source}: {where(pos)}, column {col!r}: missing value; "
-                             f"expected a {'number' if col in (rating_col, time_col) else 'id'}")
+                             f"expected {expected}")
 
     check_present(user_col)
     check_present(item_col)
@@ -479,19 +560,28 @@ def _from_frame(df: Any, user_col: str, item_col: str, rating_col: str | None,
             pos = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{source}: {where(pos)}, column {rating_col!r}: expected a "
                              f"number, got {df[rating_col].iloc[pos]!r}")
+        bad = _beyond_float32(ratings)
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{source}: {where(pos)}, column {rating_col!r}: expected a "
+                             f"number within float32 range (|x| <= {_FLOAT32_MAX:.4g}), got "
+                             f"{_shown(df[rating_col].iloc[pos])}")
     timestamps = None
     if time_col is not None:
         check_present(time_col)
         timestamps = _timestamps(df[time_col], pd, source, time_col, where)
-    users = _raw_ids(df[user_col])
-    items = _raw_ids(df[item_col])
+    users = _raw_ids(df[user_col], source, user_col, where)
+    items = _raw_ids(df[item_col], source, item_col, where)
     return Interactions.from_arrays(users, items, ratings, timestamps)
 
 
-def _raw_ids(col: Any) -> np.ndarray:
+def _raw_ids(col: Any, source: str, name: str, where: Any) -> np.ndarray:
     values = col.to_numpy()
-    if values.dtype.kind == "f" and np.all(values == np.round(values)):
-        values = values.astype(np.int64)  # ids read as floats (e.g. after missing values)
+    if values.dtype.kind == "f":  # ids read as floats ("1.0", "9.3e18", a float Parquet column)
+        bad = _bad_float_id(values)
+        if bad is not None:
+            raise ValueError(f"{source}: {where(bad[0])}, column {name!r}: {bad[1]}")
+        values = values.astype(np.int64)
     if values.dtype.kind == "O":
         values = np.array([str(v) for v in values.tolist()], dtype=object)
     return values
@@ -582,11 +672,11 @@ def load_movielens(path: str | os.PathLike[str]) -> Interactions:
                          f"separated by {sep!r}")
     for col in ("user", "item"):
         numbers = _numeric(df[col], _pandas())
-        bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
+        bad = _bad_float_id(numbers)
+        if bad is not None:
+            pos = bad[0]
             raise ValueError(f"{p}: line {int(df.index[pos]) + 1}, column {col!r}: expected an "
-                             f"integer id, got {df[col].iloc[pos]!r}")
+                             f"integer id, got {_shown(df[col].iloc[pos])}")
         df[col] = numbers.astype(np.int64)
     return _from_frame(df, "user", "item", "rating", "timestamp", source=str(p), line_offset=1)
 
@@ -607,11 +697,11 @@ def load_movielens_titles(path: str | os.PathLike[str]) -> dict[Any, str]:
             raise ValueError(f"{p}: {_one_line(exc)}") from None
         _check_columns(p, list(df.columns), ["movieId", "title"])
         ids = _numeric(df["movieId"], pd)
-        bad = ~np.isfinite(ids)
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
+        bad = _bad_float_id(ids)
+        if bad is not None:
+            pos = bad[0]
             raise ValueError(f"{p}: line {pos + 2}, column 'movieId': expected an integer id, "
-                             f"got {df['movieId'].iloc[pos]!r}")
+                             f"got {_shown(df['movieId'].iloc[pos])}")
         return dict(zip(ids.astype(np.int64).tolist(), df["title"].tolist()))
     sep = "|" if layout == "u.item" else "::"
     titles: dict[Any, str] = {}
@@ -665,6 +755,15 @@ def _as_csr(X: Any, name: str = "X") -> sp.csr_matrix:
             X = sp.csr_matrix(X)
         else:
             raise TypeError(f"{name} must be a scipy.sparse matrix (users x items)")
+    X = sp.csr_matrix(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
+    if X.nnz:
+        bad = _beyond_float32(np.asarray(X.data, dtype=np.float64))
+        if bad.any():
+            value = _shown(X.data[np.flatnonzero(bad)[0]])
+            raise ValueError(f"{name} holds {value}; expected finite values within float32 range "
+                             f"(|x| <= {_FLOAT32_MAX:.4g})")
     X = sp.csr_matrix(X, dtype=np.float32, copy=True)
     X.sum_duplicates()
     X.eliminate_zeros()

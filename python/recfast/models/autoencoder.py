@@ -69,9 +69,11 @@ from ._base import (
     cosine_similar_items,
     check_k_arg,
     check_positive_int,
+    damaged,
     dot_topk,
     item_item_scores,
     item_item_topk,
+    open_model_zip,
     require_torch,
 )
 
@@ -729,29 +731,97 @@ class AutoEncoder(Recommender):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> "AutoEncoder":
-        """A saved AutoEncoder (loaded with weights_only=True) on `device`."""
+        """A saved AutoEncoder (loaded with weights_only=True) on `device`.
+
+        The file's checksums, its config (validated as the constructor does) and the shape of
+        every weight against that config are checked before the network is built, so a damaged
+        or altered file is a ValueError naming it and allocates no more than the file holds.
+        """
         torch = require_torch()
-        payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("model_type") != "AutoEncoder":
-            raise ValueError(f"{os.fspath(path)} does not hold an AutoEncoder")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{os.fspath(path)}: unsupported format version {payload.get('format_version')}")
-        cfg = dict(payload["config"])
-        cfg["hidden"] = tuple(cfg["hidden"])
-        cfg["linear_l2_grid"] = tuple(cfg.get("linear_l2_grid", ()))
-        model = cls.__new__(cls)
-        model.config = AutoEncoderConfig(**cfg)
-        model.device = device
-        model.verbose = False
-        model.num_threads = None
+        dev = _resolve_device(device, torch)
+        p, zf = open_model_zip(path)
+        with zf:
+            try:
+                # torch's reader does not check the CRCs: flipped bits would load silently
+                bad = zf.testzip()
+            except MemoryError:
+                raise
+            except Exception as exc:  # OSError too: a damaged offset makes zipfile seek before 0
+                raise damaged(p, exc) from None
+        if bad is not None:
+            raise damaged(p, ValueError(f"bad CRC-32 for {bad!r}"))
+        try:
+            payload = torch.load(p, map_location="cpu", weights_only=True)
+        except (OSError, MemoryError):
+            raise
+        except Exception as exc:  # RuntimeError, pickle.UnpicklingError, EOFError, ...
+            raise damaged(p, exc) from None
+        cfg, n_items, state = _checked_payload(payload, p)
+        try:
+            model = cls(**cfg, device=device, verbose=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{p}: bad config ({exc}); damaged model file") from None
+        net = _meta_net(torch, model.config, n_items)  # shapes only: allocates nothing
+        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        if set(expected) != set(state):
+            missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+            raise ValueError(f"{p}: the weights do not match the config (missing {missing}, "
+                             f"unexpected {extra}); damaged model file")
+        weights = {}
+        for name, shape in expected.items():
+            t = state[name]
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{p}: weight {name!r} has shape {tuple(t.shape)} but the "
+                                 f"config ({n_items} items, variant {model.config.variant!r}) "
+                                 f"makes it {shape}; damaged model file")
+            if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{p}: weight {name!r} does not hold finite floats; damaged "
+                                 f"model file")
+            weights[name] = t.detach().to(torch.float32).contiguous()
+        net.load_state_dict(weights, assign=True)
         model._torch = torch
-        model._dev = _resolve_device(device, torch)
-        model.n_items_ = int(payload["n_items"])
-        model.net_ = _build_net(torch, model.config, model.n_items_)
-        model.net_.load_state_dict(payload["state_dict"])
-        model.net_.to(model._dev).eval()
+        model._dev = dev
+        model.n_items_ = n_items
+        model.net_ = net.to(dev).eval()
         model._drop_inference_caches()
         return model
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(AutoEncoderConfig))
+
+
+def _checked_payload(payload: Any, path: str) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """(config kwargs, n_items, state_dict) of a loaded AutoEncoder file, their types checked."""
+    if not isinstance(payload, dict) or payload.get("model_type") != "AutoEncoder":
+        raise ValueError(f"{path} does not hold an AutoEncoder")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format version {payload.get('format_version')!r}")
+    cfg, n_items, state = payload.get("config"), payload.get("n_items"), payload.get("state_dict")
+    if not isinstance(cfg, dict) or not all(isinstance(k, str) for k in cfg):
+        raise ValueError(f"{path}: the file has no config; damaged model file")
+    unknown = sorted(set(cfg) - _CONFIG_FIELDS)
+    if unknown:
+        raise ValueError(f"{path}: unknown config settings {unknown}; damaged model file")
+    if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
+        raise ValueError(f"{path}: n_items must be a positive int, got {n_items!r}; damaged "
+                         f"model file")
+    torch = require_torch()
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"{path}: the file has no state_dict of tensors; damaged model file")
+    return dict(cfg), n_items, state
+
+
+def _meta_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
+    """The network for `cfg` and `n_items` on torch's meta device: shapes, no memory."""
+    with torch.device("meta"):
+        return _build_net(torch, cfg, n_items)
+
+
+def weight_count(config: AutoEncoderConfig, n_items: int) -> int:
+    """Floats in the network's weights and buffers for `n_items` items, without allocating them."""
+    net = _meta_net(require_torch(), config, n_items)
+    return sum(int(t.numel()) for t in net.state_dict().values())
 
 
 def _ndcg(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> np.ndarray:

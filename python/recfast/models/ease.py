@@ -16,6 +16,7 @@ from ._base import (
     check_float,
     cosine_similar_items,
     check_k_arg,
+    header_n_items,
     item_item_topk,
     load_npz,
     save_npz,
@@ -116,12 +117,27 @@ class EASE(Recommender):
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
-        save_npz(path, "EASE", {"config": {"l2": self.l2}}, {"B": self.B_})
+        save_npz(path, "EASE", {"config": {"l2": self.l2}, "n_items": self.n_items_},
+                 {"B": self.B_})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EASE":
-        header, arrays = load_npz(path, "EASE")
-        model = cls(**header["config"])
-        model.B_ = np.ascontiguousarray(arrays["B"], dtype=np.float32)
+        """An EASE written by save(); ValueError naming the file when it is damaged."""
+        header, arrays = load_npz(path, "EASE", {"B": 2})
+        config = header["config"]
+        if set(config) != {"l2"}:
+            raise ValueError(f"{os.fspath(path)}: the config holds {sorted(config)}, expected "
+                             f"['l2']; damaged model file")
+        try:
+            model = cls(l2=config["l2"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{os.fspath(path)}: bad config ({exc}); damaged model "
+                             f"file") from None
+        b = arrays["B"]
+        if b.shape[0] != b.shape[1]:
+            raise ValueError(f"{os.fspath(path)}: B has shape {b.shape}, expected items x items; "
+                             f"damaged model file")
+        header_n_items(header, path, int(b.shape[0]))
+        model.B_ = np.ascontiguousarray(b, dtype=np.float32)
         model.n_items_ = int(model.B_.shape[0])
         return model

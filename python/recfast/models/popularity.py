@@ -14,6 +14,7 @@ from ._base import (
     build_exclusion,
     check_k_arg,
     dot_topk,
+    header_n_items,
     load_npz,
     save_npz,
 )
@@ -44,12 +45,22 @@ class Popularity(Recommender):
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
-        save_npz(path, "Popularity", {"config": {}}, {"item_counts": self.item_counts_})
+        save_npz(path, "Popularity", {"config": {}, "n_items": self.n_items_},
+                 {"item_counts": self.item_counts_})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Popularity":
-        _, arrays = load_npz(path, "Popularity")
+        """A Popularity written by save(); ValueError naming the file when it is damaged."""
+        header, arrays = load_npz(path, "Popularity", {"item_counts": 1})
+        if header["config"]:
+            raise ValueError(f"{os.fspath(path)}: the config holds {sorted(header['config'])}, "
+                             f"expected nothing; damaged model file")
+        counts = arrays["item_counts"]
+        if counts.size and counts.min() < 0:
+            raise ValueError(f"{os.fspath(path)}: item_counts must be non-negative counts; "
+                             f"damaged model file")
+        header_n_items(header, path, int(counts.shape[0]))
         model = cls()
-        model.item_counts_ = arrays["item_counts"].astype(np.float32)
+        model.item_counts_ = counts.astype(np.float32)
         model.n_items_ = int(model.item_counts_.shape[0])
         return model
