@@ -165,8 +165,9 @@ LEVEL_ORDER = ("generic", "avx2", "avx512")
 
 
 def available_simd_levels() -> list[str]:
-    """Every instruction set this machine (after RECFAST_SIMD) can run, lowest first."""
+    """Every instruction set this machine (after RECFAST_SIMD) can run, lowest first, then the
+    test-only "avx512_emulated" (the AVX-512 top-k kernels over SIMDe) in builds with
+    RECFAST_SIMDE_TEST=ON; test_kernel_coverage.py checks in CI that none is missing."""
     from recfast import _core
 
-    best = _core.detected_simd_level()
-    return list(LEVEL_ORDER[: LEVEL_ORDER.index(best) + 1])
+    return list(_core._simd_levels())

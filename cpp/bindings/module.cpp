@@ -27,7 +27,9 @@ recfast::SimdLevel parse_level(const std::string& s) {
   if (s == "generic") return recfast::SimdLevel::Generic;
   if (s == "avx2") return recfast::SimdLevel::AVX2;
   if (s == "avx512") return recfast::SimdLevel::AVX512;
-  throw py::value_error("level must be 'generic', 'avx2' or 'avx512', got '" + s + "'");
+  if (s == "avx512_emulated") return recfast::SimdLevel::AVX512Emulated;
+  throw py::value_error("level must be 'generic', 'avx2', 'avx512' or (test builds) "
+                        "'avx512_emulated', got '" + s + "'");
 }
 
 py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
@@ -107,11 +109,28 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "set_simd_level",
       [](const std::string& level) {
-        if (!recfast::set_level(parse_level(level)))
-          throw py::value_error("level '" + level + "' is above what this CPU supports (" +
-                                recfast::level_name(recfast::detect()) + ")");
+        const recfast::SimdLevel want = parse_level(level);
+        if (recfast::set_level(want)) return;
+        if (want == recfast::SimdLevel::AVX512Emulated)
+          throw py::value_error(
+              "level 'avx512_emulated' is not runnable here: it needs a build with "
+              "RECFAST_SIMDE_TEST=ON and the avx2 level (this CPU, after RECFAST_SIMD: " +
+              std::string(recfast::level_name(recfast::detect())) + ")");
+        throw py::value_error("level '" + level + "' is above what this CPU supports (" +
+                              recfast::level_name(recfast::detect()) + ")");
       },
-      py::arg("level"), "Use a lower instruction set from now on (tests and benchmarks).");
+      py::arg("level"),
+      "Use a lower instruction set, or the test-only 'avx512_emulated', from now on (tests and "
+      "benchmarks).");
+  m.def(
+      "_simd_levels",
+      [] {
+        py::list names;
+        for (recfast::SimdLevel l : recfast::runnable_levels()) names.append(recfast::level_name(l));
+        return names;
+      },
+      "The levels set_simd_level accepts here, lowest first, then 'avx512_emulated' (the AVX-512 "
+      "top-k kernels over SIMDe) in builds with RECFAST_SIMDE_TEST=ON.");
   register_index(m);
   register_score_rows(m);
 }

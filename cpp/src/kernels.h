@@ -53,6 +53,8 @@ const KernelSet& kernels_for(SimdLevel level);
 const KernelSet* kernels_generic();
 const KernelSet* kernels_avx2();    // nullptr when not compiled in
 const KernelSet* kernels_avx512();  // nullptr when not compiled in
+// Test-only, defined only in RECFAST_SIMDE_TEST builds (kernel_avx512_simde.cpp).
+const KernelSet* kernels_avx512_emulated();
 
 struct TaskCell;  // task_grid.h
 

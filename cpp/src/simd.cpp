@@ -1,6 +1,7 @@
 // Run-time instruction-set detection: cpuid for the CPU, xgetbv for what the OS saves.
 #include "recfast/simd.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -71,8 +72,22 @@ SimdLevel active_level() {
   return v < 0 ? detect() : static_cast<SimdLevel>(v);
 }
 
+std::vector<SimdLevel> runnable_levels() {
+  std::vector<SimdLevel> v;
+  const SimdLevel top = detect();
+  for (SimdLevel l : {SimdLevel::Generic, SimdLevel::AVX2, SimdLevel::AVX512})
+    if (static_cast<int>(l) <= static_cast<int>(top)) v.push_back(l);
+#ifdef RECFAST_SIMDE_TEST_KERNEL
+  // Its top-k kernels run anywhere, but at this level the other kernels (score_rows, the
+  // compressed scans) take their AVX2 code: offered only where that runs, and RECFAST_SIMD allows.
+  if (top != SimdLevel::Generic) v.push_back(SimdLevel::AVX512Emulated);
+#endif
+  return v;
+}
+
 bool set_level(SimdLevel level) {
-  if (static_cast<int>(level) > static_cast<int>(detect())) return false;
+  const std::vector<SimdLevel> ok = runnable_levels();
+  if (std::find(ok.begin(), ok.end(), level) == ok.end()) return false;
   g_active.store(static_cast<int>(level), std::memory_order_relaxed);
   return true;
 }
@@ -84,6 +99,7 @@ bool cpu_has_avx512_vnni() {
 
 const char* level_name(SimdLevel level) {
   switch (level) {
+    case SimdLevel::AVX512Emulated: return "avx512_emulated";
     case SimdLevel::AVX512: return "avx512";
     case SimdLevel::AVX2: return "avx2";
     default: return "generic";

@@ -44,6 +44,9 @@ float query_inv_norm(const float* q, int64_t dim) {
 const KernelSet& kernels_for(SimdLevel level) {
   const KernelSet* k = nullptr;
   if (level == SimdLevel::AVX512) k = kernels_avx512();
+#ifdef RECFAST_SIMDE_TEST_KERNEL
+  if (level == SimdLevel::AVX512Emulated) k = kernels_avx512_emulated();
+#endif
   if (k == nullptr && level != SimdLevel::Generic) k = kernels_avx2();
   if (k == nullptr) k = kernels_generic();
   return *k;

@@ -1,20 +1,31 @@
 // Instruction-set levels and their run-time detection.
 #pragma once
 
+#include <vector>
+
 namespace recfast {
 
 // AVX2 means AVX2 + FMA + F16C; AVX512 means F, DQ, BW and VL on top of it.
-enum class SimdLevel { Generic = 0, AVX2 = 1, AVX512 = 2 };
+// AVX512Emulated is test-only (builds with RECFAST_SIMDE_TEST=ON): the AVX-512 float32 top-k
+// kernels compiled over SIMDe's portable AVX-512 (kernel_avx512_simde.cpp), every other kernel
+// as at AVX2, so it runs where AVX2 does. It is never detected and not ordered with the others:
+// only set_level() selects it.
+enum class SimdLevel { Generic = 0, AVX2 = 1, AVX512 = 2, AVX512Emulated = 3 };
 
 // The best level this CPU and OS support (cpuid + xgetbv), lowered by the environment variable
 // RECFAST_SIMD=generic|avx2|avx512 (a level above what the CPU has is ignored). Detected once.
 SimdLevel detect();
 
-// The level the compute kernels use; equal to detect() unless set_level() lowered it.
+// The level the compute kernels use; equal to detect() unless set_level() changed it.
 SimdLevel active_level();
 
-// Force a level at or below detect(); returns false (and changes nothing) when it is above.
+// Force a level at or below detect(), or AVX512Emulated where runnable_levels() has it; returns
+// false (and changes nothing) otherwise.
 bool set_level(SimdLevel level);
+
+// The levels set_level accepts: Generic up to detect(), then AVX512Emulated when it is built
+// and detect() is at least AVX2.
+std::vector<SimdLevel> runnable_levels();
 
 const char* level_name(SimdLevel level);
 
