@@ -1,4 +1,4 @@
-"""Recommendation quality on MovieLens under DESIGN section 4 (Liang et al. 2018 protocol).
+"""Recommendation quality on MovieLens under the protocol of docs/evaluation.md (Liang et al. 2018 protocol).
 
     python bench/quality.py            # 5 seeds, every AutoEncoder variant, EASE, Popularity
     python bench/quality.py --quick    # 1 seed, the default AutoEncoder, Mult-DAE, EASE, Popularity

@@ -1,7 +1,7 @@
 """Shared assertion helper for top-k tests: one definition of "equivalent to the reference".
 
 `assert_topk_equivalent(got, want, queries, items, metric, k, exclude=None)` checks a top-k
-result `got` against the reference result `want` under the contract of DESIGN section 2:
+result `got` against the reference result `want` under the contract of docs/topk-contract.md:
 
 * shapes and dtypes (float32 scores, int64 ids; 1-D for a 1-D query);
 * padding: the number of id -1 entries per row equals the reference's (eligibility is exact),

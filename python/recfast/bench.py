@@ -1,6 +1,6 @@
 """Side-by-side top-k benchmark: `python -m recfast.bench` (also `recfast bench`).
 
-Protocol (DESIGN section 3): N normalized float32 items and B queries (seed 0, standard normal
+Protocol (docs/benchmarks.md): N normalized float32 items and B queries (seed 0, standard normal
 rows), k best by inner product. recfast and every installed peer (the NumPy reference, FAISS
 IndexFlatIP, torch, implicit) run on the same data, each in its own process (started with
 `python -m recfast._bench_worker`, which builds the data from the seed), each at its best

@@ -226,7 +226,7 @@ def _parser() -> _Parser:
     p.add_argument("--include-seen", action="store_true", help="allow already seen items")
     _add_data_args(p)
 
-    p = sub.add_parser("evaluate", help="DESIGN section 4 protocol: AutoEncoder vs EASE vs "
+    p = sub.add_parser("evaluate", help="the strong-generalization protocol (docs/evaluation.md): AutoEncoder vs EASE vs "
                                         "Popularity on held-out users")
     p.add_argument("data", help="interactions file or MovieLens folder")
     p.add_argument("--heldout-users", type=_heldout, default=0.1,

@@ -5,7 +5,7 @@ raw ids mapped to contiguous internal indices: internal user `u` is raw id `user
 internal item `i` is raw id `item_ids[i]`. Raw ids are kept sorted, so the same data always gives
 the same indices. `matrix()` gives the users x items CSR matrix the models train on.
 
-The DESIGN section 4 protocol (Liang et al. 2018, strong generalization) reads::
+The evaluation protocol of docs/evaluation.md (Liang et al. 2018, strong generalization) reads::
 
     data = load_movielens("ml-latest-small")                # or Interactions.from_csv(...)
     data = data.filter(rating_above=3.5,                    # keep ratings > 3.5 (strictly)
@@ -798,7 +798,7 @@ def _split_rows(X: sp.csr_matrix, to_second: np.ndarray) -> tuple[sp.csr_matrix,
 def strong_generalization_split(
     X: Any, *, n_heldout_users: int | float, fold_in: float = 0.8, seed: int = 0
 ) -> StrongSplit:
-    """Split users into train / validation / test (Liang et al. 2018, DESIGN section 4).
+    """Split users into train / validation / test (Liang et al. 2018; docs/evaluation.md).
 
     Users are permuted with `seed`; the first `n_users - 2 * n_heldout` train, the next
     `n_heldout` are the validation users and the last `n_heldout` the test users.

@@ -1,4 +1,4 @@
-"""Ranking metrics for top-k recommendations (DESIGN section 4).
+"""Ranking metrics for top-k recommendations (definitions: docs/evaluation.md).
 
 Every metric takes `ranked_ids`, an integer array (users, >= k) of item ids ranked best first
 (id -1 pads rows with fewer recommendations and never counts as a hit; ids should not repeat

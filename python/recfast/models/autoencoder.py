@@ -825,7 +825,7 @@ def weight_count(config: AutoEncoderConfig, n_items: int) -> int:
 
 
 def _ndcg(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> np.ndarray:
-    """NDCG@k with binary gain, ideal over min(k, |targets|) (DESIGN section 4)."""
+    """NDCG@k with binary gain, ideal over min(k, |targets|) (docs/evaluation.md)."""
     ids = ids[:, :k]
     n = ids.shape[0]
     hits = np.zeros(ids.shape, bool)
