@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sys
 import tempfile
 import time
-
-import sys
 
 import numpy as np
 

@@ -39,6 +39,7 @@ else:
 sys.path.insert(0, os.path.dirname(__file__))
 
 from recfast import _core  # noqa: E402
+
 from helpers import available_simd_levels  # noqa: E402
 
 

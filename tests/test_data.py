@@ -10,9 +10,9 @@ import scipy.sparse as sp
 
 from recfast.data import (
     Interactions,
+    leave_last_n_split,
     load_movielens,
     load_movielens_titles,
-    leave_last_n_split,
     random_holdout_split,
     strong_generalization_split,
 )

@@ -21,6 +21,7 @@ import pytest
 
 import recfast
 from recfast import _core
+
 from helpers import available_simd_levels
 
 EMULATED = "avx512_emulated"
@@ -231,6 +232,6 @@ def test_emulated_dense_scores_bit_for_bit(d: int, n: int) -> None:
         outs = []
         for level in ("avx512", EMULATED):
             out = init.copy()
-            _at(level, lambda: _core.dense_scores(q, x, out, 2, **kw))
+            _at(level, lambda out=out, kw=kw: _core.dense_scores(q, x, out, 2, **kw))
             outs.append(out)
         _assert_bits_equal(outs[0], outs[1], f"dense_scores {list(kw)}")

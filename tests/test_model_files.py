@@ -8,8 +8,9 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,9 +238,9 @@ def test_folder_and_foreign_files(tmp_path: Path) -> None:
 @torch_sparse_warning
 @pytest.mark.parametrize("variant", ["dae", "hybrid", "vae"])
 def test_ae_round_trip(ae_files: dict[str, Path], variant: str) -> None:
-    from recfast.models import AutoEncoder
-
     import torch
+
+    from recfast.models import AutoEncoder
 
     payload = torch.load(ae_files[variant], weights_only=True)
     model = AutoEncoder.load(ae_files[variant])

@@ -149,9 +149,9 @@ def test_recommend_never_returns_seen_or_filtered(ae, data):
 def assert_similar_items_are_a_direct_search(model, n_items, k=10):
     """similar_items(ids) is each item's k nearest items by cosine over item_embeddings(),
     the item itself excluded: checked against the NumPy reference's search (tie-aware)."""
-    from helpers import assert_topk_equivalent
-
     from recfast import reference
+
+    from helpers import assert_topk_equivalent
 
     emb = model.item_embeddings()
     assert emb.shape[0] == n_items
@@ -416,9 +416,9 @@ def test_full_rank_hybrid_scores_are_the_networks_and_recommend_selects_them(ae,
 
 
 def test_ease_recommend_equals_the_reference_top_k(data):
-    from helpers import assert_topk_equivalent
-
     from recfast import reference
+
+    from helpers import assert_topk_equivalent
 
     train, inp, _ = data
     ease = EASE(l2=50.0).fit(train)

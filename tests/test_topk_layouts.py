@@ -13,6 +13,7 @@ import pytest
 
 import recfast
 from recfast import reference
+
 from helpers import assert_topk_equivalent, random_data
 
 try:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import recfast
 from recfast import _core, reference
+
 from helpers import assert_topk_equivalent, available_simd_levels
 
 LEVELS = available_simd_levels()

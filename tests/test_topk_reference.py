@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 import recfast
 from recfast import reference
+
 from helpers import assert_topk_equivalent, random_data
 
 METRICS = ["cosine", "dot"]

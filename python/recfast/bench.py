@@ -574,9 +574,9 @@ def _collect(results: list[dict], n: int) -> tuple[dict, list[dict], list[dict],
                 else:
                     row["check"] = report.check_row(s["npz"], truth)
             table.setdefault(key, {})[res["tag"]] = row
-    for key, rows in table.items():
+    for rows in table.values():
         base = rows.get(report.BASELINE)
-        for tag, row in rows.items():
+        for row in rows.values():
             if base and "best_s" in base and "best_s" in row:
                 row["ratio_to_recfast"] = row["best_s"] / base["best_s"]
         faiss = [rows[t] for t in ("faiss-default", "faiss-blas", "faiss-shards") if "best_s" in rows.get(t, {})]

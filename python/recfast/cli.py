@@ -26,8 +26,9 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -653,7 +654,7 @@ def _check_bench_args(argv: list[str]) -> None:
     from . import bench
 
     parser = bench._parser()
-    setattr(parser, "error", _raise_usage)  # one line instead of the usage block
+    parser.error = _raise_usage  # type: ignore[method-assign]  # one line, not the usage block
     args = parser.parse_args(argv)
     for flag, minimum in (("n_items", 1), ("repeats", 1), ("seed", 0)):
         value = getattr(args, flag, None)

@@ -82,8 +82,8 @@ import scipy.sparse as sp
 
 from . import _core
 from ._inputs import (
-    as_row_batch,
     as_float32_matrix,
+    as_row_batch,
     check_k,
     check_metric,
     check_num_threads,
@@ -703,7 +703,7 @@ class ItemIndex:
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None
-    ) -> "ItemIndex":
+    ) -> ItemIndex:
         """Open an index file.
 
         mmap=True maps the arrays (np.memmap, read-only) without reading them: pages are read on
@@ -727,7 +727,7 @@ class ItemIndex:
             raise
 
     @classmethod
-    def _load_fd(cls, fd: int, path: str, mmap: bool, verify: bool) -> "ItemIndex":
+    def _load_fd(cls, fd: int, path: str, mmap: bool, verify: bool) -> ItemIndex:
         size = os.fstat(fd).st_size
         with os.fdopen(os.dup(fd), "rb") as f:
             pre = f.read(_PREAMBLE.size)
@@ -792,7 +792,7 @@ class ItemIndex:
         return index
 
     @classmethod
-    def _from_header(cls, h: Any, path: str, size: int) -> "ItemIndex":
+    def _from_header(cls, h: Any, path: str, size: int) -> ItemIndex:
         def bad(what: str) -> ValueError:
             return ValueError(f"{path}: invalid header: {what}")
 

@@ -12,7 +12,8 @@ skipped (ValueError when no user has one). `coverage` needs no targets and uses 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from . import _core, _cuda_backend
 from ._inputs import (
-    as_row_batch,
     as_float32_matrix,
+    as_row_batch,
     check_k,
     check_metric,
     check_num_threads,

@@ -51,8 +51,9 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,9 +67,9 @@ from ._base import (
     atomic_write,
     build_exclusion,
     check_float,
-    cosine_similar_items,
     check_k_arg,
     check_positive_int,
+    cosine_similar_items,
     damaged,
     dot_topk,
     item_item_scores,
@@ -365,7 +366,7 @@ class AutoEncoder(Recommender):
         return logits, kl
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, *, validation: Any = None, callback: Callable | None = None) -> "AutoEncoder":
+    def fit(self, X: Any, *, validation: Any = None, callback: Callable | None = None) -> AutoEncoder:
         """Train on the users x items matrix X (rows of CSR sparse, batches made per step).
 
         validation: (input_csr, target_csr) of held-out users: NDCG@100 is measured every
@@ -730,7 +731,7 @@ class AutoEncoder(Recommender):
         atomic_write(path, lambda f: torch.save(payload, f))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> "AutoEncoder":
+    def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> AutoEncoder:
         """A saved AutoEncoder (loaded with weights_only=True) on `device`.
 
         The file's checksums, its config (validated as the constructor does) and the shape of

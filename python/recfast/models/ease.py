@@ -14,8 +14,8 @@ from ._base import (
     as_interactions,
     build_exclusion,
     check_float,
-    cosine_similar_items,
     check_k_arg,
+    cosine_similar_items,
     header_n_items,
     item_item_topk,
     load_npz,
@@ -76,7 +76,7 @@ class EASE(Recommender):
             "filter rare items first or use AutoEncoder"
         )
 
-    def fit(self, X: Any, **_: Any) -> "EASE":
+    def fit(self, X: Any, **_: Any) -> EASE:
         m = as_interactions(X)
         n = int(m.shape[1])
         dtype = self._choose_dtype(n)
@@ -121,7 +121,7 @@ class EASE(Recommender):
                  {"B": self.B_})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EASE":
+    def load(cls, path: str | os.PathLike) -> EASE:
         """An EASE written by save(); ValueError naming the file when it is damaged."""
         header, arrays = load_npz(path, "EASE", {"B": 2})
         config = header["config"]

@@ -23,7 +23,7 @@ from ._base import (
 class Popularity(Recommender):
     """Scores item j by the number of training users who interacted with it."""
 
-    def fit(self, X: Any, **_: Any) -> "Popularity":
+    def fit(self, X: Any, **_: Any) -> Popularity:
         m = as_interactions(X)
         counts = np.bincount(m.indices, minlength=m.shape[1]).astype(np.float32)
         self.item_counts_ = counts
@@ -49,7 +49,7 @@ class Popularity(Recommender):
                  {"item_counts": self.item_counts_})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Popularity":
+    def load(cls, path: str | os.PathLike) -> Popularity:
         """A Popularity written by save(); ValueError naming the file when it is damaged."""
         header, arrays = load_npz(path, "Popularity", {"item_counts": 1})
         if header["config"]:
