@@ -316,3 +316,26 @@ def test_huge_k_with_few_items_is_refused_naming_k():
         idx = _index(np.ones((5, 3), np.float32), "dot", storage)
         with pytest.raises(ValueError, match="k = "):
             idx.search(np.ones((4, 3), np.float32), 10**12)
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+def test_similar_equals_a_search_that_excludes_the_item(storage, metric):
+    """similar(ids) is exactly search(vectors of ids, exclude=each item itself), and equivalent
+    to the reference's search over the stored rows without the item."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((700, 9)).astype(np.float32)
+    x[5] = x[6]  # an exact duplicate: it must be returned first for item 5, item 5 never
+    idx = ItemIndex(9, metric=metric, storage=storage)
+    ids = rng.choice(10**9, 700, replace=False)
+    idx.add(x, ids=ids)
+    some = idx.ids[[5, 6, 100, 699]]
+    sim = idx.similar(some, 8)
+    want = idx.search(idx.get(some), 8, exclude=[[i] for i in some])
+    _same(sim, want)
+    vec = idx.get(idx.ids)
+    pos = np.searchsorted(idx.ids, some)
+    ref = reference.topk(vec[pos], vec, 8, metric=metric, exclude=[[p] for p in pos])
+    got = recfast.TopK(sim.scores, np.searchsorted(idx.ids, sim.ids))
+    assert_topk_equivalent(got, ref, vec[pos], vec, metric, 8, exclude=[[p] for p in pos])
+    assert not (sim.ids == some[:, None]).any()
