@@ -14,66 +14,9 @@
 #include "recfast/heap.h"
 #include "scalar_helpers.h"
 
-#define SIMDE_ENABLE_NATIVE_ALIASES
-#include <simde/x86/avx512.h>
-
-// SIMDe 0.7.4 (Debian's libsimde-dev) lacks these four AVX-512 intrinsics; lane-by-lane
-// definitions from Intel's descriptions (int32 -> float rounds to nearest even, as vcvtdq2ps
-// under the default MXCSR; binary16 -> binary32 is exact).
-static inline simde__m512 recfast_emu_cvtepi32_ps(simde__m512i a) {
-  alignas(64) int32_t i[16];
-  alignas(64) float f[16];
-  simde_mm512_store_si512(i, a);
-  for (int k = 0; k < 16; ++k) f[k] = static_cast<float>(i[k]);
-  return simde_mm512_load_ps(f);
-}
-static inline simde__m512i recfast_emu_cvtepi8_epi32(simde__m128i a) {
-  alignas(16) int8_t b[16];
-  alignas(64) int32_t i[16];
-  simde_mm_store_si128(reinterpret_cast<simde__m128i*>(b), a);
-  for (int k = 0; k < 16; ++k) i[k] = b[k];
-  return simde_mm512_load_si512(i);
-}
-static inline simde__m512 recfast_emu_cvtph_ps(simde__m256i a) {
-  alignas(32) uint16_t h[16];
-  alignas(64) float f[16];
-  simde_mm256_store_si256(reinterpret_cast<simde__m256i*>(h), a);
-  for (int k = 0; k < 16; ++k) f[k] = recfast::half_to_float(h[k]);
-  return simde_mm512_load_ps(f);
-}
-// Masked-off bytes are zero and never read (as the instruction, which does not fault on them).
-static inline simde__m512i recfast_emu_maskz_loadu_epi8(uint64_t k, const void* p) {
-  alignas(64) int8_t b[64];
-  const int8_t* s = static_cast<const int8_t*>(p);
-  for (int i = 0; i < 64; ++i) b[i] = (k >> i) & 1u ? s[i] : 0;
-  return simde_mm512_load_si512(b);
-}
-#define _mm512_cvtepi32_ps(a) recfast_emu_cvtepi32_ps(a)
-#define _mm512_cvtepi8_epi32(a) recfast_emu_cvtepi8_epi32(a)
-#define _mm512_cvtph_ps(a) recfast_emu_cvtph_ps(a)
-#define _mm512_maskz_loadu_epi8(k, p) recfast_emu_maskz_loadu_epi8(k, p)
-
-// The hardware's aligned loads and stores fault on a misaligned address, SIMDe's do not: check
-// the alignment here, so that this build fails (aborts) where the native one would crash.
-template <class T>
-static inline T* recfast_emu_aligned(T* p, uintptr_t a) {
-  if (reinterpret_cast<uintptr_t>(p) % a != 0) std::abort();
-  return p;
-}
-#undef _mm512_load_si512
-#undef _mm512_store_si512
-#undef _mm512_load_ps
-#undef _mm512_store_ps
-#undef _mm256_load_si256
-#undef _mm256_load_ps
-#undef _mm256_store_ps
-#define _mm512_load_si512(p) simde_mm512_load_si512(recfast_emu_aligned(p, 64))
-#define _mm512_store_si512(p, a) simde_mm512_store_si512(recfast_emu_aligned(p, 64), a)
-#define _mm512_load_ps(p) simde_mm512_load_ps(recfast_emu_aligned(p, 64))
-#define _mm512_store_ps(p, a) simde_mm512_store_ps(recfast_emu_aligned(p, 64), a)
-#define _mm256_load_si256(p) simde_mm256_load_si256(recfast_emu_aligned(p, 32))
-#define _mm256_load_ps(p) simde_mm256_load_ps(recfast_emu_aligned(p, 32))
-#define _mm256_store_ps(p, a) simde_mm256_store_ps(recfast_emu_aligned(p, 32), a)
+// SIMDe with native names, the intrinsics SIMDe 0.7.4 lacks, a fused fmadd and checked
+// aligned accesses (shared with the emulated float32 top-k kernels).
+#include "simde_avx512.h"
 
 #define RECFAST_VNNI_NS qisa_vnni_emulated
 #define RECFAST_VNNI_NAME "avx512_vnni_emulated"
