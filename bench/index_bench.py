@@ -75,7 +75,7 @@ def run(n: int = 1_000_000, d: int = 128, k: int = 10, batches: tuple[int, ...] 
                 best, res, stats = float("inf"), None, None
                 for _ in range(repeats if b < 256 else max(1, repeats - 1)):
                     t = time.perf_counter()
-                    res, stats = index.search_with_stats(q, k)
+                    res, stats = index.search(q, k, return_stats=True)
                     best = min(best, time.perf_counter() - t)
                 check = _bench_check.verify(unit[b], x, res.ids, res.scores, exact[b])
                 if storage == "float32":

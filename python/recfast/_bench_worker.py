@@ -184,7 +184,7 @@ def _prepare_index(items: np.ndarray, variant: str, spec: dict) -> tuple[Search,
     candidates: dict[str, float] = {}
 
     def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        res, stats = index.search_with_stats(q, k)
+        res, stats = index.search(q, k, return_stats=True)
         candidates[f"{len(q)}x{k}"] = stats["candidates"] / max(1, len(q))
         return res.scores, res.ids
 

@@ -58,25 +58,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _core
-from .._inputs import available_cpus
+from .. import _native
+from .._inputs import as_interactions, available_cpus, check_float, check_k, check_positive_int
+from .._io import atomic_write
 from .._types import TopK
-from ._base import (
-    Recommender,
-    as_interactions,
-    atomic_write,
+from ._persist import damaged, open_model_zip
+from ._scoring import (
     build_exclusion,
-    check_float,
-    check_k_arg,
-    check_positive_int,
     cosine_similar_items,
-    damaged,
     dot_topk,
     item_item_scores,
     item_item_topk,
-    open_model_zip,
-    require_torch,
 )
+from ._torch import require_torch
+from .base import Recommender
 
 VARIANTS = ("hybrid", "dae", "vae", "ae")
 FORMAT_VERSION = 2
@@ -653,7 +648,7 @@ class AutoEncoder(Recommender):
         for w, b in layers:  # encoder and decoder layers, then the output layer
             np.tanh(h, out=h)
             nxt = np.empty((m.shape[0], w.shape[0]), np.float32)
-            _core.dense_scores(h, w, nxt, threads, bias=b)
+            _native.dense_scores(h, w, nxt, num_threads=threads, bias=b)
             h = nxt
         return h
 
@@ -702,7 +697,7 @@ class AutoEncoder(Recommender):
         users x items matrix) removes more.
         """
         self._ensure_inference()
-        k = check_k_arg(k)
+        k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         if self.net_.full:
