@@ -651,7 +651,7 @@ def _raise_usage(message: str) -> Any:
 def _check_bench_args(argv: list[str]) -> None:
     """Parse `recfast bench` options with the benchmark's own parser, its errors as one line,
     and check the numbers and the --out folder before the benchmark starts any work."""
-    from . import bench
+    from .bench import runner as bench
 
     parser = bench._parser()
     parser.error = _raise_usage  # type: ignore[method-assign]  # one line, not the usage block
