@@ -170,7 +170,7 @@ def _prepare_recfast(items: np.ndarray, variant: str, spec: dict) -> tuple[Searc
 
 def _prepare_index(items: np.ndarray, variant: str, spec: dict) -> tuple[Search, dict]:
     """recfast.ItemIndex of each storage (variant: float32 / float16 / int8), saved and loaded
-    memory-mapped, searched exactly (compressed storage: certified compressed scan + float32
+    memory-mapped, searched exactly (quantized storage: certified quantized scan + float32
     re-scoring of the survivors; float32: the top-k scan over the mapped vectors)."""
     from recfast import ItemIndex
     from recfast import _native as _core

@@ -20,7 +20,7 @@ offset      content
 
 Sections: ``ids`` (<i8, n, strictly increasing), ``vectors`` (<f4, n x d), ``row_hash`` (<u8, n:
 sum of the bits of each float32 word times an odd per-column constant, mod 2^64), and for
-compressed storage ``codes`` (|i1 or <u2, n x d), ``scale``, ``err``, ``norm`` (<f4, n each).
+quantized storage ``codes`` (|i1 or <u2, n x d), ``scale``, ``err``, ``norm`` (<f4, n each).
 
 Checksums and memory mapping
 ----------------------------
@@ -29,7 +29,7 @@ sizes, alignment, order, file length) and the crc32 of the small per-item sectio
 scale, err, norm: O(n) bytes). ``verify=True`` (the default of ``mmap=False``) also checks the
 crc32 of ``codes`` and ``vectors`` at load. With ``mmap=True, verify=False`` those are not read at
 load: the section a search streams in full (``codes``, or ``vectors`` for float32 storage) is
-checked once by the first search that needs it, and the float32 rows of a compressed index are
+checked once by the first search that needs it, and the float32 rows of a quantized index are
 checked one by one against ``row_hash`` whenever they are read (re-scoring, `get`, `similar`).
 Any mismatch raises ValueError naming the section; a corrupted byte never yields a result.
 """

@@ -13,12 +13,12 @@ vectors (`recfast.normalize`); `get` returns those.
 - ``storage="float16"``: binary16 codes of x / 2**e with a power-of-two scale 2**e per vector
   (any finite float32 magnitude fits), plus the float32 rows.
 
-Exact search from compressed storage
+Exact search from quantized storage
 ------------------------------------
-The native scan reads only the codes. For query q and item x it computes the compressed score
+The native scan reads only the codes. For query q and item x it computes the quantized score
 T = q'.x~ (q' the query as the float32 path sees it: q / |q| for cosine) and a certified radius
 r = |q'| (e + c (|x| + e)) + 1e-30, where e >= |x - x~| and |x| are stored per item rounded up
-and c = (4 d + 64) 2^-24 covers every float32 rounding involved (the compressed dot, the float32
+and c = (4 d + 64) 2^-24 covers every float32 rounding involved (the quantized dot, the float32
 path's own dot and normalizations) with a wide margin. So T - r <= S <= T + r, S being the score
 `recfast.topk` returns. int8 storage is scanned (AVX2, AVX-512 VNNI and portable kernels; the
 AVX-512 ones without VNNI keep the float32 scan) with integer dot products against the query
@@ -29,7 +29,7 @@ is scored again as above (float32, the first radius) before it is kept. Per quer
 running threshold) and every item whose upper bound reaches the threshold. The survivors are
 re-scored by the float32 kernel itself (`topk_cpu` on the gathered float32 rows, with the
 caller's query rows, scored on the path the whole batch's size picks however the batch is split:
-zero and huge queries go to the float32 scan, the rest to the compressed one), so ids and
+zero and huge queries go to the float32 scan, the rest to the quantized one), so ids and
 scores equal `recfast.topk(queries, index.get(index.ids), k, metric=index.metric)` bit for bit. Only the survivors' float32 rows are read.
 
 The file format, its checksums and memory mapping: docs/item-index.md and `file_format`.
@@ -70,7 +70,7 @@ class ItemIndex:
     Args:
         dim: vector dimension (>= 1).
         metric: "cosine" (vectors normalized on add) or "dot".
-        storage: "float32", "float16" or "int8" (compressed scan, exact re-scoring; see the module
+        storage: "float32", "float16" or "int8" (quantized scan, exact re-scoring; see the module
             docstring).
 
     Thread safety: any number of threads may call `search`, `similar`, `get` and `save` while
