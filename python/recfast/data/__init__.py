@@ -25,7 +25,9 @@ column, and what was expected. Reading needs pandas (`pip install recfast[train]
 from .interactions import Interactions
 from .movielens import load_movielens, load_movielens_titles
 from .splits import (
+    ColdStartSplit,
     StrongSplit,
+    cold_start_split,
     leave_last_n_split,
     random_holdout_split,
     strong_generalization_split,
@@ -39,4 +41,6 @@ __all__ = [
     "strong_generalization_split",
     "random_holdout_split",
     "leave_last_n_split",
+    "ColdStartSplit",
+    "cold_start_split",
 ]

@@ -195,3 +195,71 @@ def leave_last_n_split(
         return m
 
     return build(~to_test), build(to_test)
+
+
+@dataclass
+class ColdStartSplit:
+    """Cold-start split: a set of items held out entirely.
+
+    `train` is the input matrix with the held-out items' columns emptied (no interaction with
+    them is left to learn from); `test_input` holds, for each user who interacted with a
+    held-out item, their remaining (warm) history, and `test_target` their held-out items.
+    All matrices keep the input's columns, so item ids stay the same everywhere.
+    """
+
+    train: sp.csr_matrix
+    test_input: sp.csr_matrix
+    test_target: sp.csr_matrix
+    cold_items: np.ndarray
+    test_users: np.ndarray
+
+
+def cold_start_split(X: Any, *, frac_items: float = 0.1, seed: int = 0) -> ColdStartSplit:
+    """Hold out a random fraction of the items that have interactions, entirely.
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix, shape (n_users, n_items)
+        Interactions.
+    frac_items : float
+        Fraction of the items with at least one interaction to hold out, in (0, 1); at least
+        one item is held out and at least one kept.
+    seed : int
+        Seed of the item draw.
+
+    Returns
+    -------
+    ColdStartSplit
+        The training matrix without the cold items' interactions, and the test users' warm
+        histories and cold targets (users whose warm history is empty are left out: there is
+        nothing to rank from).
+    """
+    X = _as_csr(X)
+    if isinstance(frac_items, bool) or not isinstance(frac_items, (int, float)):
+        raise TypeError(f"frac_items must be a number in (0, 1), got {type(frac_items).__name__}")
+    if not 0 < frac_items < 1:
+        raise ValueError(f"frac_items must be in (0, 1), got {frac_items}")
+    active = np.flatnonzero(np.diff(X.tocsc().indptr) > 0)
+    if len(active) < 2:
+        raise ValueError(f"X has {len(active)} item(s) with interactions; a cold-start split "
+                         "needs at least 2 (one held out, one kept)")
+    n_cold = int(min(max(1, round(frac_items * len(active))), len(active) - 1))
+    rng = np.random.default_rng(seed)
+    cold = np.sort(rng.choice(active, size=n_cold, replace=False)).astype(np.int64)
+    is_cold = np.zeros(X.shape[1], bool)
+    is_cold[cold] = True
+    entry_cold = is_cold[X.indices]
+    warm_part = X.copy()
+    warm_part.data = np.where(entry_cold, 0, warm_part.data).astype(np.float32)
+    warm_part.eliminate_zeros()
+    cold_part = X.copy()
+    cold_part.data = np.where(entry_cold, cold_part.data, 0).astype(np.float32)
+    cold_part.eliminate_zeros()
+    users = np.flatnonzero((np.diff(cold_part.indptr) > 0) & (np.diff(warm_part.indptr) > 0))
+    return ColdStartSplit(
+        train=warm_part,
+        test_input=warm_part[users],
+        test_target=cold_part[users],
+        cold_items=cold,
+        test_users=users.astype(np.int64),
+    )
