@@ -2,7 +2,7 @@
 compute, Ctrl-C stopping a long call.
 
 Not tested here: an exception raised inside a worker thread reaching Python. The scan tasks
-(cpp/src/topk.cpp run_task and the kernels) neither allocate nor throw, so no input from
+(cpp/src/scan/topk.cpp run_scan and the kernels) neither allocate nor throw, so no input from
 Python makes a worker throw; the capture path (thread_pool.cpp, first exception_ptr kept and
 rethrown after the join) can only be exercised from C++.
 """

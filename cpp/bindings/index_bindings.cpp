@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "marshal.h"
+#include "recfast/bindings/toolkit.h"
 #include "recfast/quant.h"
 #include "recfast/topk.h"
 
@@ -16,29 +16,12 @@ namespace py = pybind11;
 
 namespace {
 
-// A C-contiguous 2-D array of the given item size; returns its data pointer.
-const void* c_matrix(const py::array& a, const char* name, ssize_t itemsize, ssize_t rows,
-                     ssize_t cols) {
-  if (a.ndim() != 2 || a.itemsize() != itemsize)
-    throw py::type_error(std::string(name) + " must be a 2-D array of " +
-                         std::to_string(itemsize) + "-byte elements");
-  if (a.shape(0) != rows || a.shape(1) != cols)
-    throw py::value_error(std::string(name) + " has the wrong shape");
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
-  return a.data();
-}
+namespace rb = recfast::bindings;
+using rb::c_matrix;
+using rb::c_vector;
 
-const void* c_vector(const py::array& a, const char* name, ssize_t itemsize, ssize_t len) {
-  if (a.ndim() != 1 || a.itemsize() != itemsize || a.shape(0) != len)
-    throw py::type_error(std::string(name) + " must be a 1-D array of " + std::to_string(len) +
-                         " " + std::to_string(itemsize) + "-byte elements");
-  if (len > 1 && a.strides(0) != itemsize)
-    throw py::value_error(std::string(name) + " must be contiguous");
-  return a.data();
-}
-
-py::tuple quant_search(const py::array& queries, const std::string& codec, const py::array& codes,
+py::tuple quant_search(const py::array& queries, const std::string& quant_type,
+                       const py::array& codes,
                        const py::array& scale, const py::array& err, const py::array& norm,
                        const py::object& full, const py::object& row_hash, int64_t k,
                        const std::string& metric, bool exact, const py::object& excl_indptr,
@@ -53,16 +36,11 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
   const int64_t qstride = b > 1 ? queries.strides(0) / 4 : dim;
   if (codes.ndim() != 2) throw py::type_error("codes must be 2-D");
   const int64_t n = codes.shape(0);
-  recfast::CompressedItems it;
-  if (codec == "int8")
-    it.codec = recfast::Codec::Int8;
-  else if (codec == "float16")
-    it.codec = recfast::Codec::Float16;
-  else
-    throw py::value_error("codec must be 'int8' or 'float16'");
+  recfast::QuantItems it;
+  it.type = rb::parse_quant_type(quant_type);
   it.n = n;
   it.dim = dim;
-  it.codes = c_matrix(codes, "codes", codec == "int8" ? 1 : 2, n, dim);
+  it.codes = c_matrix(codes, "codes", it.type == recfast::QuantType::Int8 ? 1 : 2, n, dim);
   it.scale = static_cast<const float*>(c_vector(scale, "scale", 4, n));
   it.err = static_cast<const float*>(c_vector(err, "err", 4, n));
   it.norm = static_cast<const float*>(c_vector(norm, "norm", 4, n));
@@ -78,15 +56,14 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
   }
   if (!row_hash.is_none())
     it.row_hash = static_cast<const uint64_t*>(c_vector(row_hash, "row_hash", 8, n));
-  if (k < 1) throw py::value_error("k must be >= 1");
-  if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+  rb::check_k(k);
+  rb::check_num_threads(num_threads);
+  rb::check_batch_size(batch_size, b);
   recfast::QuantSearchParams params;
   params.k = k;
-  params.metric = recfast::marshal::parse_metric(metric);
+  params.metric = rb::parse_metric(metric);
   params.num_threads = num_threads;
   params.exact = exact;
-  if (batch_size < 0 || (batch_size > 0 && batch_size < b))
-    throw py::value_error("batch_size must be 0 or at least the number of queries");
   params.batch_size = batch_size;
   if (!excl_indptr.is_none()) {
     params.exclude.indptr = static_cast<const int64_t*>(c_vector(excl_indptr, "exclude indptr", 8, b + 1));
@@ -94,31 +71,14 @@ py::tuple quant_search(const py::array& queries, const std::string& codec, const
     params.exclude.indices = static_cast<const int64_t*>(ind.data());
   }
   if (!allow.is_none()) params.allow = static_cast<const uint8_t*>(c_vector(allow, "allow", 1, n));
-  params.should_stop = [] {
-    py::gil_scoped_acquire gil;
-    return PyErr_CheckSignals() != 0;
-  };
-  py::array_t<float> scores({b, k});
-  py::array_t<int64_t> ids({b, k});
-  float* s = scores.mutable_data();
-  int64_t* i = ids.mutable_data();
+  params.should_stop = rb::python_signals();
+  rb::TopkOutput out(b, k);
   recfast::QuantSearchStats stats;
-  bool interrupted = false;
-  std::string corrupt;
-  {
-    py::gil_scoped_release release;
-    try {
-      recfast::quant_search(static_cast<const float*>(queries.data()), b, qstride, it, params, s,
-                            i, &stats);
-    } catch (const recfast::Interrupted&) {
-      interrupted = true;
-    } catch (const recfast::CorruptRow& e) {
-      corrupt = e.what();
-    }
-  }
-  if (interrupted) throw py::error_already_set();
-  if (!corrupt.empty()) throw py::value_error(corrupt);
-  return py::make_tuple(std::move(scores), std::move(ids), stats.candidates);
+  rb::run_without_gil([&] {
+    recfast::quant_search(static_cast<const float*>(queries.data()), b, qstride, it, params, out.s,
+                          out.i, &stats);
+  });
+  return py::make_tuple(std::move(out.scores), std::move(out.ids), stats.candidates);
 }
 
 py::array_t<uint64_t> row_hashes(const py::array& x) {
@@ -138,28 +98,27 @@ py::array_t<uint64_t> row_hashes(const py::array& x) {
 }  // namespace
 
 void register_index(py::module_& m) {
-  m.def("quant_search", &quant_search, py::arg("queries"), py::arg("codec"), py::arg("codes"),
+  m.def("quant_search", &quant_search, py::arg("queries"), py::arg("quant_type"),
+        py::arg("codes"),
         py::arg("scale"), py::arg("err"), py::arg("norm"), py::arg("vectors"),
         py::arg("row_hash"), py::arg("k"), py::arg("metric"), py::arg("exact"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("allow"),
         py::arg("num_threads"), py::arg("vectors_fd") = -1, py::arg("vectors_offset") = 0,
         py::arg("batch_size") = 0,
-        "Top-k over compressed items with a certified bound; exact re-scores the survivors "
+        "Top-k over quantized items with a certified bound; exact re-scores the survivors "
         "(validated inputs only, see recfast.ItemIndex). With vectors_fd >= 0 the survivors' float32 rows "
         "are read with pread from that descriptor at vectors_offset. batch_size: the user's "
         "whole batch when these queries are part of it (it picks the float32 scoring path). Returns (scores, positions, candidates).");
   m.def("row_hashes", &row_hashes, py::arg("x"), "The index file's 64-bit checksum of each row.");
-  m.def("quant_rel_slack", &recfast::quant_rel_slack, py::arg("dim"),
-        "Relative slack c of the certified radius for a dimension.");
   m.def("quant_kernel", [] { return std::string(recfast::quant_kernel_name()); },
-        "The compressed-scan kernel set ItemIndex searches use now (e.g. 'avx512_vnni').");
+        "The quantized-scan kernel set ItemIndex searches use now (e.g. 'avx512_vnni').");
   m.def("_quant_kernels", &recfast::quant_kernel_names,
-        "Tests: the compressed-scan kernel sets this build and CPU can run.");
+        "Tests: the quantized-scan kernel sets this build and CPU can run.");
   m.def(
       "_set_quant_kernel",
       [](const std::string& name) {
         if (!recfast::set_quant_kernel(name))
           throw py::value_error("quant kernel '" + name + "' is not built or not runnable here");
       },
-      py::arg("name"), "Tests: force a compressed-scan kernel set; '' for the automatic choice.");
+      py::arg("name"), "Tests: force a quantized-scan kernel set; '' for the automatic choice.");
 }

@@ -9,29 +9,27 @@
 #include <string>
 #include <utility>
 
-#include "../bindings/marshal.h"
+#include "recfast/bindings/toolkit.h"
 #include "recfast/topk_cuda.h"
 
 namespace py = pybind11;
 
 namespace {
 
-using recfast::marshal::as_matrix;
-using HostMatrix = recfast::marshal::Matrix;
+namespace rb = recfast::bindings;
+using rb::as_matrix;
+using HostMatrix = rb::Matrix;
 
 recfast::CudaTopkParams make_params(int64_t k, const std::string& metric, int64_t n_queries,
                                     const py::object& indptr, const py::object& indices,
                                     size_t scratch_bytes, int64_t max_query_tile) {
-  if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+  rb::check_k(k);
   recfast::CudaTopkParams p;
   p.k = k;
-  p.metric = recfast::marshal::parse_metric(metric);
-  if (!indptr.is_none()) {
-    // Host CSR: the Python layer guarantees sorted rows and ids in [0, n_items).
-    p.exclude.indptr = recfast::marshal::as_int64_vector(indptr, "exclude indptr", n_queries + 1);
-    p.exclude.indices = recfast::marshal::as_int64_vector(indices, "exclude indices", -1);
-    p.exclude_on_host = true;
-  }
+  p.metric = rb::parse_metric(metric);
+  // Host CSR: the Python layer guarantees sorted rows and ids in [0, n_items).
+  p.exclude = rb::as_exclusion(indptr, indices, n_queries);
+  p.exclude_on_host = !p.exclude.empty();
   p.scratch_bytes = scratch_bytes;
   p.max_query_tile = max_query_tile;
   return p;
@@ -43,21 +41,15 @@ py::tuple topk_host(const py::array& queries, const py::array& items, int64_t k,
                     int64_t max_query_tile) {
   const HostMatrix q = as_matrix(queries, "queries");
   const HostMatrix x = as_matrix(items, "items");
-  if (q.cols != x.cols)
-    throw py::value_error("queries have " + std::to_string(q.cols) + " columns but items have " +
-                          std::to_string(x.cols));
+  rb::check_same_dim(q, x);
   recfast::CudaTopkParams p =
       make_params(k, metric, q.rows, indptr, indices, scratch_bytes, max_query_tile);
-  py::array_t<float> scores({q.rows, k});
-  py::array_t<int64_t> ids({q.rows, k});
-  float* s = scores.mutable_data();
-  int64_t* i = ids.mutable_data();
-  {
-    py::gil_scoped_release release;
+  rb::TopkOutput out(q.rows, k);
+  rb::run_without_gil([&] {
     recfast::topk_cuda_host(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols,
-                            p, s, i, device);
-  }
-  return py::make_tuple(std::move(scores), std::move(ids));
+                            p, out.s, out.i, device);
+  });
+  return out.to_tuple();
 }
 
 void topk_device(uintptr_t queries, int64_t n_queries, int64_t query_stride, uintptr_t items,

@@ -86,7 +86,7 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# The native pool never holds more than this many workers per usable CPU (cpp/src/thread_pool.h,
+# The native pool never holds more than this many workers per usable CPU (cpp/src/runtime/thread_pool.h,
 # kWorkersPerCpu): more threads only compete for the same cores.
 MAX_THREADS_PER_CPU = 4
 

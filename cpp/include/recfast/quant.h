@@ -1,4 +1,4 @@
-// recfast exact search from compressed item storage (int8 or float16): the C++ API, free of
+// recfast exact search from quantized item storage (int8 or float16): the C++ API, free of
 // Python.
 //
 // Storage, per item j (row-major, contiguous rows of `dim` codes):
@@ -10,7 +10,7 @@
 //
 // Let S be the score that the float32 path (recfast::topk_cpu) returns, q' the query as the
 // float32 path sees it (cosine: q / |q|), u = 2^-24 and c = (4 dim + 64) u (quant_rel_slack).
-// The scan computes, for each (query, item), a compressed score T and a certified radius r with
+// The scan computes, for each (query, item), a quantized score T and a certified radius r with
 // S - r <= T <= S + r:
 //
 //  * Float16 (and int8 on the AVX-512 kernels without VNNI, or when dim > 65536):
@@ -73,10 +73,10 @@
 
 namespace recfast {
 
-enum class Codec { Int8, Float16 };
+enum class QuantType { Int8, Float16 };
 
-struct CompressedItems {
-  Codec codec = Codec::Int8;
+struct QuantItems {
+  QuantType type = QuantType::Int8;
   int64_t n = 0, dim = 0;
   const void* codes = nullptr;  // n * dim int8 or uint16 (binary16 bits), contiguous rows
   const float* scale = nullptr;
@@ -112,13 +112,13 @@ struct CorruptRow : std::runtime_error {
   explicit CorruptRow(const std::string& what) : std::runtime_error(what) {}
 };
 
-// Top-k of each query (rows of `dim` floats at queries + r * query_stride) over the compressed
+// Top-k of each query (rows of `dim` floats at queries + r * query_stride) over the quantized
 // items. Outputs as topk_cpu: n_queries * k scores and item positions, sorted, padded -1/-inf.
 // With exact, the output equals topk_cpu(queries, full, ...) with the same metric and queries.
-// Without exact, scores are the compressed scores T (approximate) and ids their top k.
+// Without exact, scores are the quantized scores T (approximate) and ids their top k.
 // Queries must be finite and non-zero (the Python layer routes other rows to topk_cpu).
 void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
-                  const CompressedItems& items, const QuantSearchParams& params,
+                  const QuantItems& items, const QuantSearchParams& params,
                   float* out_scores, int64_t* out_ids, QuantSearchStats* stats);
 
 // The 64-bit row checksum used by the index file: sum over i of bits(x[i]) * m_i mod 2^64, with
@@ -131,7 +131,7 @@ float quant_rel_slack(int64_t dim);
 // Absolute slack of the certified radius.
 constexpr float kQuantAbsSlack = 1e-30f;
 
-// The compressed-scan kernels. quant_search picks them from active_level() (simd.h): "generic",
+// The quantized-scan kernels. quant_search picks them from active_level() (simd.h): "generic",
 // "avx2", "avx512", or "avx512_vnni" at the AVX512 level when the CPU has AVX512_VNNI. For tests:
 // quant_kernel_names() lists the sets this build and CPU can run (with the test-only
 // "avx512_vnni_emulated" of a RECFAST_SIMDE_TEST build), set_quant_kernel forces one of them

@@ -16,6 +16,8 @@
 #include <functional>
 #include <stdexcept>
 
+#include "recfast/interrupted.h"
+
 namespace recfast {
 
 enum class Metric { Cosine, Dot };
@@ -34,7 +36,7 @@ struct Exclusion {
 // A score depends only on its query row, its item row, the metric, the instruction set and
 // whether the direct path computed it (the broadcast and packed paths agree bit for bit): never
 // on N, k, the batch's other queries, chunking or thread count. Which path computes it follows
-// TopkParams::batch_size, so a caller that splits one batch into several calls (the compressed
+// TopkParams::batch_size, so a caller that splits one batch into several calls (the quantized
 // search's re-scoring, rows routed elsewhere) still gets the scores of the whole batch.
 constexpr int64_t kTopkDirectMaxQueries = 8;
 constexpr int64_t kTopkBroadcastMaxQueries = 16;
@@ -49,13 +51,8 @@ struct TopkParams {
   // A value <= kTopkDirectMaxQueries with more queries than that is an invalid_argument.
   int64_t batch_size = 0;
   // Polled from the calling thread about every 50 ms while workers compute; returning true
-  // cancels the call, which then throws Interrupted. May be empty.
+  // cancels the call, which then throws Interrupted (recfast/interrupted.h). May be empty.
   std::function<bool()> should_stop;
-};
-
-// Thrown when should_stop() asked to cancel.
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("recfast: interrupted") {}
 };
 
 void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, const float* items,

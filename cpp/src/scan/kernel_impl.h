@@ -1,0 +1,440 @@
+// The scan kernels, written once over a vector type V and included by each kernel_<isa>.cpp
+// inside its own namespace (so every function here is compiled with that file's flags).
+//
+// V (vec_<isa>.h) provides: W (lanes), R (register type), zero, set1, load (aligned), loadu,
+// store, fma, mul, ge_mask (bit per lane of a >= b, false for NaN), hsum, hsum8 (eight sums at
+// once, each in hsum's order), and transpose_pack(rows, stride, dim, n_valid, out, out_stride)
+// which writes W rows as W-float columns of a panel (see pack_panel).
+//
+// Requires <cstdint>, <cstring>, <cmath>, <atomic>, "recfast/heap.h" and "vec/scalar_helpers.h"
+// to be included first.
+
+constexpr float kInf = __builtin_inff();
+
+// Offer a candidate to query q's heap (only called for scores >= the heap's current root).
+static inline void offer(const ScanTask& t, int64_t q, float s, int64_t id) {
+  float* hs = t.heap_scores + (q - t.q0) * t.heap_k;
+  int64_t* hi = t.heap_ids + (q - t.q0) * t.heap_k;
+  if (!better(s, id, hs[0], hi[0])) return;
+  if (is_excluded(t.exclude, q, id)) return;
+  heap_replace_top(hs, hi, t.heap_k, s, id);
+}
+
+static inline float root_score(const ScanTask& t, int64_t q) {
+  return t.heap_scores[(q - t.q0) * t.heap_k];
+}
+
+// Offer the lanes of `mask` from the score vector s (item ids base, base + 1, ...).
+static inline void offer_lanes(const ScanTask& t, int64_t q, typename V::R s, unsigned mask,
+                               int64_t base) {
+  alignas(64) float tmp[V::W];
+  V::store(tmp, s);
+  while (mask) {
+    int lane = __builtin_ctz(mask);
+    mask &= mask - 1;
+    offer(t, q, tmp[lane], base + lane);
+  }
+}
+
+
+static inline bool row_finite(const float* x, int64_t dim) {
+  for (int64_t p = 0; p < dim; ++p)
+    if (!std::isfinite(x[p])) return false;
+  return true;
+}
+
+// Cosine is defined on normalized rows, x * inv_norm(x): a row whose inverse norm is 0 (a zero
+// row, or one whose squared norm overflows) normalizes to 0 when finite and to NaN otherwise.
+// The kernels compute (q * inv_q) . x * inv_x, which would turn an overflowing dot product
+// into inf * 0 = NaN; rows with inv_x == 0 are therefore scored as this definition says.
+
+static inline float row_sumsq(const float* x, int64_t dim) {
+  typename V::R acc = V::zero();
+  int64_t p = 0;
+  for (; p + V::W <= dim; p += V::W) {
+    typename V::R v = V::loadu(x + p);
+    acc = V::fma(v, v, acc);
+  }
+  float s = V::hsum(acc);
+  for (; p < dim; ++p) s += x[p] * x[p];
+  return s;
+}
+
+// 1/|x| of an item row (scalar_helpers.h: the double fallback for extreme magnitudes).
+static inline float row_inv_norm(const float* x, int64_t dim) {
+  return inv_norm_checked(row_sumsq(x, dim), x, dim);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed path. Queries are packed in groups of MR as qp[p * MR + r]; an item tile is packed in
+// panels of NR = NV * W items as xp[p * NR + c]. The micro-kernel holds an MR x NR block of
+// scores in registers and compares it against each query's running threshold right there.
+
+template <int MR, int NV>
+struct Packed {
+  static constexpr int NR = NV * V::W;
+
+  static int64_t tile_items(int64_t dim) {
+    // Keep a packed tile around 256 KiB so it stays in L2 while every query group reads it.
+    int64_t n = (256 * 1024 / 4) / (dim > 0 ? dim : 1);
+    n = n / NR * NR;
+    if (n < NR) n = NR;
+    if (n > 64 * NR) n = 64 * NR;
+    return n;
+  }
+
+  static int64_t scratch_floats(int64_t dim, int64_t qblock) {
+    int64_t nt = tile_items(dim);
+    return dim * nt + nt + dim * qblock + 64;
+  }
+
+  static void pack_queries(const ScanTask& t, float* qp) {
+    int64_t nq = t.q1 - t.q0;
+    int64_t groups = (nq + MR - 1) / MR;
+    for (int64_t g = 0; g < groups; ++g) {
+      float* dst = qp + g * t.dim * MR;
+      for (int r = 0; r < MR; ++r) {
+        int64_t q = t.q0 + g * MR + r;
+        if (q >= t.q1) {
+          for (int64_t p = 0; p < t.dim; ++p) dst[p * MR + r] = 0.0f;
+          continue;
+        }
+        const float* src = t.queries + q * t.query_stride;
+        float scale = t.inv_qnorm ? t.inv_qnorm[q] : 1.0f;
+        for (int64_t p = 0; p < t.dim; ++p) dst[p * MR + r] = src[p] * scale;
+      }
+    }
+  }
+
+  // Pack items [j, j + n) (n <= NR) into one panel; write inverse norms when invn != nullptr.
+  static void pack_panel(const float* x, int64_t stride, int64_t n, int64_t dim, float* xp,
+                         float* invn) {
+    for (int c0 = 0; c0 < NR; c0 += V::W) {
+      int64_t valid = n - c0;
+      if (valid <= 0) {
+        for (int64_t p = 0; p < dim; ++p)
+          for (int c = 0; c < V::W; ++c) xp[p * NR + c0 + c] = 0.0f;
+        continue;
+      }
+      V::transpose_pack(x + c0 * stride, stride, dim, valid < V::W ? valid : V::W, xp + c0, NR);
+    }
+    if (invn) {
+      for (int c = 0; c < NR; ++c) {
+        invn[c] = c < n ? row_inv_norm(x + c * stride, dim) : 0.0f;
+        // A finite row that normalizes to 0 scores 0: zero its packed column (see above).
+        if (invn[c] == 0.0f && c < n && row_finite(x + c * stride, dim))
+          for (int64_t p = 0; p < dim; ++p) xp[p * NR + c] = 0.0f;
+      }
+    }
+  }
+
+  template <int ROWS>
+  static inline void kernel(const ScanTask& t, const float* qp, const float* xp,
+                            const float* invn, int64_t qbase, int64_t idbase, int ncols) {
+    typename V::R acc[ROWS][NV];
+    for (int r = 0; r < ROWS; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    const int64_t dim = t.dim;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < dim; ++p) {
+      typename V::R x[NV];
+      for (int v = 0; v < NV; ++v) x[v] = V::load(xp + p * NR + v * V::W);
+      for (int r = 0; r < ROWS; ++r) {
+        typename V::R qv = V::set1(qp[p * MR + r]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(qv, x[v], acc[r][v]);
+      }
+    }
+    if (t.out) {  // write mode: out = (out or bias) + scores
+      const float* bias = t.out_bias ? t.out_bias + idbase : nullptr;
+      for (int r = 0; r < ROWS; ++r) {
+        float* o = t.out + (qbase + r) * t.out_stride + idbase;
+        const float* base = bias ? bias : o;
+        for (int v = 0; v < NV; ++v) {
+          const int valid = ncols - v * V::W;
+          if (valid <= 0) break;
+          typename V::R s = invn ? V::mul(acc[r][v], V::load(invn + v * V::W)) : acc[r][v];
+          if (valid >= V::W) {
+            V::storeu(o + v * V::W, V::add(V::loadu(base + v * V::W), s));
+          } else {
+            alignas(64) float lanes[V::W];
+            V::store(lanes, s);
+            for (int c = 0; c < valid; ++c) o[v * V::W + c] = base[v * V::W + c] + lanes[c];
+          }
+        }
+      }
+      return;
+    }
+    for (int r = 0; r < ROWS; ++r) {
+      const int64_t q = qbase + r;
+      typename V::R thr = V::set1(root_score(t, q));
+      for (int v = 0; v < NV; ++v) {
+        int valid = ncols - v * V::W;
+        if (valid <= 0) break;
+        typename V::R s = invn ? V::mul(acc[r][v], V::load(invn + v * V::W)) : acc[r][v];
+        unsigned mask = V::ge_mask(s, thr);
+        if (valid < V::W) mask &= (1u << valid) - 1u;
+        if (mask) {
+          offer_lanes(t, q, s, mask, idbase + v * V::W);
+          thr = V::set1(root_score(t, q));
+        }
+      }
+    }
+  }
+
+  template <int ROWS>
+  static void kernel_rows_dispatch(int rows, const ScanTask& t, const float* qp, const float* xp,
+                                   const float* invn, int64_t qbase, int64_t idbase, int ncols) {
+    if constexpr (ROWS >= 1) {
+      if (rows == ROWS)
+        kernel<ROWS>(t, qp, xp, invn, qbase, idbase, ncols);
+      else
+        kernel_rows_dispatch<ROWS - 1>(rows, t, qp, xp, invn, qbase, idbase, ncols);
+    }
+  }
+
+  static void scan(const ScanTask& t) {
+    const int64_t dim = t.dim, nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    const int64_t nt = tile_items(dim);
+    const bool cosine = t.inv_qnorm != nullptr;
+    float* xp = t.scratch;                  // dim x nt
+    float* invn = xp + dim * nt;            // nt
+    float* qp = invn + nt;                  // dim x (groups * MR)
+    pack_queries(t, qp);
+    const int64_t groups = (nq + MR - 1) / MR;
+    for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
+      if (t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const int64_t n = (t.j1 - t0 < nt) ? t.j1 - t0 : nt;
+      const int64_t panels = (n + NR - 1) / NR;
+      for (int64_t pnl = 0; pnl < panels; ++pnl) {
+        int64_t j = t0 + pnl * NR;
+        int64_t cnt = n - pnl * NR < NR ? n - pnl * NR : NR;
+        pack_panel(t.items + j * t.item_stride, t.item_stride, cnt, dim, xp + pnl * dim * NR,
+                   cosine ? invn + pnl * NR : nullptr);
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* qg = qp + g * dim * MR;
+        int rows = static_cast<int>(nq - g * MR < MR ? nq - g * MR : MR);
+        for (int64_t pnl = 0; pnl < panels; ++pnl) {
+          int ncols = static_cast<int>(n - pnl * NR < NR ? n - pnl * NR : NR);
+          kernel_rows_dispatch<MR>(rows, t, qg, xp + pnl * dim * NR,
+                                   cosine ? invn + pnl * NR : nullptr, t.q0 + g * MR,
+                                   t0 + pnl * NR, ncols);
+        }
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Direct path for a few queries (up to kTopkDirectMaxQueries): each item row is read once, straight
+// from memory (prefetched ahead), and scored against every query while it sits in L1, in
+// groups of up to 8 queries whose dot products along d are reduced together (V::hsum8).
+
+struct Direct {
+  static constexpr int64_t kMaxQueries = 32;
+  // Rows this far ahead are prefetched: the scan streams the items from memory once.
+  static constexpr int64_t kPrefetchRows = 8;
+
+  // Query rows as scored: the caller's rows for Dot, normalized copies in scratch for Cosine.
+  struct Rows {
+    const float* base;
+    int64_t stride;
+    int64_t first;  // query id of row 0
+    const float* row(int64_t q) const { return base + (q - first) * stride; }
+  };
+
+  template <int NQ>
+  static inline void group(const ScanTask& t, const Rows& rows, int64_t q, int64_t j,
+                           const float* xr, float inv_xnorm, float* thr) {
+    typename V::R acc[NQ];
+    const float* qr[NQ];
+    for (int a = 0; a < NQ; ++a) {
+      acc[a] = V::zero();
+      qr[a] = rows.row(q + a);
+    }
+    const int64_t dim = t.dim;
+    int64_t p = 0;
+    for (; p + V::W <= dim; p += V::W) {
+      typename V::R x = V::loadu(xr + p);
+      for (int a = 0; a < NQ; ++a) acc[a] = V::fma(V::loadu(qr[a] + p), x, acc[a]);
+    }
+    float s[NQ];
+    if constexpr (NQ == 8) {
+      V::hsum8(acc, s);
+    } else {
+      for (int a = 0; a < NQ; ++a) s[a] = V::hsum(acc[a]);
+    }
+    for (int a = 0; a < NQ; ++a) {
+      for (int64_t pp = p; pp < dim; ++pp) s[a] += qr[a][pp] * xr[pp];
+      if (t.inv_qnorm) s[a] *= inv_xnorm;
+      if (s[a] >= thr[a]) {
+        offer(t, q + a, s[a], j);
+        thr[a] = root_score(t, q + a);
+      }
+    }
+  }
+
+  static void scan(const ScanTask& t) {
+    const int64_t nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    float thr[kMaxQueries];  // the heaps' roots, kept at hand
+    for (int64_t q = t.q0; q < t.q1; ++q) thr[q - t.q0] = root_score(t, q);
+    const bool cosine = t.inv_qnorm != nullptr;
+    Rows rows{t.queries + t.q0 * t.query_stride, t.query_stride, t.q0};
+    bool q_finite[kMaxQueries];
+    if (cosine) {
+      float* qn = t.scratch;
+      for (int64_t q = t.q0; q < t.q1; ++q) {
+        const float* src = t.queries + q * t.query_stride;
+        float* dst = qn + (q - t.q0) * t.dim;
+        for (int64_t p = 0; p < t.dim; ++p) dst[p] = src[p] * t.inv_qnorm[q];
+        q_finite[q - t.q0] = row_finite(src, t.dim);
+      }
+      rows = Rows{qn, t.dim, t.q0};
+    }
+    const int64_t row_bytes = t.item_stride * 4;
+    const int64_t line_bytes = t.dim * 4;
+    for (int64_t j = t.j0; j < t.j1; ++j) {
+      if ((j & 4095) == 0 && t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      if (j + kPrefetchRows < t.j1) {
+        const char* ahead = reinterpret_cast<const char*>(t.items) + (j + kPrefetchRows) * row_bytes;
+        for (int64_t off = 0; off < line_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
+      }
+      const float* xr = t.items + j * t.item_stride;
+      const float inv_xnorm = cosine ? row_inv_norm(xr, t.dim) : 1.0f;
+      if (cosine && inv_xnorm == 0.0f) {  // normalizes to 0 (or NaN): see row_finite
+        if (!row_finite(xr, t.dim)) continue;
+        for (int64_t q = t.q0; q < t.q1; ++q)
+          if (q_finite[q - t.q0] && 0.0f >= thr[q - t.q0]) {
+            offer(t, q, 0.0f, j);
+            thr[q - t.q0] = root_score(t, q);
+          }
+        continue;
+      }
+      int64_t q = t.q0;
+      for (; q + 8 <= t.q1; q += 8) group<8>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
+      if (q + 4 <= t.q1) {
+        group<4>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
+        q += 4;
+      }
+      if (q + 2 <= t.q1) {
+        group<2>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
+        q += 2;
+      }
+      if (q < t.q1) group<1>(t, rows, q, j, xr, inv_xnorm, thr + (q - t.q0));
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Broadcast path for up to kTopkBroadcastMaxQueries queries: the queries are packed transposed
+// (qt[p * QW + b], QW = NQV * W lanes, zero-padded), item rows are read straight from memory
+// (prefetched ahead, no packing) and each item value is broadcast against all queries. An
+// NI x QW block of scores lands in registers as vectors over queries and is compared with the
+// vector of the queries' thresholds. Each score is the same sequence of float operations as on
+// the packed path (q * inv_q, FMAs in p order, times inv_x from row_sumsq), so a (query, item)
+// pair scores bit for bit the same on either path, whatever the batch.
+
+template <int NQV, int NI>
+struct Broadcast {
+  static constexpr int QW = NQV * V::W;
+  static constexpr int64_t kPrefetchRows = 4 * NI;
+
+  template <int NR>
+  static inline void block(const ScanTask& t, const float* qt, float* thr, int64_t j) {
+    typename V::R acc[NR][NQV];
+    const float* xr[NR];
+    for (int r = 0; r < NR; ++r) {
+      xr[r] = t.items + (j + r) * t.item_stride;
+      for (int v = 0; v < NQV; ++v) acc[r][v] = V::zero();
+    }
+    const int64_t dim = t.dim;
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < dim; ++p) {
+      typename V::R qv[NQV];
+      for (int v = 0; v < NQV; ++v) qv[v] = V::load(qt + p * QW + v * V::W);
+      for (int r = 0; r < NR; ++r) {
+        typename V::R xb = V::set1(xr[r][p]);
+        for (int v = 0; v < NQV; ++v) acc[r][v] = V::fma(qv[v], xb, acc[r][v]);
+      }
+    }
+    const bool cosine = t.inv_qnorm != nullptr;
+    for (int r = 0; r < NR; ++r) {
+      float inv_x = 1.0f;
+      if (cosine) {
+        inv_x = row_inv_norm(xr[r], dim);
+        if (inv_x == 0.0f) {  // normalizes to 0 (finite row) or NaN: see row_finite
+          if (row_finite(xr[r], dim)) zero_row(t, thr, j + r);
+          continue;
+        }
+      }
+      for (int v = 0; v < NQV; ++v) {
+        typename V::R s = cosine ? V::mul(acc[r][v], V::set1(inv_x)) : acc[r][v];
+        unsigned mask = V::ge_mask(s, V::load(thr + v * V::W));
+        if (mask) offer_queries(t, thr, s, mask, v * V::W, j + r);
+      }
+    }
+  }
+
+  // Offer item `id` to the queries of `mask` (lanes from `lane0`), refreshing their thresholds.
+  static inline void offer_queries(const ScanTask& t, float* thr, typename V::R s, unsigned mask,
+                                   int lane0, int64_t id) {
+    alignas(64) float tmp[V::W];
+    V::store(tmp, s);
+    while (mask) {
+      int lane = __builtin_ctz(mask);
+      mask &= mask - 1;
+      const int64_t q = t.q0 + lane0 + lane;
+      offer(t, q, tmp[lane], id);
+      thr[lane0 + lane] = root_score(t, q);
+    }
+  }
+
+  // A finite item row that normalizes to 0: it scores 0 against every finite query.
+  static inline void zero_row(const ScanTask& t, float* thr, int64_t id) {
+    for (int64_t q = t.q0; q < t.q1; ++q)
+      if (0.0f >= thr[q - t.q0] && row_finite(t.queries + q * t.query_stride, t.dim)) {
+        offer(t, q, 0.0f, id);
+        thr[q - t.q0] = root_score(t, q);
+      }
+  }
+
+  static void scan(const ScanTask& t) {
+    const int64_t nq = t.q1 - t.q0;
+    if (nq <= 0 || t.j1 <= t.j0) return;
+    // Scratch: the transposed queries, then the thresholds (padding lanes +inf: never offered).
+    float* qt = t.scratch;
+    float* thr = qt + t.dim * QW;
+    for (int b = 0; b < QW; ++b) {
+      const int64_t q = t.q0 + b;
+      const float* src = q < t.q1 ? t.queries + q * t.query_stride : nullptr;
+      const float scale = (src && t.inv_qnorm) ? t.inv_qnorm[q] : 1.0f;
+      for (int64_t p = 0; p < t.dim; ++p) qt[p * QW + b] = src ? src[p] * scale : 0.0f;
+      thr[b] = src ? root_score(t, q) : kInf;
+    }
+    const int64_t row_bytes = t.item_stride * 4, line_bytes = t.dim * 4;
+    int64_t j = t.j0;
+    for (; j + NI <= t.j1; j += NI) {
+      if ((j & 4095) < NI && t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
+      const char* ahead = reinterpret_cast<const char*>(t.items) + (j + kPrefetchRows) * row_bytes;
+      if (j + kPrefetchRows + NI <= t.j1)
+        for (int r = 0; r < NI; ++r)
+          for (int64_t off = 0; off < line_bytes; off += 64)
+            __builtin_prefetch(ahead + r * row_bytes + off, 0, 3);
+      block<NI>(t, qt, thr, j);
+    }
+    for (; j < t.j1; ++j) block<1>(t, qt, thr, j);
+  }
+
+  static int64_t scratch_floats(int64_t dim) { return dim * QW + QW + 64; }
+};
+
+// Scratch of a task of `queries` queries: the packed path's, or the broadcast path's at most.
+template <int MR, int NV>
+static int64_t scratch_floats_impl(int64_t dim, int64_t queries) {
+  const int64_t packed = Packed<MR, NV>::scratch_floats(dim, (queries + MR - 1) / MR * MR);
+  const int64_t lanes = (kTopkBroadcastMaxQueries + V::W - 1) / V::W * V::W;
+  const int64_t broadcast = dim * lanes + lanes + 64;
+  return packed > broadcast ? packed : broadcast;
+}

@@ -1,0 +1,36 @@
+// AVX2 + FMA kernels (compiled with -mavx2 -mfma -mf16c; used only when the CPU has all three).
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "scan/kernels.h"
+#include "recfast/heap.h"
+#include "vec/scalar_helpers.h"
+
+namespace recfast {
+namespace isa_avx2 {
+
+#include "vec/vec_avx2.h"
+
+#include "scan/kernel_impl.h"
+
+// 6 x 16 register tile: 12 accumulators + 2 item vectors + 1 broadcast of the 16 registers.
+constexpr int kMR = 6, kNV = 2;
+using P = Packed<kMR, kNV>;
+
+// The broadcast path with as many query vectors as the batch needs.
+static void scan_broadcast(const ScanTask& t) {
+  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
+  Broadcast<2, 6>::scan(t);
+}
+
+const KernelSet kSet = {"avx2",         kMR,           &scratch_floats_impl<kMR, kNV>,
+                         &P::scan,       &Direct::scan, &scan_broadcast};
+
+}  // namespace isa_avx2
+
+const KernelSet* kernels_avx2() { return &isa_avx2::kSet; }
+
+}  // namespace recfast

@@ -1,0 +1,37 @@
+// AVX-512 kernels (compiled with -mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma; used only when
+// the CPU and OS support AVX-512).
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "scan/kernels.h"
+#include "recfast/heap.h"
+#include "vec/scalar_helpers.h"
+
+namespace recfast {
+namespace isa_avx512 {
+
+#include "vec/vec_avx512.h"
+
+#include "scan/kernel_impl.h"
+
+// 12 x 32 register tile: 24 accumulators + 2 item vectors + 1 broadcast of the 32 registers.
+constexpr int kMR = 12, kNV = 2;
+using P = Packed<kMR, kNV>;
+
+// The broadcast path with as many query vectors as the batch needs.
+static void scan_broadcast(const ScanTask& t) {
+  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
+  Broadcast<1, 24>::scan(t);
+}
+
+const KernelSet kSet = {"avx512",         kMR,           &scratch_floats_impl<kMR, kNV>,
+                         &P::scan,       &Direct::scan, &scan_broadcast};
+
+}  // namespace isa_avx512
+
+const KernelSet* kernels_avx512() { return &isa_avx512::kSet; }
+
+}  // namespace recfast
