@@ -113,7 +113,7 @@ def item_features(df: Any, *, categorical: Any = (), multi_valued: Any = (), num
         cells = [None if _is_missing(v) else str(v) for v in df[c].tolist()]
         blocks.append(_hot(c, [[v] if v is not None else [] for v in cells], names))
     for c in groups["multi_valued"]:
-        blocks.append(_hot(c, [_split(c, v, sep, r) for r, v in enumerate(df[c].tolist())],
+        blocks.append(_hot(c, [_split(c, v, sep, r) for r, v in zip(df.index, df[c].tolist())],
                            names))
     for c in groups["numeric"]:
         blocks.append(sp.csr_matrix(_standardized(df[c], c, pd)[:, None]))
@@ -127,7 +127,7 @@ def item_features(df: Any, *, categorical: Any = (), multi_valued: Any = (), num
     return ItemFeatures(m if sparse else m.toarray(), names)
 
 
-def _split(col: Any, v: Any, sep: str, row: int) -> list[str]:
+def _split(col: Any, v: Any, sep: str, row: Any) -> list[str]:
     if _is_missing(v):
         return []
     if isinstance(v, str):
@@ -135,7 +135,7 @@ def _split(col: Any, v: Any, sep: str, row: int) -> list[str]:
     elif isinstance(v, (list, tuple, set, frozenset)):
         parts = [str(x) for x in v]
     else:
-        raise TypeError(f"multi_valued column {col!r}, row {row}: expected a string of values "
+        raise TypeError(f"multi_valued column {col!r}, row {row!r}: expected a string of values "
                         f"joined by {sep!r} or a list of values, got {type(v).__name__}")
     return [p for p in (s.strip() for s in parts) if p]
 
@@ -179,7 +179,7 @@ def _standardized(series: Any, col: Any, pd: Any) -> np.ndarray:
 
 
 def _embedding(series: Any, col: Any) -> np.ndarray:
-    rows = []
+    rows: list[np.ndarray] = []
     for r, v in zip(series.index, series.tolist()):
         if isinstance(v, (str, bytes)) or _is_missing(v) or isinstance(v, numbers.Number):
             raise TypeError(f"embedding column {col!r}, row {r!r}: expected a vector (list or "

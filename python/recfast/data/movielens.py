@@ -154,8 +154,8 @@ def load_movielens_genres(path: str | os.PathLike[str]) -> Any:
             raise ValueError(f"{p}: {_one_line(exc)}") from None
         _check_columns(p, list(df.columns), ["movieId", "title", "genres"])
         items = _int_ids(p, df["movieId"], "movieId", header_lines=1)
-        genres = [("" if g.strip() == _NO_GENRES else g.strip()) for g in df["genres"]]
-        return pd.DataFrame({"item": items, "title": df["title"].tolist(), "genres": genres})
+        cells = [("" if g.strip() == _NO_GENRES else g.strip()) for g in df["genres"]]
+        return pd.DataFrame({"item": items, "title": df["title"].tolist(), "genres": cells})
     rows_item, rows_title, rows_genres = [], [], []
     with open(p, encoding="latin-1") as f:
         for lineno, line in enumerate(f, 1):

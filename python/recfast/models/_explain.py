@@ -74,9 +74,10 @@ def check_item(item: Any, n_items: int) -> int:
     """The explained item: an integer in [0, n_items)."""
     if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
         raise TypeError(f"item must be an integer item id, got {type(item).__name__}")
-    if not 0 <= item < n_items:
-        raise ValueError(f"item must be in [0, {n_items}), got {item}")
-    return int(item)
+    value = int(item)
+    if not 0 <= value < n_items:
+        raise ValueError(f"item must be in [0, {n_items}), got {value}")
+    return value
 
 
 def check_n(n: Any) -> int:
