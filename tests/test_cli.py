@@ -584,3 +584,71 @@ def test_recommend_matches_model(trained: dict[str, Path], data_dir: Path,
         assert not seen & recs
         if k >= 60:  # every unseen item, once each
             assert recs == set(range(100, 160)) - seen
+
+
+# -- recommend --explain ------------------------------------------------------------------------
+
+
+def expected_because(model_path: Path, data_dir: Path, user: str, raw_item: int,
+                     titles: bool) -> str:
+    """The explanation column for one recommendation, from load_model(...).explain."""
+    from recfast.data import Interactions
+    from recfast.models import load_model
+
+    model = load_model(model_path)
+    d = Interactions.from_csv(data_dir / "data.csv", user_col="uid", item_col="mid",
+                              rating_col="stars")
+    X = d.matrix()[d.user_index([user])]
+    X.data[:] = 1.0  # the command reads binary histories
+    item = int(np.flatnonzero(d.item_ids == raw_item)[0])
+    e = model.explain(X, item, n=3)
+    names = [f"Movie {int(d.item_ids[j]) - 100}" if titles else str(int(d.item_ids[j]))
+             for j in e.ids[e.contributions > 0]]
+    return "because you liked " + ", ".join(names) if names else ""
+
+
+@torch_sparse_warning
+@pytest.mark.parametrize("name", ["ease", "autoencoder"])
+@pytest.mark.parametrize("titles", [False, True])
+def test_recommend_explain(trained: dict[str, Path], data_dir: Path,
+                           capsys: pytest.CaptureFixture[str], name: str, titles: bool) -> None:
+    users = ["u3", "u10"]
+    argv = ["recommend", str(trained[name]), str(data_dir / "data.csv"), *users, "-k", "4",
+            *cols(), "--explain"]
+    if titles:
+        argv += ["--items", str(data_dir / "movies.csv")]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "user\trank\titem\tscore" + ("\ttitle" if titles else "") + \
+        "\texplanation"
+    rows = parse_recs(out)
+    assert len(rows) == 8
+    import pandas as pd
+
+    df = pd.read_csv(data_dir / "data.csv")
+    named = 0
+    for r in rows:
+        because = r[-1]
+        assert because == expected_because(trained[name], data_dir, r[0], int(r[2]), titles)
+        if because:
+            named += 1
+            liked = because.removeprefix("because you liked ").split(", ")
+            assert 1 <= len(liked) <= 3
+            seen = set(df.loc[df.uid == r[0], "mid"])
+            raw = [int(t.removeprefix("Movie ")) + 100 for t in liked] if titles else \
+                [int(t) for t in liked]
+            assert set(raw) <= seen  # only the user's own history explains
+    assert named >= 6  # group-structured data: most recommendations have positive reasons
+
+
+def test_recommend_explain_needs_a_model_that_explains(data_dir: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    model = data_dir / "pop-explain.model"
+    assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
+                 "--out", str(model)]) == 0
+    capsys.readouterr()
+    code, out, err = run(["recommend", str(model), str(data_dir / "data.csv"), "u1", *cols(),
+                          "--explain"], capsys)
+    assert code == 1 and out == ""
+    assert err.strip() == (f"recfast: error: --explain needs an EASE or AutoEncoder model; "
+                           f"{model} holds a Popularity")

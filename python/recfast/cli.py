@@ -1,7 +1,7 @@
 """The `recfast` command (also `python -m recfast`).
 
     recfast train DATA --out MODEL [--model autoencoder|ease|popularity] [--epochs N] ...
-    recfast recommend MODEL DATA USER [USER ...] [-k 10] [--items TITLES]
+    recfast recommend MODEL DATA USER [USER ...] [-k 10] [--items TITLES] [--explain]
     recfast evaluate DATA [--heldout-users 0.1] [--seed 0] [--epochs N] ...
     recfast bench [bench options]          (the top-k benchmark, `python -m recfast.bench`)
 
@@ -225,6 +225,10 @@ def _parser() -> _Parser:
     p.add_argument("--items", default=None,
                    help="MovieLens titles file or folder (u.item, movies.dat, movies.csv)")
     p.add_argument("--include-seen", action="store_true", help="allow already seen items")
+    p.add_argument("--explain", action="store_true",
+                   help="add a column 'because you liked A, B, C': the history items that "
+                        f"raised each item's score most (up to {EXPLAIN_ITEMS}; EASE and "
+                        "AutoEncoder models)")
     _add_data_args(p)
 
     p = sub.add_parser("evaluate", help="the strong-generalization protocol (docs/evaluation.md): AutoEncoder vs EASE vs "
@@ -494,6 +498,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such model file")
     model = load_model(model_path)
+    if args.explain and not hasattr(model, "explain"):
+        raise ValueError(f"--explain needs an EASE or AutoEncoder model; {model_path} holds a "
+                         f"{type(model).__name__}")
     titles = _titles(args.items) if args.items else None
     d = _load(args)
     meta_path = Path(str(model_path) + META_SUFFIX)
@@ -522,6 +529,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     k = max(1, min(args.k, model.n_items_))
     res = model.recommend(X, k=k, filter_seen=not args.include_seen)
     header = ["user", "rank", "item", "score"] + (["title"] if titles is not None else [])
+    header += ["explanation"] if args.explain else []
     print("\t".join(header))
     for r, user in enumerate(args.users):
         for rank, (item, score) in enumerate(zip(res.ids[r].tolist(), res.scores[r].tolist()), 1):
@@ -531,8 +539,27 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             line = [str(user), str(rank), str(raw), f"{score:.6g}"]
             if titles is not None:
                 line.append(titles.get(_id_key(raw), ""))
+            if args.explain:
+                line.append(_because(model, X[r], item, model_items, titles))
             print("\t".join(line))
     return 0
+
+
+# History items named per explained recommendation (`recommend --explain`).
+EXPLAIN_ITEMS = 3
+
+
+def _because(model: Any, history: sp.csr_matrix, item: int, model_items: np.ndarray,
+             titles: dict[Any, str] | None) -> str:
+    """'because you liked A, B, C': the history items of positive contribution, largest first,
+    by title when the titles file has one, else by raw id."""
+    e = model.explain(history, item, n=EXPLAIN_ITEMS)
+    names = []
+    for j in e.ids[e.contributions > 0].tolist():
+        raw = model_items[j]
+        title = titles.get(_id_key(raw)) if titles is not None else None
+        names.append(title or str(raw))
+    return "because you liked " + ", ".join(names) if names else ""
 
 
 def _id_key(v: Any) -> Any:

@@ -22,8 +22,14 @@ column, and what was expected. Reading needs pandas (`pip install recfast[train]
 `Interactions` object, the matrices and the splits need only NumPy and SciPy.
 """
 
+from .features import ItemFeatures, item_features
 from .interactions import Interactions
-from .movielens import load_movielens, load_movielens_titles
+from .movielens import (
+    load_movielens,
+    load_movielens_genres,
+    load_movielens_tags,
+    load_movielens_titles,
+)
 from .splits import (
     ColdStartSplit,
     StrongSplit,
@@ -35,8 +41,12 @@ from .splits import (
 
 __all__ = [
     "Interactions",
+    "ItemFeatures",
     "StrongSplit",
+    "item_features",
     "load_movielens",
+    "load_movielens_genres",
+    "load_movielens_tags",
     "load_movielens_titles",
     "strong_generalization_split",
     "random_holdout_split",

@@ -1,4 +1,5 @@
-"""MovieLens readers: ratings (ml-100k, ml-1m/10m, ml-latest, ml-20m/25m layouts) and titles."""
+"""MovieLens readers: ratings (ml-100k, ml-1m/10m, ml-latest, ml-20m/25m layouts), titles, and
+the item attributes the datasets ship (genres, tags)."""
 
 from __future__ import annotations
 
@@ -119,3 +120,112 @@ def load_movielens_titles(path: str | os.PathLike[str]) -> dict[Any, str]:
 
 
 # --------------------------------------------------------------------------------------------
+# item attributes: genres and tags
+# --------------------------------------------------------------------------------------------
+
+# ml-100k's u.item ends in 19 genre flags in this order (the dataset's u.genre).
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                 "Romance", "Sci-Fi", "Thriller", "War", "Western")
+_NO_GENRES = "(no genres listed)"  # ml-latest's movies.csv marker for an empty list
+_TAG_FILES = ("tags.csv",)
+
+
+def load_movielens_genres(path: str | os.PathLike[str]) -> Any:
+    """Items' titles and genres as a pandas DataFrame with columns item, title, genres.
+
+    Reads `u.item` (ml-100k: `id|title|release|video release|url|` then 19 0/1 genre flags,
+    latin-1), `movies.dat` (ml-1m/10m: `id::title::A|B`, latin-1) or `movies.csv`
+    (ml-latest(-small)/20m/25m: header `movieId,title,genres`, utf-8), given the file or its
+    folder. `genres` holds each item's genres joined by "|" ("" for none; ml-latest's
+    "(no genres listed)" is none), ready for `item_features(df, multi_valued=["genres"])`.
+    Rows are in file order; `item` is the raw id (int64).
+    """
+    pd = _pandas()
+    p = _find_file(path, _TITLE_FILES, "movies")
+    layout = _layout(p, _TITLE_FILES)
+    if layout == "movies.csv":
+        try:
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{p}: the file is empty; expected a header "
+                             f"'movieId,title,genres'") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{p}: {_one_line(exc)}") from None
+        _check_columns(p, list(df.columns), ["movieId", "title", "genres"])
+        items = _int_ids(p, df["movieId"], "movieId", header_lines=1)
+        cells = [("" if g.strip() == _NO_GENRES else g.strip()) for g in df["genres"]]
+        return pd.DataFrame({"item": items, "title": df["title"].tolist(), "genres": cells})
+    rows_item, rows_title, rows_genres = [], [], []
+    with open(p, encoding="latin-1") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            if layout == "u.item":
+                fields = line.split("|")
+                if len(fields) != 5 + len(ML100K_GENRES):
+                    raise ValueError(f"{p}: line {lineno}: expected {5 + len(ML100K_GENRES)} "
+                                     f"fields separated by '|' (id, title, release date, video "
+                                     f"release date, url, 19 genre flags), got {len(fields)}")
+                flags = fields[5:]
+                if any(v not in ("0", "1") for v in flags):
+                    raise ValueError(f"{p}: line {lineno}: the genre flags must be 0 or 1, got "
+                                     f"{'|'.join(flags)!r}")
+                genres = "|".join(g for g, v in zip(ML100K_GENRES, flags) if v == "1")
+            else:
+                fields = line.split("::")
+                if len(fields) != 3:
+                    raise ValueError(f"{p}: line {lineno}: expected 'id::title::genres'")
+                genres = "" if fields[2].strip() == _NO_GENRES else fields[2].strip()
+            try:
+                rows_item.append(int(fields[0]))
+            except ValueError:
+                raise ValueError(f"{p}: line {lineno}: expected an integer item id, got "
+                                 f"{fields[0]!r}") from None
+            rows_title.append(fields[1])
+            rows_genres.append(genres)
+    if not rows_item:
+        raise ValueError(f"{p}: the file is empty; expected one line per movie")
+    return pd.DataFrame({"item": np.array(rows_item, np.int64), "title": rows_title,
+                         "genres": rows_genres})
+
+
+def load_movielens_tags(path: str | os.PathLike[str], *, sep: str = "|") -> Any:
+    """Items' user-given tags from `tags.csv` (ml-latest(-small)/20m/25m: header
+    `userId,movieId,tag,timestamp`), given the file or its folder.
+
+    Returns a pandas DataFrame with columns item (raw id, int64, ascending) and tags: each
+    item's distinct tags, lower-cased and stripped, sorted, joined by `sep` (a `sep` inside a
+    tag becomes a space), ready for `item_features(df, multi_valued=["tags"], sep=sep)`. Items
+    nobody tagged are absent: merge on `item` with the genres to keep every movie.
+    """
+    pd = _pandas()
+    if not isinstance(sep, str) or not sep:
+        raise ValueError(f"sep must be a non-empty string, got {sep!r}")
+    p = _find_file(path, _TAG_FILES, "tags")
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{p}: the file is empty; expected a header "
+                         f"'userId,movieId,tag,timestamp'") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{p}: {_one_line(exc)}") from None
+    _check_columns(p, list(df.columns), ["movieId", "tag"])
+    items = _int_ids(p, df["movieId"], "movieId", header_lines=1)
+    tags = df["tag"].str.replace(sep, " ", regex=False).str.strip().str.lower()
+    long = pd.DataFrame({"item": items, "tag": tags})
+    long = long[long["tag"] != ""].drop_duplicates()
+    grouped = long.groupby("item", sort=True)["tag"].agg(lambda t: sep.join(sorted(t)))
+    return pd.DataFrame({"item": grouped.index.to_numpy(np.int64),
+                         "tags": grouped.to_numpy(dtype=object)})
+
+
+def _int_ids(p: Path, column: Any, name: str, *, header_lines: int) -> np.ndarray:
+    """A column of integer ids; a ValueError naming the file, line and column otherwise."""
+    ids = _numeric(column, _pandas())
+    bad = _bad_float_id(ids)
+    if bad is not None:
+        pos, reason = bad
+        raise ValueError(f"{p}: line {pos + 1 + header_lines}, column {name!r}: {reason}")
+    return ids.astype(np.int64)

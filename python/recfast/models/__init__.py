@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 
+from ._explain import Explanation
 from ._persist import stored_model_type
 from .autoencoder import AutoEncoder, AutoEncoderConfig
 from .base import Recommender
 from .ease import EASE
 from .popularity import Popularity
 
-__all__ = ["AutoEncoder", "AutoEncoderConfig", "EASE", "Popularity", "Recommender", "load_model"]
+__all__ = ["AutoEncoder", "AutoEncoderConfig", "EASE", "Explanation", "Popularity", "Recommender", "load_model"]
 
 _TYPES: dict[str, type[Recommender]] = {
     "AutoEncoder": AutoEncoder, "EASE": EASE, "Popularity": Popularity

@@ -63,6 +63,7 @@ from .._inputs import as_interactions, available_cpus, check_float, check_k, che
 from .._io import atomic_write
 from .._types import TopK
 from ..metrics import ndcg_at_k
+from ._explain import Explanation, check_history, check_item, check_n, ranked
 from ._persist import damaged, open_model_zip
 from ._scoring import (
     build_exclusion,
@@ -184,9 +185,10 @@ def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
                 nn.init.normal_(self.v, std=0.01)
 
         def encode(self, xs: Any) -> tuple[Any, Any]:
-            """xs: normalized sparse input (B, n_items). Returns (mean, logvar or None)."""
+            """xs: normalized input (B, n_items), sparse (training, inference) or dense
+            (explanations' gradients). Returns (mean, logvar or None)."""
             vae = cfg.variant == "vae"
-            h = torch.sparse.mm(xs, self.w_in) + self.b_in
+            h = (torch.sparse.mm(xs, self.w_in) if xs.is_sparse else xs @ self.w_in) + self.b_in
             n = len(self.enc)
             if not (vae and n == 0):
                 h = torch.tanh(h)
@@ -712,6 +714,70 @@ class AutoEncoder(Recommender):
         """Cosine neighbours over item_embeddings(), never the item itself."""
         self._ensure_inference()
         return cosine_similar_items(self.item_embeddings(), item_ids, k)
+
+    # ------------------------------------------------------------------ explanations
+    def explain(self, history: Any, item: Any, n: int = 5) -> Explanation:
+        """The items of one user's history that contributed most to `item`'s score.
+
+        Each history item j gets two parts:
+
+        - linear (exact): x_j * B[j, item] for the full-rank hybrid, x_j * (U_j . V_item) for
+          the low-rank one, zero for the other variants. These are the linear score's own terms.
+        - deep (gradient x input): x~_j * d f_item / d x~_j, where x~ = x / ||x|| is the
+          normalized history the network reads and f_item the deep part's score
+          <h_u, W_item> + b_item (the VAE's mean path). It is a first-order attribution, not an
+          exact split: the deep contributions need not sum to f_item. The gradient is taken
+          with respect to x~, not the raw x, because f is invariant to the scale of x, so
+          gradient x input over the raw history always sums to zero.
+
+        Parameters
+        ----------
+        history : sequence of int or scipy.sparse matrix of one row
+            The user's items (distinct ids, strength 1 each), or a 1 x n_items row of strengths.
+        item : int
+            The item to explain, in [0, n_items_).
+        n : int
+            At most this many history items (>= 1).
+
+        Returns
+        -------
+        Explanation
+            ids, contributions (linear + deep) and both parts, largest contribution first
+            (ties: lower id first).
+        """
+        self._ensure_inference()
+        ids, x = check_history(history, self.n_items_)
+        item = check_item(item, self.n_items_)
+        n = check_n(n)
+        return ranked(item, ids, self._linear_contributions(ids, x, item),
+                      self._deep_attribution(ids, x, item), n)
+
+    def _linear_contributions(self, ids: np.ndarray, x: np.ndarray, item: int) -> np.ndarray:
+        net = self.net_
+        if net.full:
+            return x * self._item_item()[ids, item]
+        if net.rank:
+            torch = self._torch
+            with torch.no_grad():
+                uv = (net.u[torch.from_numpy(ids).to(self._dev)] @ net.v[item]).float()
+            return x * uv.cpu().numpy()
+        return np.zeros(ids.size, np.float32)
+
+    def _deep_attribution(self, ids: np.ndarray, x: np.ndarray, item: int) -> np.ndarray:
+        if ids.size == 0:
+            return np.zeros(0, np.float32)
+        torch = self._torch
+        net = self.net_
+        xn = x / max(float(np.sqrt(np.dot(x, x))), 1e-12)
+        dense = torch.zeros(1, self.n_items_, device=self._dev)
+        cols = torch.from_numpy(ids).to(self._dev)
+        dense[0, cols] = torch.from_numpy(xn.astype(np.float32)).to(self._dev)
+        dense.requires_grad_(True)
+        with torch.enable_grad():
+            mu, _ = net.encode(dense)
+            f = net.out(net.hidden_of(mu))[0, item]
+            (grad,) = torch.autograd.grad(f, dense)
+        return (grad[0, cols] * dense[0, cols]).detach().float().cpu().numpy()
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

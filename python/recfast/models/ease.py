@@ -10,6 +10,7 @@ import numpy as np
 
 from .._inputs import as_interactions, check_float, check_k
 from .._types import TopK
+from ._explain import Explanation, check_history, check_item, check_n, ranked
 from ._persist import header_n_items, load_npz, save_npz
 from ._scoring import build_exclusion, cosine_similar_items, item_item_topk
 from .base import Recommender
@@ -96,6 +97,34 @@ class EASE(Recommender):
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         return item_item_topk(m, self.B_, k, excl)
+
+    def explain(self, history: Any, item: Any, n: int = 5) -> Explanation:
+        """The items of one user's history that contributed most to `item`'s score.
+
+        The score is linear, x @ B, so the explanation is exact: history item j contributes
+        x_j * B[j, item], and the contributions of the whole history sum to the score.
+
+        Parameters
+        ----------
+        history : sequence of int or scipy.sparse matrix of one row
+            The user's items (distinct ids, strength 1 each), or a 1 x n_items row of strengths.
+        item : int
+            The item to explain, in [0, n_items_).
+        n : int
+            At most this many history items (>= 1).
+
+        Returns
+        -------
+        Explanation
+            ids and contributions, largest contribution first (ties: lower id first); its
+            `linear` equals `contributions` and `deep` is zero.
+        """
+        self._check_fitted()
+        ids, x = check_history(history, self.n_items_)
+        item = check_item(item, self.n_items_)
+        n = check_n(n)
+        linear = x * self.B_[ids, item]
+        return ranked(item, ids, linear, np.zeros_like(linear), n)
 
     def item_embeddings(self) -> np.ndarray:
         """Item j's weights: column j of B (how much each item predicts j)."""
