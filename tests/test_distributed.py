@@ -308,3 +308,60 @@ def test_recommend_all_bad_input(interactions):
     bad = ray.data.from_items([{"user": 0, "item": np.array([40], np.int64)}])
     with pytest.raises(Exception, match=r"outside the model's columns \[0, 40\)"):
         within(120, distributed.recommend_all(model, bad, 5).materialize)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_cli_recommend_all(tmp_path, capsys):
+    """`recfast train` then `recfast recommend-all`: every user of the CSV, raw item ids, the
+    model's answer; bad input is one line and status 1."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from recfast.cli import main
+    from recfast.models import load_model
+
+    rng = np.random.default_rng(7)
+    users = rng.integers(0, 60, 600)
+    items = rng.integers(0, 30, 600) * 10 + 5  # raw ids, not columns
+    pd.DataFrame({"user": users, "item": items}).to_csv(tmp_path / "data.csv", index=False)
+    model_path = tmp_path / "pop.npz"
+    assert main(["train", str(tmp_path / "data.csv"), "--out", str(model_path),
+                 "--model", "popularity", "--quiet"]) == 0
+    out = tmp_path / "out"
+    rc = within(180, lambda: main(["recommend-all", str(model_path), str(tmp_path / "data.csv"),
+                                   "--out", str(out), "-k", "5", "--quiet"]))
+    assert rc == 0
+    n_users = len(np.unique(users))
+    assert f"for {n_users} users" in capsys.readouterr().out
+    table = pq.read_table(out).to_pandas().sort_values("user")
+    assert len(table) == n_users
+    model = load_model(model_path)
+    import json
+
+    raw = np.asarray(json.loads((tmp_path / "pop.npz.meta.json").read_text())["item_ids"])
+    column = {int(v): j for j, v in enumerate(raw)}
+    X = sp.csr_matrix((np.ones(600, np.float32), (users, [column[int(i)] for i in items])),
+                      shape=(60, model.n_items_))
+    X.data[:] = 1.0
+    want = model.recommend(X[table["user"].to_numpy()], k=5)
+    np.testing.assert_array_equal(np.stack([np.asarray(v, np.int64) for v in table["item_ids"]]),
+                                  raw[want.ids].astype(np.int64))
+
+    def fails(argv, match):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and match in err, err
+
+    fails(["recommend-all", str(tmp_path / "nope.npz"), str(tmp_path / "data.csv"), "--out",
+           str(tmp_path / "o1")], "no such model file")
+    (tmp_path / "junk.npz").write_bytes(b"not a model")
+    fails(["recommend-all", str(tmp_path / "junk.npz"), str(tmp_path / "data.csv"), "--out",
+           str(tmp_path / "o2")], "junk.npz")
+    fails(["recommend-all", str(model_path), str(tmp_path / "data.csv"), "--out",
+           str(tmp_path / "o3"), "--item-col", "movie"], "--item-col movie")
+    fails(["recommend-all", str(model_path), str(tmp_path / "missing"), "--out",
+           str(tmp_path / "o4")], "missing")
+    fails(["recommend-all", str(model_path), str(tmp_path / "data.csv"), "--out", str(out)],
+          "not an empty folder")

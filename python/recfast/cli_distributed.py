@@ -51,6 +51,9 @@ def _check_out(out: str) -> None:
 
 def _connect(ray: Any, address: str, quiet: bool) -> None:
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="WARNING")
+    if ray.is_initialized():  # called from a program that is already connected
+        ray.data.DataContext.get_current().enable_progress_bars = not quiet
+        return
     try:
         if address == "local":
             ray.init(include_dashboard=False, **kwargs)

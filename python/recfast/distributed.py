@@ -331,18 +331,20 @@ def _worker_plan(ray: Any, num_workers: int | None, num_cpus_per_worker: int | N
                  pools: int) -> tuple[int, float, int]:
     """(actors per pool, CPUs each actor asks for, its native threads).
 
-    By default one CPU per actor and the cluster's CPUs shared evenly by the pools. Pools that
-    would ask for more CPUs than the cluster has (more shards than CPUs) ask for a fraction of a
-    CPU each, so that every pool's actors can be alive at once: the pipeline streams through
-    all of them, and an actor waiting for a CPU would stall it.
+    By default one CPU per actor and the cluster's CPUs shared evenly by the pools. The actors
+    together never ask for every CPU: one is left for Ray Data's own read and write tasks
+    (read_parquet, write_parquet), which would otherwise wait for a CPU the actors hold until
+    the end, and the pipeline would stall. Pools that would ask for more (more shards than
+    CPUs) ask for a fraction of a CPU each, so that every pool's actors are alive at once. The
+    native threads stay as many as the CPUs asked for by the caller.
     """
     cpus = _cluster_cpus(ray)
     per = num_cpus_per_worker or 1
     if num_workers is None:
         num_workers = max(1, cpus // (per * pools))
-    ask = float(per)
-    if num_workers * pools * per > cpus:
-        ask = cpus / (num_workers * pools)
+    room = cpus - 1 if cpus > 1 else cpus / 2
+    actors = num_workers * pools
+    ask = float(per) if actors * per <= room else room / actors
     return num_workers, ask, per
 
 
