@@ -604,8 +604,8 @@ def user_histories(interactions: Any, *, user_column: str = "user",
     import pyarrow as pa
 
     item_type = dict(zip(schema.names, schema.types))[item_column]
-    if isinstance(item_type, pa.DataType) and (pa.types.is_list(item_type)
-                                               or pa.types.is_large_list(item_type)):
+    if not (isinstance(item_type, pa.DataType) and pa.types.is_integer(item_type)):
+        # lists (Arrow lists, tensors, ragged objects): one row per user already
         return interactions.select_columns([user_column, item_column])
 
     def gather(group: dict[str, np.ndarray]) -> dict[str, Any]:
