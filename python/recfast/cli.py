@@ -2,6 +2,7 @@
 
     recfast train DATA --out MODEL [--model autoencoder|ease|popularity] [--epochs N] ...
     recfast recommend MODEL DATA USER [USER ...] [-k 10] [--items TITLES] [--explain]
+    recfast recommend-all MODEL DATA --out DIR [-k 100] [--address local|auto|ADDRESS]
     recfast evaluate DATA [--heldout-users 0.1] [--seed 0] [--epochs N] ...
     recfast bench [bench options]          (the top-k benchmark, `python -m recfast.bench`)
 
@@ -250,6 +251,9 @@ def _parser() -> _Parser:
     _add_filter_args(p, protocol=True)
     _add_model_args(p)
 
+    from .cli_distributed import add_parser as _add_recommend_all
+
+    _add_recommend_all(sub, _positive_int)
     sub.add_parser("bench", help="the top-k benchmark (see `recfast bench --help`)",
                    add_help=False)
     return parser
@@ -668,7 +672,14 @@ def _print_table(results: dict[str, dict[str, Any]], ks: Sequence[int]) -> None:
         print(f"{label:<{width}}  {row}  {r['fit_seconds']:>8.1f}{note}")
 
 
-_COMMANDS = {"train": _cmd_train, "recommend": _cmd_recommend, "evaluate": _cmd_evaluate}
+def _cmd_recommend_all(args: argparse.Namespace) -> int:
+    from .cli_distributed import run
+
+    return run(args)
+
+
+_COMMANDS = {"train": _cmd_train, "recommend": _cmd_recommend, "evaluate": _cmd_evaluate,
+             "recommend-all": _cmd_recommend_all}
 
 
 def _raise_usage(message: str) -> Any:
