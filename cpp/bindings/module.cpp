@@ -81,6 +81,9 @@ py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "recfast native core: fused exact top-k scan";
+#ifdef RECFAST_VERSION
+  m.attr("__version__") = RECFAST_VERSION;
+#endif
   m.def("topk", &topk, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("num_threads"),
         py::arg("batch_size") = 0,
