@@ -281,16 +281,20 @@ def _lookup(all_ids: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 class ItemIndex:
     """Item vectors addressed by int64 external ids, searched exactly.
 
-    Args:
-        dim: vector dimension (>= 1).
-        metric: "cosine" (vectors normalized on add) or "dot".
-        storage: "float32", "float16" or "int8" (compressed scan, exact re-scoring; see the module
-            docstring).
-
     Thread safety: any number of threads may call `search`, `similar`, `get` and `save` while
     others `add` or `remove`. Each call works on one consistent state of the index (the state
     before or after a concurrent mutation, never a mix), and mutations are serialized. The
     native code releases the GIL, so searches run in parallel.
+
+    Parameters
+    ----------
+    dim
+        vector dimension (>= 1).
+    metric
+        "cosine" (vectors normalized on add) or "dot".
+    storage
+        "float32", "float16" or "int8" (compressed scan, exact re-scoring; see the module
+        docstring).
     """
 
     def __init__(self, dim: int, metric: str = "cosine", storage: str = "float32") -> None:
@@ -447,23 +451,32 @@ class ItemIndex:
     ) -> TopK:
         """Top-k items per query, with external ids.
 
-        Args:
-            queries: (B, d) or (d,) floats (finite).
-            k: items per query (>= 1); rows with fewer eligible items are padded id -1, -inf.
-            exclude: items never returned, per query: a sequence of B arrays of external ids
-                (ids not in the index are ignored; a flat array for a 1-D query), or a
-                scipy.sparse matrix (B, len(index)) over positions (position = rank of the id in
-                `ids`).
-            include: a global allow-list of external ids (ids not in the index are ignored);
-                None allows every item, an empty list none.
-            exact: True returns exactly `recfast.topk`'s answer on the float32 vectors (ids and
-                scores), for each query whatever the other queries of the batch are. False, for
-                compressed storage, skips the float32 re-scoring: ids and scores come from the
-                compressed scan (approximate: scores off by up to the quantization error,
-                near-ties possibly swapped). float32 storage is always exact.
-            num_threads: None for all usable CPUs, or a positive count.
+        Parameters
+        ----------
+        queries
+            (B, d) or (d,) floats (finite).
+        k
+            items per query (>= 1); rows with fewer eligible items are padded id -1, -inf.
+        exclude
+            items never returned, per query: a sequence of B arrays of external ids
+            (ids not in the index are ignored; a flat array for a 1-D query), or a
+            scipy.sparse matrix (B, len(index)) over positions (position = rank of the id in
+            `ids`).
+        include
+            a global allow-list of external ids (ids not in the index are ignored);
+            None allows every item, an empty list none.
+        exact
+            True returns exactly `recfast.topk`'s answer on the float32 vectors (ids and
+            scores), for each query whatever the other queries of the batch are. False, for
+            compressed storage, skips the float32 re-scoring: ids and scores come from the
+            compressed scan (approximate: scores off by up to the quantization error,
+            near-ties possibly swapped). float32 storage is always exact.
+        num_threads
+            None for all usable CPUs, or a positive count.
 
-        Returns:
+        Returns
+        -------
+        TopK
             TopK(scores float32, ids int64 external), each (B, k) or (k,), best first, equal
             scores lower id first.
         """
