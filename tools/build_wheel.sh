@@ -51,6 +51,7 @@ done
 
 rm -rf build/wheel-out
 mkdir -p "$out_dir"
+rm -f "$out_dir"/recfast-*.whl "$out_dir"/recfast-*.tar.gz  # one artefact of each kind
 # The wheel is built from the sdist in an isolated environment that has only the declared
 # build requirements (pyproject.toml [build-system]).
 CC="$wrappers/cc" CXX="$wrappers/c++" RECFAST_CUDA=OFF RECFAST_SIMDE_TEST=OFF \
