@@ -14,7 +14,7 @@ in the JSON and the table). Times are CUDA-event times around a synchronized cal
     size is reported beside it.
   * torch: torch.cuda.max_memory_allocated() during the call minus what was allocated before.
 Every contestant's answer for the first --check-queries queries of every shape is checked
-against the float64 top-k (`recfast._bench_check`: ids in order, near-ties in either order,
+against the float64 top-k (`recfast.bench.check`: ids in order, near-ties in either order,
 scores within float32 rounding); a wrong answer is named and the exit status is 1 (2 when a
 shape or contestant failed to run).
 
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 import recfast
-from recfast import _bench_check, _cuda_backend
+from recfast import _cuda_backend
+from recfast.bench import check as _bench_check
 
 MiB = 1 << 20
 _KEEP: list[Any] = []  # FAISS GPU resources, alive as long as the process

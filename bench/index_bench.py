@@ -3,7 +3,7 @@
 N items (seed 0, standard normal rows, normalized), d, k; B = 1 and B = 1024 per storage; each
 index saved, then loaded with mmap=True and searched exactly. Reports milliseconds (best of
 `repeats`), the mean number of re-scored candidates per query, the check of every answer against
-the float64 top-k (`recfast._bench_check`: ids in order, near-ties in either order, scores within
+the float64 top-k (`recfast.bench.check`: ids in order, near-ties in either order, scores within
 float32 rounding), whether ids and scores also equal the float32 storage's bit for bit
 (information only), and the resident memory of the loaded index's file mapping (plus the process
 RSS) while searching. `run()` returns the rows for the main benchmark to reuse. A row that fails
@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import recfast
-from recfast import _bench_check
+from recfast.bench import check as _bench_check
 from recfast.index import ItemIndex
 
 
@@ -75,7 +75,7 @@ def run(n: int = 1_000_000, d: int = 128, k: int = 10, batches: tuple[int, ...] 
                 best, res, stats = float("inf"), None, None
                 for _ in range(repeats if b < 256 else max(1, repeats - 1)):
                     t = time.perf_counter()
-                    res, stats = index.search_with_stats(q, k)
+                    res, stats = index.search(q, k, return_stats=True)
                     best = min(best, time.perf_counter() - t)
                 check = _bench_check.verify(unit[b], x, res.ids, res.scores, exact[b])
                 if storage == "float32":

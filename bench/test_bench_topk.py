@@ -3,7 +3,7 @@
 Moderate shapes (N=200,000 normalized float32 items by default, d=128, k=10) so a run takes
 about a minute: recfast with metric "dot" and "cosine" at B in 1, 16, 128, 1024 and the NumPy
 reference at B in 1, 16, 128 for comparison. Each benchmark stores GFLOP/s (2*B*N*d / best time)
-in `extra_info` and checks its answer against the float64 top-k (`recfast._bench_check`: ids in
+in `extra_info` and checks its answer against the float64 top-k (`recfast.bench.check`: ids in
 order, near-ties in either order, scores within float32 rounding) at every B. The side-by-side comparison with FAISS, torch and implicit, each in its own
 process, is `python -m recfast.bench`; see bench/README.md.
 
@@ -21,8 +21,9 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import recfast  # noqa: E402
-from recfast import _bench_check, reference  # noqa: E402
-from recfast._bench_worker import make_data  # noqa: E402
+from recfast import reference  # noqa: E402
+from recfast.bench import check as _bench_check  # noqa: E402
+from recfast.bench.worker import make_data  # noqa: E402
 
 N = int(os.environ.get("RECFAST_BENCH_ITEMS", "200000"))
 D = 128

@@ -1,4 +1,4 @@
-"""The benchmarks' float64 check (recfast._bench_check) and how the benchmarks use it."""
+"""The benchmarks' float64 check (recfast.bench.check) and how the benchmarks use it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import recfast
-from recfast import _bench_check as bc
-from recfast import _bench_worker, bench
+from recfast import bench
+from recfast.bench import check as bc
+from recfast.bench import worker as _bench_worker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,7 +219,7 @@ def _in_process_workers(monkeypatch: pytest.MonkeyPatch, corrupt: str | None = N
                 np.savez(s["npz"], ids=ids, scores=scores, exact=exact)
         return res
 
-    monkeypatch.setattr(bench, "_run_worker", fake)
+    monkeypatch.setattr(bench.runner, "_run_worker", fake)
 
 
 ARGS = ["--n-items", "2000", "--dims", "16", "--batches", "1,4", "--ks", "5", "--peers", "none",

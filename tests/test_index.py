@@ -137,7 +137,7 @@ def test_tight_clusters(level, storage, metric):
     idx = make_index(x, metric, storage)
     q = (centers[rng.integers(0, 1000, 40)] + 1e-3 * rng.standard_normal((40, d))).astype(np.float32)
     for b in (1, 5, 40):
-        res, stats = idx.search_with_stats(q[:b], 10)
+        res, stats = idx.search(q[:b], 10, return_stats=True)
         assert_exact(idx, q[:b], 10, res)
         assert stats["candidates"] >= 10 * b
 

@@ -87,7 +87,7 @@ def test_float32_fallback_beyond_the_bound_range():
     assert np.isfinite(want.scores).all()
     for s in ("int8", "float16"):
         ix = _index(x, "dot", s)
-        _, stats = ix.search_with_stats(q, 6)
+        _, stats = ix.search(q, 6, return_stats=True)
         assert stats["candidates"] == 0  # nothing went through the compressed scan
         _same(ix.search(q, 6), want)
     _check_reference(f, q, 6, want)

@@ -497,10 +497,11 @@ def test_native_cosine_of_huge_and_tiny_rows_is_the_float64_truth(b):
 def test_reference_decodes_inputs_itself():
     """The reference shares no array or exclusion decoding with recfast.topk (only the checks
     of k, metric and num_threads), so a decoding bug there cannot hide in both."""
-    from recfast import _inputs
+    from recfast import _exclusion, _inputs
 
-    shared = [_inputs.prepare, _inputs.exclusion_csr, _inputs.as_float32_matrix,
-              _inputs.as_row_batch, _inputs.single_query_exclude, _inputs.check_shapes]
+    shared = [_inputs.prepare, _exclusion.as_exclusion, _exclusion.from_rows,
+              _exclusion.from_sparse, _inputs.as_float32_matrix, _inputs.as_row_batch,
+              _exclusion.single_query_exclude, _inputs.check_shapes]
     used = [name for name, obj in vars(reference).items() if any(obj is f for f in shared)]
     assert not used, used
 

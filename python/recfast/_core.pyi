@@ -44,7 +44,7 @@ def _simd_levels() -> list[str]: ...
 def _raise_in_worker(n_tasks: int, failing_task: int, num_threads: int) -> None: ...
 def quant_search(
     queries: npt.NDArray[np.float32],
-    codec: str,
+    storage: str,
     codes: npt.NDArray[np.int8] | npt.NDArray[np.uint16],
     scale: npt.NDArray[np.float32],
     err: npt.NDArray[np.float32],

@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ._exclusion import as_exclusion, single_query_exclude
 from ._inputs import (
     as_float32_matrix,
     check_shapes,
-    exclusion_csr,
     is_torch_tensor,
     prepare,
-    single_query_exclude,
 )
 from ._types import TopK
 
@@ -165,10 +164,11 @@ def topk(
     if cuda_in:
         return _topk_torch(queries, items, k, metric, exclude, index, cuda_in[0],
                            scratch_bytes, max_query_tile)
-    pb = prepare(queries, items, exclude)
-    indptr, indices = pb.exclude_csr
-    return pb.result(*_module.topk_host(
-        pb.queries, pb.items, k, metric, indptr, indices, index or 0, scratch_bytes, max_query_tile
+    args = prepare(queries, items, exclude)
+    indptr, indices = (None, None) if args.exclude is None else (args.exclude.indptr, args.exclude.indices)
+    return args.result(*_module.topk_host(
+        args.queries, args.items, k, metric, indptr, indices, index or 0, scratch_bytes,
+        max_query_tile,
     ))
 
 
@@ -186,8 +186,8 @@ def _topk_torch(queries, items, k, metric, exclude, index, ref, scratch_bytes, m
         q = q[None, :]
         exclude = single_query_exclude(exclude)
     b, n, d = int(q.shape[0]), int(x.shape[0]), int(x.shape[1])
-    excl = exclusion_csr(exclude, b, n)
-    indptr, indices = excl if excl is not None else (None, None)
+    excl = as_exclusion(exclude, b, n)
+    indptr, indices = (None, None) if excl is None else (excl.indptr, excl.indices)
     scores = torch.empty((b, k), dtype=torch.float32, device=dev)
     ids = torch.empty((b, k), dtype=torch.int64, device=dev)
     if b > 0:

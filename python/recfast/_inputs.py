@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._exclusion import Exclusion, as_exclusion, single_query_exclude
 from ._types import TopK
 
 METRICS = ("cosine", "dot")
@@ -133,78 +134,14 @@ def check_shapes(queries: np.ndarray, items: np.ndarray) -> None:
         raise ValueError("queries and items must have at least one column (dimension 0 given)")
 
 
-def exclusion_csr(
-    exclude: Any, n_queries: int, n_items: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-query exclusions as CSR (indptr, indices), int64, each row sorted and unique.
-
-    `exclude` is None, a scipy.sparse matrix/array of shape (n_queries, n_items) whose stored
-    nonzeros are the excluded items, or a sequence of n_queries integer arrays of item ids.
-    """
-    if exclude is None:
-        return None
-    if sp.issparse(exclude):
-        if exclude.shape != (n_queries, n_items):
-            raise ValueError(
-                f"exclude must have shape (n_queries, n_items) = ({n_queries}, {n_items}), "
-                f"got {exclude.shape}"
-            )
-        csr = sp.csr_array(exclude, copy=True)
-        csr.sum_duplicates()  # also sorts each row
-        csr.eliminate_zeros()  # after summing: duplicates that sum to 0 are a zero entry
-        return csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
-    if isinstance(exclude, (str, bytes, dict)) or not hasattr(exclude, "__len__"):
-        raise TypeError(
-            "exclude must be None, a scipy.sparse matrix or a sequence of integer arrays, "
-            f"got {type(exclude).__name__}"
-        )
-    if len(exclude) != n_queries:
-        raise ValueError(f"exclude has {len(exclude)} rows but there are {n_queries} queries")
-    rows = []
-    for r, row in enumerate(exclude):
-        arr = np.asarray(row if row is not None else [])
-        if arr.size == 0:
-            rows.append(np.empty(0, np.int64))
-            continue
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"exclude[{r}] must hold integer item ids, got dtype {arr.dtype}")
-        arr = arr.ravel().astype(np.int64, copy=False)
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi >= n_items:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"exclude[{r}] holds item id {bad}, outside [0, {n_items})")
-        arr = np.sort(arr)  # sort + dedupe: np.unique (hash based in NumPy 2.4) is ~100x slower
-        rows.append(arr[np.concatenate(([True], arr[1:] != arr[:-1]))])
-    indptr = np.zeros(n_queries + 1, np.int64)
-    np.cumsum([len(r) for r in rows], out=indptr[1:])
-    indices = np.concatenate(rows) if rows else np.empty(0, np.int64)
-    return indptr, indices.astype(np.int64, copy=False)
-
-
-def single_query_exclude(exclude: Any) -> Any:
-    """For a 1-D query, allow a flat array of ids as its exclusion list."""
-    if exclude is None or sp.issparse(exclude):
-        return exclude
-    arr = exclude if isinstance(exclude, np.ndarray) else None
-    if arr is not None and arr.ndim == 1:
-        return [arr]
-    if isinstance(exclude, (list, tuple)) and all(isinstance(v, numbers.Integral) for v in exclude):
-        return [np.asarray(exclude, dtype=np.int64)]
-    return exclude
-
-
 @dataclass(frozen=True)
-class Problem:
-    """A validated top-k problem: 2-D float32 queries and items, exclusions as CSR."""
+class TopkArgs:
+    """Validated top-k arguments: 2-D float32 queries and items, and their exclusions."""
 
     queries: np.ndarray
     items: np.ndarray
-    exclude: tuple[np.ndarray, np.ndarray] | None
+    exclude: Exclusion | None
     single: bool  # the caller gave one 1-D query: results are 1-D
-
-    @property
-    def exclude_csr(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        return self.exclude if self.exclude is not None else (None, None)
 
     def result(self, scores: Any, ids: Any) -> TopK:
         return TopK(scores[0], ids[0]) if self.single else TopK(scores, ids)
@@ -219,10 +156,79 @@ def as_row_batch(x: Any, name: str, exclude: Any) -> tuple[np.ndarray, Any, bool
     return a, exclude, False
 
 
-def prepare(queries: Any, items: Any, exclude: Any) -> Problem:
+def prepare(queries: Any, items: Any, exclude: Any) -> TopkArgs:
     """Validate and convert the array arguments shared by every top-k backend."""
     q = as_float32_matrix(queries, "queries", allow_1d=True)
     x = as_float32_matrix(items, "items")
     check_shapes(q, x)
     q, exclude, single = as_row_batch(q, "queries", exclude)
-    return Problem(q, x, exclusion_csr(exclude, q.shape[0], x.shape[0]), single)
+    return TopkArgs(q, x, as_exclusion(exclude, q.shape[0], x.shape[0]), single)
+
+
+# --- the models' arguments ----------------------------------------------------------------
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value: Any, name: str, *, minimum: float = 0.0, maximum: float | None = None,
+                strict_min: bool = False, strict_max: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if v < minimum or (strict_min and v == minimum):
+        raise ValueError(f"{name} must be {'>' if strict_min else '>='} {minimum}, got {value}")
+    if maximum is not None and (v > maximum or (strict_max and v == maximum)):
+        raise ValueError(f"{name} must be {'<' if strict_max else '<='} {maximum}, got {value}")
+    return v
+
+
+def as_interactions(X: Any, name: str = "X", n_items: int | None = None) -> sp.csr_matrix:
+    """X as a float32 CSR users x items matrix with sorted, summed indices (copied once)."""
+    if sp.issparse(X):
+        m = sp.csr_matrix(X, dtype=np.float32, copy=True)
+    elif isinstance(X, np.ndarray):
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D users x items matrix, got shape {X.shape}")
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+            raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
+        m = sp.csr_matrix(X.astype(np.float32))
+    else:
+        raise TypeError(
+            f"{name} must be a scipy.sparse users x items matrix (or a 2-D numpy array), "
+            f"got {type(X).__name__}"
+        )
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {m.shape}")
+    if n_items is not None and m.shape[1] != n_items:
+        raise ValueError(
+            f"{name} has {m.shape[1]} item columns but the model was fit on {n_items} items"
+        )
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    if m.nnz and not np.all(np.isfinite(m.data)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if m.nnz and m.data.min() < 0:
+        raise ValueError(f"{name} must be non-negative (interaction strengths)")
+    return m
+
+
+def check_item_ids(values: Any, n_items: int, name: str, *, allow_scalar: bool) -> np.ndarray:
+    """Item column ids as int64, each in [0, n_items); `name` is the argument in messages."""
+    ids = np.atleast_1d(np.asarray(values)) if allow_scalar else np.asarray(values)
+    if ids.ndim != 1:
+        what = "an id or a 1-D sequence of ids" if allow_scalar else "a 1-D sequence of item ids"
+        raise ValueError(f"{name} must be {what}, got shape {ids.shape}")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer item ids, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_items):
+        raise ValueError(f"{name} holds ids outside [0, {n_items})")
+    return ids

@@ -316,7 +316,7 @@ def _check_device(device: str) -> None:
     """--device names a device torch has here (CUDA built in, the index in range)."""
     if not device.startswith("cuda"):
         return
-    from .models._base import require_torch
+    from .models._torch import require_torch
 
     torch = require_torch()
     if not torch.cuda.is_available():
@@ -383,7 +383,7 @@ def _check_autoencoder_fits(model: Any, n_items: int) -> None:
 
     if not isinstance(model, AutoEncoder):
         return
-    from .models._base import require_torch
+    from .models._torch import require_torch
     from .models.autoencoder import uses_full_rank, weight_count
     from .models.ease import available_memory_bytes
 
@@ -651,7 +651,7 @@ def _raise_usage(message: str) -> Any:
 def _check_bench_args(argv: list[str]) -> None:
     """Parse `recfast bench` options with the benchmark's own parser, its errors as one line,
     and check the numbers and the --out folder before the benchmark starts any work."""
-    from . import bench
+    from .bench import runner as bench
 
     parser = bench._parser()
     parser.error = _raise_usage  # type: ignore[method-assign]  # one line, not the usage block

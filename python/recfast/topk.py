@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _cuda_backend
+from . import _cuda_backend, _native
+from ._exclusion import as_exclusion
 from ._inputs import (
     as_float32_matrix,
     as_row_batch,
@@ -16,7 +17,6 @@ from ._inputs import (
     check_metric,
     check_num_threads,
     check_output_size,
-    exclusion_csr,
     prepare,
 )
 from ._types import TopK
@@ -79,14 +79,13 @@ def topk(
         if len(qs) in (1, 2) and len(xs) == 2:  # other shapes: the backend's checks raise
             check_output_size(int(qs[0]) if len(qs) == 2 else 1, k, int(xs[0]))
         return _cuda_backend.topk(queries, items, k, metric=metric, exclude=exclude, device=device)
-    pb = prepare(queries, items, exclude)
-    b, n = pb.queries.shape[0], pb.items.shape[0]
+    args = prepare(queries, items, exclude)
+    b, n = args.queries.shape[0], args.items.shape[0]
     check_output_size(b, k, n)
     if b == 0 or n == 0:
-        # Nothing to scan. (NumPy gives empty arrays zero strides, which _core rejects.)
-        return pb.result(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
-    indptr, indices = pb.exclude_csr
-    return pb.result(*_core.topk(pb.queries, pb.items, k, metric, indptr, indices, threads))
+        # Nothing to scan. (NumPy gives empty arrays zero strides, which the core rejects.)
+        return args.result(*TopK.empty(b, k))
+    return args.result(*_native.topk(args.queries, args.items, k, metric, args.exclude, threads))
 
 
 def select_topk(
@@ -123,12 +122,11 @@ def select_topk(
     s, exclude, single = as_row_batch(scores, "scores", exclude)
     b, n = s.shape
     check_output_size(b, k, n)
-    excl = exclusion_csr(exclude, b, n)
+    excl = as_exclusion(exclude, b, n)
     if b == 0 or n == 0:
-        out = TopK(np.full((b, k), -np.inf, np.float32), np.full((b, k), -1, np.int64))
+        out = TopK.empty(b, k)
     else:
-        indptr, indices = excl if excl is not None else (None, None)
-        out = TopK(*_core.select_topk(s, k, indptr, indices, threads))
+        out = TopK(*_native.select_topk(s, k, excl, threads))
     return TopK(out.scores[0], out.ids[0]) if single else out
 
 
@@ -244,4 +242,4 @@ def merge_topk(parts: Sequence[tuple[TopK, int]], k: int) -> TopK:
 
 def simd_level() -> str:
     """The instruction set the native kernels use: 'avx512', 'avx2' or 'generic'."""
-    return _core.simd_level()
+    return _native.simd_level()

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 
-from ._base import Recommender, stored_model_type
+from ._persist import stored_model_type
 from .autoencoder import AutoEncoder, AutoEncoderConfig
+from .base import Recommender
 from .ease import EASE
 from .popularity import Popularity
 

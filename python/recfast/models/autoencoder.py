@@ -58,25 +58,21 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _core
-from .._inputs import available_cpus
+from .. import _native
+from .._inputs import as_interactions, available_cpus, check_float, check_k, check_positive_int
+from .._io import atomic_write
 from .._types import TopK
-from ._base import (
-    Recommender,
-    as_interactions,
-    atomic_write,
+from ..metrics import ndcg_at_k
+from ._persist import damaged, open_model_zip
+from ._scoring import (
     build_exclusion,
-    check_float,
-    check_k_arg,
-    check_positive_int,
     cosine_similar_items,
-    damaged,
     dot_topk,
     item_item_scores,
     item_item_topk,
-    open_model_zip,
-    require_torch,
 )
+from ._torch import require_torch
+from .base import Recommender
 
 VARIANTS = ("hybrid", "dae", "vae", "ae")
 FORMAT_VERSION = 2
@@ -577,7 +573,7 @@ class AutoEncoder(Recommender):
             sc = x @ b
             sc[x > 0] = -math.inf
             out.append(torch.topk(sc, k, dim=1).indices.cpu().numpy())
-        return float(_ndcg(np.concatenate(out), v_tg, k).mean())
+        return ndcg_at_k(np.concatenate(out), v_tg, k)
 
     def _validation_ndcg(self, v_in: sp.csr_matrix, v_tg: sp.csr_matrix) -> float:
         keep = np.diff(v_tg.indptr) > 0
@@ -585,7 +581,7 @@ class AutoEncoder(Recommender):
             return 0.0
         v_in, v_tg = v_in[keep], v_tg[keep]
         ids = self.recommend(v_in, k=100).ids
-        return float(_ndcg(ids, v_tg, 100).mean())
+        return ndcg_at_k(ids, v_tg, 100)
 
     # ------------------------------------------------------------------ inference
     def _drop_inference_caches(self) -> None:
@@ -662,7 +658,7 @@ class AutoEncoder(Recommender):
         for w, b in layers:  # encoder and decoder layers, then the output layer
             np.tanh(h, out=h)
             nxt = np.empty((m.shape[0], w.shape[0]), np.float32)
-            _core.dense_scores(h, w, nxt, threads, bias=b)
+            _native.dense_scores(h, w, nxt, num_threads=threads, bias=b)
             h = nxt
         return h
 
@@ -711,7 +707,7 @@ class AutoEncoder(Recommender):
         users x items matrix) removes more.
         """
         self._ensure_inference()
-        k = check_k_arg(k)
+        k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         if self.net_.full:
@@ -832,18 +828,3 @@ def weight_count(config: AutoEncoderConfig, n_items: int) -> int:
     """Floats in the network's weights and buffers for `n_items` items, without allocating them."""
     net = _meta_net(require_torch(), config, n_items)
     return sum(int(t.numel()) for t in net.state_dict().values())
-
-
-def _ndcg(ids: np.ndarray, targets: sp.csr_matrix, k: int) -> np.ndarray:
-    """NDCG@k with binary gain, ideal over min(k, |targets|) (docs/evaluation.md)."""
-    ids = ids[:, :k]
-    n = ids.shape[0]
-    hits = np.zeros(ids.shape, bool)
-    for i in range(n):
-        t = targets.indices[targets.indptr[i]:targets.indptr[i + 1]]
-        hits[i] = np.isin(ids[i], t)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (hits * disc).sum(1)
-    nt = np.minimum(np.diff(targets.indptr), k)
-    idcg = np.cumsum(disc)[np.maximum(nt, 1) - 1]
-    return np.where(nt > 0, dcg / idcg, 0.0)

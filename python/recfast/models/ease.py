@@ -8,19 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .._inputs import as_interactions, check_float, check_k
 from .._types import TopK
-from ._base import (
-    Recommender,
-    as_interactions,
-    build_exclusion,
-    check_float,
-    check_k_arg,
-    cosine_similar_items,
-    header_n_items,
-    item_item_topk,
-    load_npz,
-    save_npz,
-)
+from ._persist import header_n_items, load_npz, save_npz
+from ._scoring import build_exclusion, cosine_similar_items, item_item_topk
+from .base import Recommender
 
 
 def available_memory_bytes() -> int:
@@ -100,7 +92,7 @@ class EASE(Recommender):
         recfast.select_topk (tie, NaN and padding rules of recfast.topk).
         """
         self._check_fitted()
-        k = check_k_arg(k)
+        k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         return item_item_topk(m, self.B_, k, excl)

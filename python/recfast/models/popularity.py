@@ -7,17 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .._inputs import as_interactions, check_k
 from .._types import TopK
-from ._base import (
-    Recommender,
-    as_interactions,
-    build_exclusion,
-    check_k_arg,
-    dot_topk,
-    header_n_items,
-    load_npz,
-    save_npz,
-)
+from ._persist import header_n_items, load_npz, save_npz
+from ._scoring import build_exclusion, dot_topk
+from .base import Recommender
 
 
 class Popularity(Recommender):
@@ -37,7 +31,7 @@ class Popularity(Recommender):
                   filter_items: Any = None) -> TopK:
         """Top-k unseen items by popularity for each row (user history) of X."""
         self._check_fitted()
-        k = check_k_arg(k)
+        k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         users = np.ones((m.shape[0], 1), np.float32)

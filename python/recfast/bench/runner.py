@@ -3,11 +3,11 @@
 Protocol (docs/benchmarks.md): N normalized float32 items and B queries (seed 0, standard normal
 rows), k best by inner product. recfast and every installed peer (the NumPy reference, FAISS
 IndexFlatIP, torch, implicit) run on the same data, each in its own process (started with
-`python -m recfast._bench_worker`, which builds the data from the seed), each at its best
+`python -m recfast.bench.worker`, which builds the data from the seed), each at its best
 settings and with all CPUs. Per shape and library: best of R timed calls after a warm-up
 (1 timed call when the warm-up took longer than --slow-seconds), GFLOP/s = 2*B*N*d / t, time
 relative to recfast, and the extra peak RSS beyond inputs and outputs. Every row, recfast's
-own included, is checked against the float64 answer (`recfast._bench_check`: computed once per
+own included, is checked against the float64 answer (`recfast.bench.check`: computed once per
 dimension in its own worker; ids in order, near-ties in either order); a wrong row is named
 loudly and the exit status is 1.
 
@@ -38,8 +38,9 @@ import tempfile
 import time
 from typing import Any
 
-from . import _bench_check
-from . import _bench_report as report
+from .._io import atomic_write
+from . import check as _bench_check
+from . import report
 
 FULL_DIMS = (64, 128)
 FULL_BATCHES = (1, 16, 128, 1024)
@@ -185,7 +186,7 @@ def _versions() -> dict[str, str | None]:
 
 
 def _worker_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "recfast._bench_worker", *args]
+    return [sys.executable, "-m", "recfast.bench.worker", *args]
 
 
 def _probe(libs: list[str], env: dict[str, str]) -> dict:
@@ -303,18 +304,8 @@ def _shapes(args: argparse.Namespace) -> list[tuple[int, int, int]]:
 
 
 def _write_json(path: str, data: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".topk-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(data, indent=1).encode("utf-8")
+    atomic_write(path, lambda f: f.write(text))
 
 
 def _save_json_path(target: str, data: dict) -> str:
@@ -384,11 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     machine = _cpu_info()
     versions = _versions()
     import recfast
-    import recfast._core
+    from recfast import _native
 
     machine["recfast_simd_level"] = recfast.simd_level()
     levels = ["generic", "avx2", "avx512"]
-    detected = recfast._core.detected_simd_level()
+    detected = _native.detected_simd_level()
     if args.simd and detected in levels and levels.index(args.simd) > levels.index(detected):
         print(f"error: --simd {args.simd}: recfast can use at most {detected} here", file=sys.stderr)
         return 2
@@ -505,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         "openblas": blas_info,
         "libraries": {r["tag"]: r.get("info", {}) for r in results if "tag" in r},
         "memory_method": data_methods,
-        "check": {"against": "float64 top-k (recfast._bench_check.exact_topk), per dimension", "truth": truth_info},
+        "check": {"against": "float64 top-k (recfast.bench.check.exact_topk), per dimension", "truth": truth_info},
         "results": rows,
         "errors": errors,
         "mismatches": len(wrong),

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from . import _bench_check
+from .._io import atomic_write
+from . import check as _bench_check
 
 # (tag, label) in table order. "faiss-best" is derived: the fastest FAISS row of that shape
 # (default, blas_threshold=1 + database_bs=4096, or 2 single-thread shards at B=1).
@@ -38,7 +37,7 @@ def gflops(n: int, d: int, b: int, seconds: float) -> float:
 
 
 def check_row(npz: str, truth: _bench_check.Truth) -> dict[str, Any]:
-    """The float64 check (`recfast._bench_check.check_topk`) of one worker's saved answer."""
+    """The float64 check (`recfast.bench.check.check_topk`) of one worker's saved answer."""
     with np.load(npz) as f:
         ids, scores, exact = f["ids"], f["scores"], f["exact"]
     b, k = ids.shape if ids.ndim == 2 else (0, 0)
@@ -170,16 +169,10 @@ def plot(path: str, n: int, shapes: list[tuple[int, int, int]], table: dict) -> 
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".topk-", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -1,6 +1,6 @@
 """Worker process of `python -m recfast.bench`: one library, one dimension, several shapes.
 
-The parent starts `python -m recfast._bench_worker SPEC.json` once per (library variant,
+The parent starts `python -m recfast.bench.worker SPEC.json` once per (library variant,
 dimension), with the environment that variant needs (OPENBLAS_CORETYPE, OMP_NUM_THREADS, ...),
 so that no library's idle threads or global settings touch another's measurement. The worker:
 
@@ -12,9 +12,9 @@ so that no library's idle threads or global settings touch another's measurement
 4. writes a JSON result to the path named in the spec.
 
 The spec with library "truth" instead computes the float64 top-k of the queries (the answer
-every library is checked against: `recfast._bench_check.exact_topk`) and saves it to an .npz.
+every library is checked against: `recfast.bench.check.exact_topk`) and saves it to an .npz.
 
-`python -m recfast._bench_worker --probe` instead reports the OpenBLAS builds that numpy and
+`python -m recfast.bench.worker --probe` instead reports the OpenBLAS builds that numpy and
 faiss load and the core type each detected (used to decide on OPENBLAS_CORETYPE).
 """
 
@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from recfast import _bench_check
+from recfast._io import atomic_write
+from recfast.bench import check as _bench_check
 
 Search = Callable[[np.ndarray, int], "tuple[np.ndarray, np.ndarray]"]
 
@@ -148,7 +149,7 @@ def _threads() -> int:
 
 def _prepare_recfast(items: np.ndarray, variant: str, spec: dict) -> tuple[Search, dict]:
     import recfast
-    from recfast import _core
+    from recfast import _native as _core
 
     if spec.get("simd"):
         _core.set_simd_level(spec["simd"])
@@ -169,9 +170,10 @@ def _prepare_recfast(items: np.ndarray, variant: str, spec: dict) -> tuple[Searc
 
 def _prepare_index(items: np.ndarray, variant: str, spec: dict) -> tuple[Search, dict]:
     """recfast.ItemIndex of each storage (variant: float32 / float16 / int8), saved and loaded
-    memory-mapped, searched exactly (compressed storage: certified compressed scan + float32
+    memory-mapped, searched exactly (quantized storage: certified quantized scan + float32
     re-scoring of the survivors; float32: the top-k scan over the mapped vectors)."""
-    from recfast import ItemIndex, _core
+    from recfast import ItemIndex
+    from recfast import _native as _core
 
     if spec.get("simd"):
         _core.set_simd_level(spec["simd"])
@@ -184,7 +186,7 @@ def _prepare_index(items: np.ndarray, variant: str, spec: dict) -> tuple[Search,
     candidates: dict[str, float] = {}
 
     def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        res, stats = index.search_with_stats(q, k)
+        res, stats = index.search(q, k, return_stats=True)
         candidates[f"{len(q)}x{k}"] = stats["candidates"] / max(1, len(q))
         return res.scores, res.ids
 
@@ -437,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(probe(args[1:])))
         return 0
     if len(args) != 1:
-        print("usage: python -m recfast._bench_worker SPEC.json | --probe LIB...", file=sys.stderr)
+        print("usage: python -m recfast.bench.worker SPEC.json | --probe LIB...", file=sys.stderr)
         return 2
     with open(args[0]) as f:
         spec = json.load(f)
@@ -447,10 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         result = {"tag": spec.get("tag"), "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         code = 1
-    tmp = spec["result_path"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, spec["result_path"])
+    text = json.dumps(result).encode("utf-8")
+    atomic_write(spec["result_path"], lambda f: f.write(text))
     return code
 
 
