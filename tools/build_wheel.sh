@@ -60,7 +60,7 @@ CC="$wrappers/cc" CXX="$wrappers/c++" RECFAST_CUDA=OFF RECFAST_SIMDE_TEST=OFF \
 PATH="$PWD/$tools/bin:$PATH" "$tools/bin/auditwheel" repair --wheel-dir "$out_dir" build/wheel-out/*.whl
 sdist=(build/wheel-out/recfast-*.tar.gz)
 cp "${sdist[@]}" "$out_dir/"
-wheel=("$out_dir"/recfast-*-manylinux_*x86_64.whl)
+wheel=("$out_dir"/recfast-*manylinux*_x86_64.whl)
 "$tools/bin/auditwheel" show "${wheel[@]}"
 "$tools/bin/twine" check --strict "${wheel[@]}" "$out_dir/$(basename "${sdist[0]}")"
 ls -l "${wheel[@]}" "$out_dir/$(basename "${sdist[0]}")"
