@@ -61,6 +61,9 @@ void set_simd_level(const std::string& level) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "recfast native core: fused exact top-k scan";
+#ifdef RECFAST_VERSION
+  m.attr("__version__") = RECFAST_VERSION;
+#endif
   m.def("topk", &topk, py::arg("queries"), py::arg("items"), py::arg("k"), py::arg("metric"),
         py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("num_threads"),
         py::arg("batch_size") = 0,

@@ -3,6 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
+__version__: str
+
 def topk(
     queries: npt.NDArray[np.float32],
     items: npt.NDArray[np.float32],

@@ -36,26 +36,36 @@ def topk(
 ) -> TopK:
     """Exact top-k items for each query, scanned natively without a queries x items matrix.
 
-    Args:
-        queries: (B, d) or (d,) floats. float32 with contiguous rows is used without a copy
-            (read-only arrays, np.memmap and torch CPU tensors too); float16/float64 are
-            converted, other layouts copied.
-        items: (N, d) floats, same rules.
-        k: how many items per query (>= 1). With fewer than k eligible items the row is padded
-            with id -1 and score -inf; a k above N whose (B, k) result would pass 16 GiB is a
-            ValueError.
-        metric: "cosine" (q.x / (|q| |x|), a zero vector scores 0) or "dot" (q.x).
-        exclude: items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
-            are excluded, or a sequence of B integer arrays of item ids.
-        num_threads: None for every CPU this process may use, or a positive count, capped at
-            4 threads per such CPU (more only compete for the same cores; worker threads idle
-            for 2 s leave when a later call asks for fewer). Results do not depend on it.
-            Ignored on the GPU.
-        device: "auto" (the GPU exactly when queries or items are torch CUDA tensors, else the
-            CPU), "cpu", or "cuda" / "cuda:N" (numpy inputs are copied to the GPU once). The GPU
-            needs `recfast.HAS_CUDA`; asking for it without raises RuntimeError.
+    Parameters
+    ----------
+    queries
+        (B, d) or (d,) floats. float32 with contiguous rows is used without a copy
+        (read-only arrays, np.memmap and torch CPU tensors too); float16/float64 are
+        converted, other layouts copied.
+    items
+        (N, d) floats, same rules.
+    k
+        how many items per query (>= 1). With fewer than k eligible items the row is padded
+        with id -1 and score -inf; a k above N whose (B, k) result would pass 16 GiB is a
+        ValueError.
+    metric
+        "cosine" (q.x / (|q| |x|), a zero vector scores 0) or "dot" (q.x).
+    exclude
+        items never returned, per query: a scipy.sparse matrix (B, N) whose nonzeros
+        are excluded, or a sequence of B integer arrays of item ids.
+    num_threads
+        None for every CPU this process may use, or a positive count, capped at
+        4 threads per such CPU (more only compete for the same cores; worker threads idle
+        for 2 s leave when a later call asks for fewer). Results do not depend on it.
+        Ignored on the GPU.
+    device
+        "auto" (the GPU exactly when queries or items are torch CUDA tensors, else the
+        CPU), "cpu", or "cuda" / "cuda:N" (numpy inputs are copied to the GPU once). The GPU
+        needs `recfast.HAS_CUDA`; asking for it without raises RuntimeError.
 
-    Returns:
+    Returns
+    -------
+    TopK
         TopK(scores float32, ids int64), each (B, k) (or (k,) for a 1-D query), rows sorted by
         score descending with equal scores in increasing id order. NaN scores are never returned.
         numpy arrays, except for torch CUDA inputs: then torch CUDA tensors on their device.
@@ -88,16 +98,23 @@ def select_topk(
     (sorted by score descending, equal scores lower column first, NaN never returned, rows with
     fewer than k eligible columns padded with id -1 and score -inf), in one pass over each row.
 
-    Args:
-        scores: (B, N) or (N,) floats (float32 with contiguous rows is used without a copy).
-        k: how many columns per row (>= 1); a k above N whose (B, k) result would pass 16 GiB
-            is a ValueError.
-        exclude: columns never returned, per row: a scipy.sparse (B, N) matrix whose nonzeros
-            are excluded, or a sequence of B integer arrays of column ids.
-        num_threads: None for every CPU this process may use, or a positive count, capped at
-            4 threads per such CPU (as in `topk`).
+    Parameters
+    ----------
+    scores
+        (B, N) or (N,) floats (float32 with contiguous rows is used without a copy).
+    k
+        how many columns per row (>= 1); a k above N whose (B, k) result would pass 16 GiB
+        is a ValueError.
+    exclude
+        columns never returned, per row: a scipy.sparse (B, N) matrix whose nonzeros
+        are excluded, or a sequence of B integer arrays of column ids.
+    num_threads
+        None for every CPU this process may use, or a positive count, capped at
+        4 threads per such CPU (as in `topk`).
 
-    Returns:
+    Returns
+    -------
+    TopK
         TopK(scores float32, ids int64), each (B, k) (or (k,) for 1-D scores).
     """
     k = check_k(k)
@@ -179,11 +196,14 @@ def merge_topk(parts: Sequence[tuple[TopK, int]], k: int) -> TopK:
     `id_offset`. Padding (id -1) is dropped; the result follows the tie and padding rules of
     `topk`.
 
-    Args:
-        parts: (TopK, id_offset) pairs, all 1-D or all 2-D with the same number of rows; scores
-            real (float or integer), ids integers >= 0 or -1 for padding, id_offset an integer
-            >= 0 with every id + id_offset within int64.
-        k: how many items per row in the result (>= 1).
+    Parameters
+    ----------
+    parts
+        (TopK, id_offset) pairs, all 1-D or all 2-D with the same number of rows; scores
+        real (float or integer), ids integers >= 0 or -1 for padding, id_offset an integer
+        >= 0 with every id + id_offset within int64.
+    k
+        how many items per row in the result (>= 1).
     """
     k = check_k(k)
     if isinstance(parts, (str, bytes)) or not hasattr(parts, "__len__"):

@@ -215,22 +215,31 @@ def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
 class AutoEncoder(Recommender):
     """Autoencoder recommender (PyTorch). See the module docstring for the exact score.
 
-    Args:
-        latent_dim, hidden, dropout, epochs, lr, batch_size, weight_decay, linear_rank,
-        linear_l2: training settings; None takes the variant's default (`AutoEncoderConfig`).
-        variant: "hybrid" (default: item-item linear autoencoder B fitted by gradient descent,
-            plus a denoising autoencoder trained on its residual; low-rank U V' above
-            full_rank_max_items items), "dae" (Mult-DAE), "vae" (Mult-VAE with KL annealing),
-            "ae" (plain MSE).
-        full_rank_max_items: hybrid: largest item count with a full-rank B (default 8000).
-        linear_steps: hybrid: full-batch gradient steps on B for the first lambda (half that
-            for each further lambda, warm-started).
-        linear_l2_grid: hybrid: lambdas tried on validation data when fit() gets some;
-            () to always use linear_l2.
-        device: "auto" (CUDA when torch has it, else CPU), "cpu", "cuda", "cuda:N".
-        random_state: seed; the same seed on the same device gives the same embeddings.
-        verbose: show a tqdm progress bar with the loss.
-        num_threads: torch CPU threads during fit/inference (None: leave torch's setting).
+    Parameters
+    ----------
+    latent_dim, hidden, dropout, epochs, lr, batch_size, weight_decay, linear_rank, linear_l2
+        training settings; None takes the variant's default (`AutoEncoderConfig`).
+    variant
+        "hybrid" (default: item-item linear autoencoder B fitted by gradient descent,
+        plus a denoising autoencoder trained on its residual; low-rank U V' above
+        full_rank_max_items items), "dae" (Mult-DAE), "vae" (Mult-VAE with KL annealing),
+        "ae" (plain MSE).
+    full_rank_max_items
+        hybrid: largest item count with a full-rank B (default 8000).
+    linear_steps
+        hybrid: full-batch gradient steps on B for the first lambda (half that
+        for each further lambda, warm-started).
+    linear_l2_grid
+        hybrid: lambdas tried on validation data when fit() gets some;
+        () to always use linear_l2.
+    device
+        "auto" (CUDA when torch has it, else CPU), "cpu", "cuda", "cuda:N".
+    random_state
+        seed; the same seed on the same device gives the same embeddings.
+    verbose
+        show a tqdm progress bar with the loss.
+    num_threads
+        torch CPU threads during fit/inference (None: leave torch's setting).
     """
 
     def __init__(
