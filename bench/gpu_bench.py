@@ -127,8 +127,9 @@ class Float64Check:
     def __call__(self, scores: Any, ids: Any, b: int, k: int) -> dict:
         rows = min(b, self.queries.shape[0])
         got_s, got_i = _host(scores)[:rows], _host(ids)[:rows]
-        return _bench_check.verify(self.queries[:rows], self.items, got_i, got_s,
-                                   self.truth.prefix(rows, k)).to_dict()
+        return _bench_check.verify(
+            self.queries[:rows], self.items, got_i, got_s, self.truth.prefix(rows, k)
+        ).to_dict()
 
 
 def faiss_gpu(items: torch.Tensor) -> tuple[Any, str, bool]:
@@ -154,8 +155,17 @@ def faiss_gpu(items: torch.Tensor) -> tuple[Any, str, bool]:
     return index, faiss.__version__, on_device
 
 
-def bench_shape(q_all, items, b: int, k: int, repeat: int, block_bytes: int, faiss_index,
-                check: Float64Check, faiss_on_device: bool = True) -> tuple[dict, tuple]:
+def bench_shape(
+    q_all,
+    items,
+    b: int,
+    k: int,
+    repeat: int,
+    block_bytes: int,
+    faiss_index,
+    check: Float64Check,
+    faiss_on_device: bool = True,
+) -> tuple[dict, tuple]:
     n, d = items.shape
     q = q_all[:b].contiguous()
     checks: dict[str, dict] = {}
@@ -222,8 +232,10 @@ def failures(result: dict) -> tuple[list[str], list[str]]:
                 broken.append(f"{where}: {who}: no float64 check")
         for who, c in r.get("check", {}).items():
             if c["bad"]:
-                wrong.append(f"{where}: {who}: {c['bad']}/{c['rows']} checked query rows wrong: "
-                             + "; ".join(c["problems"][:3]))
+                wrong.append(
+                    f"{where}: {who}: {c['bad']}/{c['rows']} checked query rows wrong: "
+                    + "; ".join(c["problems"][:3])
+                )
     return wrong, broken
 
 
@@ -233,7 +245,9 @@ def _shape_list(text: str) -> list[tuple[int, int]]:
         try:
             b, k = (int(v) for v in spec.split(":"))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected B:k pairs such as '1:10,128:100', got {spec!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected B:k pairs such as '1:10,128:100', got {spec!r}"
+            ) from None
         if b < 1 or k < 1:
             raise argparse.ArgumentTypeError(f"B and k must be positive, got {spec!r}")
         out.append((b, k))
@@ -248,11 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b", type=int, default=1024)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--check-queries", type=int, default=64,
-                    help="queries of every shape checked against the float64 top-k (64)")
+    ap.add_argument(
+        "--check-queries",
+        type=int,
+        default=64,
+        help="queries of every shape checked against the float64 top-k (64)",
+    )
     ap.add_argument("--torch-block-gib", type=float, default=8.0)
-    ap.add_argument("--extra", type=_shape_list, default=_shape_list("1:10,128:100,4096:100,1024:3000"),
-                    help="more B:k shapes, timed with repeat 2 ('' for none)")
+    ap.add_argument(
+        "--extra",
+        type=_shape_list,
+        default=_shape_list("1:10,128:100,4096:100,1024:3000"),
+        help="more B:k shapes, timed with repeat 2 ('' for none)",
+    )
     args = ap.parse_args(argv)
     if min(args.n, args.d, args.b, args.k, args.repeat, args.check_queries) < 1:
         ap.error("--n, --d, --b, --k, --repeat and --check-queries must be positive")
@@ -274,24 +296,43 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     q_all, items = make_data(args.n, args.d, max(args.b, 4096))
     torch.cuda.synchronize()
-    log(f"data: {args.n} x {args.d} items on {result['device']} in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"data: {args.n} x {args.d} items on {result['device']} in {time.perf_counter() - t0:.1f} s"
+    )
 
     faiss_index, result["faiss"], faiss_on_device = faiss_gpu(items)
     if faiss_index is not None and not faiss_on_device:
-        result["faiss"] += " (faiss.contrib.torch_utils missing: its times include host-device copies)"
+        result["faiss"] += (
+            " (faiss.contrib.torch_utils missing: its times include host-device copies)"
+        )
     log(f"faiss: {result['faiss']}")
 
     shapes = [(args.b, args.k, args.repeat)] + [(b, k, 2) for b, k in args.extra]
     check = Float64Check(q_all, items, args.check_queries, max(k for _, k, _ in shapes))
-    result["float64_check"] = {"queries": check.queries.shape[0], "k": check.truth.k,
-                               "seconds": check.seconds, "rounds": check.truth.rounds}
-    log(f"float64 answer of the first {check.queries.shape[0]} queries at k={check.truth.k} in {check.seconds:.1f} s")
+    result["float64_check"] = {
+        "queries": check.queries.shape[0],
+        "k": check.truth.k,
+        "seconds": check.seconds,
+        "rounds": check.truth.rounds,
+    }
+    log(
+        f"float64 answer of the first {check.queries.shape[0]} queries at k={check.truth.k} in {check.seconds:.1f} s"
+    )
 
     block = int(args.torch_block_gib * (1 << 30))
     for b, k, repeat in shapes:
         try:
-            r, _ = bench_shape(q_all, items, b, k, repeat, block, faiss_index if k <= 2048 else None, check,
-                               faiss_on_device)
+            r, _ = bench_shape(
+                q_all,
+                items,
+                b,
+                k,
+                repeat,
+                block,
+                faiss_index if k <= 2048 else None,
+                check,
+                faiss_on_device,
+            )
         except Exception as e:  # noqa: BLE001 - keep the other shapes; main() exits non-zero
             r = {"B": b, "k": k, "error": repr(e)}
         result["shapes"].append(r)
@@ -303,16 +344,22 @@ def main(argv: list[str] | None = None) -> int:
     result["wrong"], result["failed"] = wrong, broken
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    log("\nB      k     recfast ms  torch ms  x torch  faiss ms  scratch MiB (polled/plan)  float64 check")
+    log(
+        "\nB      k     recfast ms  torch ms  x torch  faiss ms  scratch MiB (polled/plan)  float64 check"
+    )
     for r in result["shapes"]:
         if "error" in r:
             log(f"{r['B']:<6} {r['k']:<5} error {r['error']}")
             continue
         fa = f"{r['faiss_gpu_ms']:.1f}" if "faiss_gpu_ms" in r else "-"
-        ok = ", ".join(f"{who} {'ok' if not c['bad'] else 'WRONG'}" for who, c in r["check"].items())
-        log(f"{r['B']:<6} {r['k']:<5} {r['recfast_ms']:10.2f} {r['torch_ms']:9.2f} "
+        ok = ", ".join(
+            f"{who} {'ok' if not c['bad'] else 'WRONG'}" for who, c in r["check"].items()
+        )
+        log(
+            f"{r['B']:<6} {r['k']:<5} {r['recfast_ms']:10.2f} {r['torch_ms']:9.2f} "
             f"{r['speedup_vs_torch']:7.2f}  {fa:>8}  {r['recfast_peak_scratch_mib']:.0f}/"
-            f"{r['recfast_plan_scratch_mib']:.0f}  {ok}")
+            f"{r['recfast_plan_scratch_mib']:.0f}  {ok}"
+        )
     for line in wrong:
         log(f"!!! wrong answer: {line}")
     for line in broken:

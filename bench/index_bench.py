@@ -46,9 +46,15 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run(n: int = 1_000_000, d: int = 128, k: int = 10, batches: tuple[int, ...] = (1, 1024),
-        storages: tuple[str, ...] = ("float32", "float16", "int8"), repeats: int = 3,
-        tmpdir: str | None = None) -> list[dict]:
+def run(
+    n: int = 1_000_000,
+    d: int = 128,
+    k: int = 10,
+    batches: tuple[int, ...] = (1, 1024),
+    storages: tuple[str, ...] = ("float32", "float16", "int8"),
+    repeats: int = 3,
+    tmpdir: str | None = None,
+) -> list[dict]:
     rng = np.random.default_rng(0)
     x = recfast.normalize(rng.standard_normal((n, d), dtype=np.float32))
     queries = {b: rng.standard_normal((b, d), dtype=np.float32) for b in batches}
@@ -81,18 +87,28 @@ def run(n: int = 1_000_000, d: int = 128, k: int = 10, batches: tuple[int, ...] 
                 if storage == "float32":
                     f32[b] = res
                 ref = f32.get(b)
-                same = None if ref is None else bool(np.array_equal(res.ids, ref.ids) and np.array_equal(
-                    res.scores.view(np.uint32), ref.scores.view(np.uint32)))
-                rows.append({
-                    "storage": storage, "B": b, "ms": best * 1e3,
-                    "candidates_per_query": stats["candidates"] / b,
-                    "check": check.to_dict(),
-                    "identical_to_float32": same,
-                    "mapped_rss_mb": _mapped_rss(path) / 2**20,
-                    "process_rss_delta_mb": (_rss() - rss0) / 2**20,
-                    "file_mb": os.path.getsize(path) / 2**20,
-                    "build_s": build_s,
-                })
+                same = (
+                    None
+                    if ref is None
+                    else bool(
+                        np.array_equal(res.ids, ref.ids)
+                        and np.array_equal(res.scores.view(np.uint32), ref.scores.view(np.uint32))
+                    )
+                )
+                rows.append(
+                    {
+                        "storage": storage,
+                        "B": b,
+                        "ms": best * 1e3,
+                        "candidates_per_query": stats["candidates"] / b,
+                        "check": check.to_dict(),
+                        "identical_to_float32": same,
+                        "mapped_rss_mb": _mapped_rss(path) / 2**20,
+                        "process_rss_delta_mb": (_rss() - rss0) / 2**20,
+                        "file_mb": os.path.getsize(path) / 2**20,
+                        "build_s": build_s,
+                    }
+                )
             del index
             gc.collect()
     return rows
@@ -115,28 +131,41 @@ def _check_text(c: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="ItemIndex exact search from float32 / float16 / int8 storage")
+    ap = argparse.ArgumentParser(
+        description="ItemIndex exact search from float32 / float16 / int8 storage"
+    )
     ap.add_argument("--n", type=_positive, default=1_000_000, help="items (1,000,000)")
     ap.add_argument("--d", type=_positive, default=128, help="dimension (128)")
     ap.add_argument("--k", type=_positive, default=10, help="k (10)")
-    ap.add_argument("--repeats", type=_positive, default=3, help="timed searches per shape, best counts (3)")
+    ap.add_argument(
+        "--repeats", type=_positive, default=3, help="timed searches per shape, best counts (3)"
+    )
     a = ap.parse_args(argv)
     rows = run(a.n, a.d, a.k, repeats=a.repeats)
     f32 = a.n * a.d * 4 / 2**20
-    print(f"recfast {recfast.__version__}, simd {recfast.simd_level()}, N={a.n} d={a.d} k={a.k}, "
-          f"{len(os.sched_getaffinity(0))} CPUs; float32 vectors = {f32:.0f} MiB")
-    print("| storage | B | ms | candidates/query | float64 check | identical to float32 storage "
-          "| mapped RSS MiB (% of f32) | process RSS delta MiB | file MiB |")
+    print(
+        f"recfast {recfast.__version__}, simd {recfast.simd_level()}, N={a.n} d={a.d} k={a.k}, "
+        f"{len(os.sched_getaffinity(0))} CPUs; float32 vectors = {f32:.0f} MiB"
+    )
+    print(
+        "| storage | B | ms | candidates/query | float64 check | identical to float32 storage "
+        "| mapped RSS MiB (% of f32) | process RSS delta MiB | file MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['storage']} | {r['B']} | {r['ms']:.1f} | {r['candidates_per_query']:.1f} | "
-              f"{_check_text(r['check'])} | {r['identical_to_float32']} | "
-              f"{r['mapped_rss_mb']:.0f} ({100 * r['mapped_rss_mb'] / f32:.0f}%) | "
-              f"{r['process_rss_delta_mb']:.0f} | {r['file_mb']:.0f} |")
+        print(
+            f"| {r['storage']} | {r['B']} | {r['ms']:.1f} | {r['candidates_per_query']:.1f} | "
+            f"{_check_text(r['check'])} | {r['identical_to_float32']} | "
+            f"{r['mapped_rss_mb']:.0f} ({100 * r['mapped_rss_mb'] / f32:.0f}%) | "
+            f"{r['process_rss_delta_mb']:.0f} | {r['file_mb']:.0f} |"
+        )
     wrong = [r for r in rows if r["check"]["bad"]]
     for r in wrong:
-        print(f"!!! ItemIndex storage={r['storage']} B={r['B']} k={a.k}: {r['check']['bad']}/{r['check']['rows']} "
-              "query rows fail the float64 check", file=sys.stderr)
+        print(
+            f"!!! ItemIndex storage={r['storage']} B={r['B']} k={a.k}: {r['check']['bad']}/{r['check']['rows']} "
+            "query rows fail the float64 check",
+            file=sys.stderr,
+        )
         for p in r["check"]["problems"]:
             print(f"      {p}", file=sys.stderr)
     return 1 if wrong else 0

@@ -48,8 +48,11 @@ def _split(path: Path, seed: int):
 
 def _models(quick: bool, threads: int, required: bool = False) -> list[tuple[str, object]]:
     """(label, factory(seed)) for every row of the table."""
-    ae = lambda **kw: (lambda seed: AutoEncoder(random_state=seed, verbose=False,  # noqa: E731
-                                                num_threads=threads, **kw))
+
+    def ae(**kw: object) -> object:
+        """A factory(seed) of AutoEncoders with these settings."""
+        return lambda seed: AutoEncoder(random_state=seed, verbose=False, num_threads=threads, **kw)
+
     rows = [("AutoEncoder (default: hybrid)", ae())]
     if not required:
         rows.append(("AutoEncoder dae (Mult-DAE)", ae(variant="dae")))
@@ -75,8 +78,9 @@ def _fit_ease(split) -> tuple[EASE, float, float]:
     return best[1], best[2], total
 
 
-def run_dataset(name: str, path: Path, seeds: list[int], quick: bool, threads: int,
-                required: bool = False) -> list[tuple]:
+def run_dataset(
+    name: str, path: Path, seeds: list[int], quick: bool, threads: int, required: bool = False
+) -> list[tuple]:
     rows = _models(quick, threads, required)
     results: dict[str, list] = {label: [] for label, _ in rows}
     for seed in seeds:
@@ -97,14 +101,21 @@ def run_dataset(name: str, path: Path, seeds: list[int], quick: bool, threads: i
                 secs = time.perf_counter() - t
             r = evaluate(model, split.test_input, split.test_target, ks=(20, 50, 100))
             results[label].append((r["recall@20"], r["recall@50"], r["ndcg@100"], secs))
-            print(f"  {name} seed={seed} {label}: NDCG@100={r['ndcg@100']:.4f} "
-                  f"fit={secs:.1f}s{extra}", file=sys.stderr, flush=True)
+            print(
+                f"  {name} seed={seed} {label}: NDCG@100={r['ndcg@100']:.4f} "
+                f"fit={secs:.1f}s{extra}",
+                file=sys.stderr,
+                flush=True,
+            )
     return [(label, np.array(results[label])) for label, _ in rows]
 
 
 def _table(name: str, n_seeds: int, shape: str, rows: list[tuple]) -> str:
-    out = [f"\n{name} ({shape}; {n_seeds} seed{'s' if n_seeds > 1 else ''}, mean +- sd)",
-           "| model | R@20 | R@50 | NDCG@100 | fit s |", "|---|---|---|---|---|"]
+    out = [
+        f"\n{name} ({shape}; {n_seeds} seed{'s' if n_seeds > 1 else ''}, mean +- sd)",
+        "| model | R@20 | R@50 | NDCG@100 | fit s |",
+        "|---|---|---|---|---|",
+    ]
     for label, a in rows:
         mean, sd = a.mean(0), a.std(0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
         cells = [f"{mean[i]:.4f} +- {sd[i]:.4f}" for i in range(3)]
@@ -118,8 +129,10 @@ def paired_differences(rows: list[tuple], baseline: str) -> list[tuple[str, np.n
     every row but the baseline (the row whose label starts with `baseline`)."""
     base = [a for label, a in rows if label.startswith(baseline)]
     if len(base) != 1:
-        raise ValueError(f"baseline: expected one row whose label starts with {baseline!r}, "
-                         f"found {len(base)} among {[label for label, _ in rows]}")
+        raise ValueError(
+            f"baseline: expected one row whose label starts with {baseline!r}, "
+            f"found {len(base)} among {[label for label, _ in rows]}"
+        )
     b = np.asarray(base[0], dtype=np.float64)[:, : len(METRICS)]
     out = []
     for label, a in rows:
@@ -127,7 +140,9 @@ def paired_differences(rows: list[tuple], baseline: str) -> list[tuple[str, np.n
             continue
         a = np.asarray(a, dtype=np.float64)[:, : len(METRICS)]
         if a.shape != b.shape:
-            raise ValueError(f"{label}: {a.shape[0]} seeds, the baseline has {b.shape[0]}: not paired")
+            raise ValueError(
+                f"{label}: {a.shape[0]} seeds, the baseline has {b.shape[0]}: not paired"
+            )
         out.append((label, a - b))
     return out
 
@@ -135,16 +150,25 @@ def paired_differences(rows: list[tuple], baseline: str) -> list[tuple[str, np.n
 def _paired_table(name: str, rows: list[tuple], baseline: str) -> str:
     diffs = paired_differences(rows, baseline)
     n_seeds = diffs[0][1].shape[0] if diffs else 0
-    out = [f"\n{name}: paired by seed, model - {baseline} (mean +- sd over {n_seeds} seed"
-           f"{'s' if n_seeds != 1 else ''} [min, max]; seeds ahead on NDCG@100; NDCG@100 per seed)",
-           "| model - " + baseline + " | " + " | ".join(f"d {m}" for m in METRICS)
-           + " | ahead | d NDCG@100 per seed |",
-           "|---|" + "---|" * (len(METRICS) + 2)]
+    out = [
+        f"\n{name}: paired by seed, model - {baseline} (mean +- sd over {n_seeds} seed"
+        f"{'s' if n_seeds != 1 else ''} [min, max]; seeds ahead on NDCG@100; NDCG@100 per seed)",
+        "| model - "
+        + baseline
+        + " | "
+        + " | ".join(f"d {m}" for m in METRICS)
+        + " | ahead | d NDCG@100 per seed |",
+        "|---|" + "---|" * (len(METRICS) + 2),
+    ]
     for label, d in diffs:
         mean = d.mean(axis=0)
         sd = d.std(axis=0, ddof=1) if n_seeds > 1 else np.full(d.shape[1], np.nan)
-        cells = [f"{mean[i]:+.4f} +- {sd[i]:.4f} [{d[:, i].min():+.4f}, {d[:, i].max():+.4f}]"
-                 if n_seeds > 1 else f"{mean[i]:+.4f}" for i in range(len(METRICS))]
+        cells = [
+            f"{mean[i]:+.4f} +- {sd[i]:.4f} [{d[:, i].min():+.4f}, {d[:, i].max():+.4f}]"
+            if n_seeds > 1
+            else f"{mean[i]:+.4f}"
+            for i in range(len(METRICS))
+        ]
         ahead = f"{int((d[:, -1] > 0).sum())}/{n_seeds}"
         per_seed = " ".join(f"{v:+.4f}" for v in d[:, -1])
         out.append(f"| {label} | " + " | ".join(cells) + f" | {ahead} | {per_seed} |")
@@ -157,11 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5, quick 1)")
     ap.add_argument("--data", type=Path, default=_default_data_dir(), help="MovieLens folder")
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
-    ap.add_argument("--required", action="store_true",
-                    help="only the default AutoEncoder, EASE and Popularity")
+    ap.add_argument(
+        "--required", action="store_true", help="only the default AutoEncoder, EASE and Popularity"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    ap.add_argument("--baseline", choices=list(BASELINES), default="ease",
-                    help="the row every model is compared with, seed by seed (ease)")
+    ap.add_argument(
+        "--baseline",
+        choices=list(BASELINES),
+        default="ease",
+        help="the row every model is compared with, seed by seed (ease)",
+    )
     args = ap.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds: expected a positive number, got {args.seeds}")

@@ -35,9 +35,14 @@ def _spark_factors(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, di
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master("local[2]").appName("recfast-scaleout")
-             .config("spark.driver.memory", "8g").config("spark.ui.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "8").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("recfast-scaleout")
+        .config("spark.driver.memory", "8g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     rng = np.random.default_rng(0)
     u, n = args.users, args.items
@@ -47,12 +52,22 @@ def _spark_factors(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, di
     ratings = rng.integers(1, 6, users.size).astype(np.float32)
     import pandas as pd
 
-    df = spark.createDataFrame(pd.DataFrame({"user": users.astype(np.int32),
-                                             "item": items.astype(np.int32),
-                                             "rating": ratings}))
+    df = spark.createDataFrame(
+        pd.DataFrame(
+            {"user": users.astype(np.int32), "item": items.astype(np.int32), "rating": ratings}
+        )
+    )
     t0 = time.perf_counter()
-    model = ALS(rank=args.dim, maxIter=1, regParam=0.1, userCol="user", itemCol="item",
-                ratingCol="rating", seed=0, coldStartStrategy="drop").fit(df)
+    model = ALS(
+        rank=args.dim,
+        maxIter=1,
+        regParam=0.1,
+        userCol="user",
+        itemCol="item",
+        ratingCol="rating",
+        seed=0,
+        coldStartStrategy="drop",
+    ).fit(df)
     train_s = time.perf_counter() - t0
 
     def factors(frame, count: int) -> np.ndarray:
@@ -62,34 +77,57 @@ def _spark_factors(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, di
 
     uf = factors(model.userFactors, u)
     itf = factors(model.itemFactors, n)
-    subset = spark.createDataFrame(pd.DataFrame({"user": np.arange(args.spark_users,
-                                                                   dtype=np.int32)}))
+    subset = spark.createDataFrame(
+        pd.DataFrame({"user": np.arange(args.spark_users, dtype=np.int32)})
+    )
     t0 = time.perf_counter()
     recs = model.recommendForUserSubset(subset, args.k).toPandas()
     spark_s = time.perf_counter() - t0
     spark.stop()
     recs = recs.sort_values("user")
-    spark_ids = np.stack([np.array([r["item"] for r in row], np.int64)
-                          for row in recs["recommendations"]])
-    return uf, itf, {"train_seconds": train_s, "seconds": spark_s, "users": args.spark_users,
-                     "users_per_second": args.spark_users / spark_s, "ids": spark_ids}
+    spark_ids = np.stack(
+        [np.array([r["item"] for r in row], np.int64) for row in recs["recommendations"]]
+    )
+    return (
+        uf,
+        itf,
+        {
+            "train_seconds": train_s,
+            "seconds": spark_s,
+            "users": args.spark_users,
+            "users_per_second": args.spark_users / spark_s,
+            "ids": spark_ids,
+        },
+    )
 
 
 def _single_process(uf: np.ndarray, itf: np.ndarray, k: int, batch: int) -> dict:
     import recfast
 
     t0 = time.perf_counter()
-    parts = [recfast.topk(uf[s:s + batch], itf, k, metric="dot")
-             for s in range(0, uf.shape[0], batch)]
+    parts = [
+        recfast.topk(uf[s : s + batch], itf, k, metric="dot") for s in range(0, uf.shape[0], batch)
+    ]
     seconds = time.perf_counter() - t0
     ids = np.concatenate([p.ids for p in parts])
     scores = np.concatenate([p.scores for p in parts])
-    return {"seconds": seconds, "users_per_second": uf.shape[0] / seconds, "ids": ids,
-            "scores": scores}
+    return {
+        "seconds": seconds,
+        "users_per_second": uf.shape[0] / seconds,
+        "ids": ids,
+        "scores": scores,
+    }
 
 
-def _ray_run(uf: np.ndarray, itf: np.ndarray, k: int, batch: int, shards: int | None,
-             want_ids: np.ndarray, want_scores: np.ndarray) -> dict:
+def _ray_run(
+    uf: np.ndarray,
+    itf: np.ndarray,
+    k: int,
+    batch: int,
+    shards: int | None,
+    want_ids: np.ndarray,
+    want_scores: np.ndarray,
+) -> dict:
     import ray
 
     from recfast import distributed
@@ -104,20 +142,28 @@ def _ray_run(uf: np.ndarray, itf: np.ndarray, k: int, batch: int, shards: int | 
     queries = queries.map_batches(attach, batch_format="numpy", batch_size=batch)
     queries = queries.materialize()  # the users as a Ray dataset in the object store, untimed
     t0 = time.perf_counter()
-    out = distributed.topk_dataset(queries, itf, k, metric="dot", item_shards=shards,
-                                   batch_size=batch)
+    out = distributed.topk_dataset(
+        queries, itf, k, metric="dot", item_shards=shards, batch_size=batch
+    )
     rows = mismatched = 0
     for b in out.iter_batches(batch_format="pyarrow", batch_size=None):
         uid = b.column("id").to_numpy()
         got_ids = np.stack(b.column("item_ids").to_numpy(zero_copy_only=False))
         got_scores = np.stack(b.column("scores").to_numpy(zero_copy_only=False))
-        mismatched += int((got_ids != want_ids[uid]).any(axis=1).sum()
-                          + (got_scores != want_scores[uid]).any(axis=1).sum())
+        mismatched += int(
+            (got_ids != want_ids[uid]).any(axis=1).sum()
+            + (got_scores != want_scores[uid]).any(axis=1).sum()
+        )
         rows += len(uid)
     seconds = time.perf_counter() - t0
     stats = out.stats()
-    return {"seconds": seconds, "users_per_second": rows / seconds, "rows": rows,
-            "rows_differing_from_single_process": mismatched, "ray_data_stats": stats}
+    return {
+        "seconds": seconds,
+        "users_per_second": rows / seconds,
+        "rows": rows,
+        "rows_differing_from_single_process": mismatched,
+        "ray_data_stats": stats,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("-k", type=int, default=100)
-    p.add_argument("--spark-users", type=int, default=5000,
-                   help="users Spark ranks (its rate is per user; all of them would take hours)")
+    p.add_argument(
+        "--spark-users",
+        type=int,
+        default=5000,
+        help="users Spark ranks (its rate is per user; all of them would take hours)",
+    )
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -135,57 +185,77 @@ def main(argv: list[str] | None = None) -> int:
 
     t_all = time.perf_counter()
     uf, itf, spark = _spark_factors(args)
-    print(f"factors: {uf.shape[0]} users x {itf.shape[0]} items, d={uf.shape[1]} (ALS trained "
-          f"in {spark['train_seconds']:.1f} s)", flush=True)
+    print(
+        f"factors: {uf.shape[0]} users x {itf.shape[0]} items, d={uf.shape[1]} (ALS trained "
+        f"in {spark['train_seconds']:.1f} s)",
+        flush=True,
+    )
     single = _single_process(uf, itf, args.k, args.batch)
     peak_single = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ns = args.spark_users
     agree = float((spark["ids"] == single["ids"][:ns]).mean())
-    same_sets = float(np.mean([len(set(a) & set(b)) / args.k
-                               for a, b in zip(spark["ids"], single["ids"][:ns])]))
+    same_sets = float(
+        np.mean([len(set(a) & set(b)) / args.k for a, b in zip(spark["ids"], single["ids"][:ns])])
+    )
 
     import ray
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING")
+    ray.init(
+        num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING"
+    )
     ray.data.DataContext.get_current().enable_progress_bars = False
     runs = {}
     for shards in (None, 2):
-        runs[shards] = _ray_run(uf, itf, args.k, args.batch, shards, single["ids"],
-                                single["scores"])
+        runs[shards] = _ray_run(
+            uf, itf, args.k, args.batch, shards, single["ids"], single["scores"]
+        )
     ray.shutdown()
 
     base = single["users_per_second"]
     table = [
         ("recfast single process (recfast.topk in batches)", base, 1.0),
-        ("recfast on Ray Data, 2 CPUs", runs[None]["users_per_second"],
-         runs[None]["users_per_second"] / base),
-        ("recfast on Ray Data, 2 CPUs, item_shards=2", runs[2]["users_per_second"],
-         runs[2]["users_per_second"] / base),
-        (f"Spark MLlib recommendForUserSubset, local[2] ({ns} users)",
-         spark["users_per_second"], spark["users_per_second"] / base),
+        (
+            "recfast on Ray Data, 2 CPUs",
+            runs[None]["users_per_second"],
+            runs[None]["users_per_second"] / base,
+        ),
+        (
+            "recfast on Ray Data, 2 CPUs, item_shards=2",
+            runs[2]["users_per_second"],
+            runs[2]["users_per_second"] / base,
+        ),
+        (
+            f"Spark MLlib recommendForUserSubset, local[2] ({ns} users)",
+            spark["users_per_second"],
+            spark["users_per_second"] / base,
+        ),
     ]
     print(f"\n{uf.shape[0]} users x {itf.shape[0]} items, d={uf.shape[1]}, k={args.k}")
     print(f"{'engine':<62} {'users/s':>10} {'x single':>9} {'x Spark':>8}")
     for name, rate, ratio in table:
         print(f"{name:<62} {rate:>10.0f} {ratio:>9.3f} {rate / spark['users_per_second']:>8.1f}")
-    print(f"Spark vs recfast ids, first {ns} users: {agree:.4%} equal in place, "
-          f"{same_sets:.4%} of the top-{args.k} sets shared")
+    print(
+        f"Spark vs recfast ids, first {ns} users: {agree:.4%} equal in place, "
+        f"{same_sets:.4%} of the top-{args.k} sets shared"
+    )
     for shards, r in runs.items():
-        print(f"Ray item_shards={shards}: {r['rows']} rows, "
-              f"{r['rows_differing_from_single_process']} differing from the single process")
-    print(f"peak RSS of this process {peak_single:.0f} MiB; total {time.perf_counter() - t_all:.0f} s")
+        print(
+            f"Ray item_shards={shards}: {r['rows']} rows, "
+            f"{r['rows_differing_from_single_process']} differing from the single process"
+        )
+    print(
+        f"peak RSS of this process {peak_single:.0f} MiB; total {time.perf_counter() - t_all:.0f} s"
+    )
     if args.out:
         result = {
             "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-            "machine": {"cpu": platform.processor() or platform.machine(),
-                        "cpus": os.cpu_count()},
-            "shape": {"users": uf.shape[0], "items": itf.shape[0], "dim": uf.shape[1],
-                      "k": args.k},
+            "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+            "shape": {"users": uf.shape[0], "items": itf.shape[0], "dim": uf.shape[1], "k": args.k},
             "single_process": {k: v for k, v in single.items() if k not in ("ids", "scores")},
             "ray": {str(s): r for s, r in runs.items()},
             "spark": {k: v for k, v in spark.items() if k != "ids"},
-            "spark_ids_equal_in_place": agree, "spark_topk_sets_shared": same_sets,
+            "spark_ids_equal_in_place": agree,
+            "spark_topk_sets_shared": same_sets,
             "peak_rss_mib_driver": peak_single,
         }
         with open(args.out, "w") as f:

@@ -47,13 +47,16 @@ def truth() -> _bench_check.Truth:
 
 
 def _record(benchmark, b: int, result) -> None:
-    benchmark.extra_info.update({"N": N, "d": D, "B": b, "k": K, "simd_level": recfast.simd_level()})
+    benchmark.extra_info.update(
+        {"N": N, "d": D, "B": b, "k": K, "simd_level": recfast.simd_level()}
+    )
     stats = getattr(benchmark, "stats", None)
     if stats is not None and stats.stats.min > 0:
         benchmark.extra_info["gflops"] = round(2.0 * b * N * D / stats.stats.min / 1e9, 2)
     items, queries = data()
-    check = _bench_check.verify(queries[:b], items, np.asarray(result.ids), np.asarray(result.scores),
-                                truth().prefix(b, K))
+    check = _bench_check.verify(
+        queries[:b], items, np.asarray(result.ids), np.asarray(result.scores), truth().prefix(b, K)
+    )
     assert check.ok, "answer differs from the float64 top-k:\n" + "\n".join(check.problems)
 
 
@@ -63,8 +66,14 @@ def test_recfast_topk(benchmark, b: int, metric: str) -> None:
     items, queries = data()
     q = np.ascontiguousarray(queries[:b])
     benchmark.group = f"topk N={N} d={D} k={K} B={b}"
-    result = benchmark.pedantic(recfast.topk, args=(q, items, K), kwargs={"metric": metric},
-                                rounds=5, warmup_rounds=1, iterations=1)
+    result = benchmark.pedantic(
+        recfast.topk,
+        args=(q, items, K),
+        kwargs={"metric": metric},
+        rounds=5,
+        warmup_rounds=1,
+        iterations=1,
+    )
     benchmark.extra_info["metric"] = metric
     _record(benchmark, b, result)
 
@@ -74,7 +83,13 @@ def test_reference_topk(benchmark, b: int) -> None:
     items, queries = data()
     q = np.ascontiguousarray(queries[:b])
     benchmark.group = f"topk N={N} d={D} k={K} B={b}"
-    result = benchmark.pedantic(reference.topk, args=(q, items, K), kwargs={"metric": "dot"},
-                                rounds=3, warmup_rounds=1, iterations=1)
+    result = benchmark.pedantic(
+        reference.topk,
+        args=(q, items, K),
+        kwargs={"metric": "dot"},
+        rounds=3,
+        warmup_rounds=1,
+        iterations=1,
+    )
     benchmark.extra_info["metric"] = "dot"
     _record(benchmark, b, result)

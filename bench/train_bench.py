@@ -96,8 +96,13 @@ def case_ml1m(validation: bool) -> dict:
     else:
         model = AutoEncoder(random_state=0, verbose=False)
         _, wall, cpu = _timed(lambda: model.fit(m))
-    return {"users": m.shape[0], "items": m.shape[1], "nnz": int(m.nnz), "wall_s": wall,
-            "cpu_s": cpu}
+    return {
+        "users": m.shape[0],
+        "items": m.shape[1],
+        "nnz": int(m.nnz),
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 def case_recommend() -> dict:
@@ -108,8 +113,14 @@ def case_recommend() -> dict:
     users = synthetic(10_000, 3500, 1_060_000, seed=1)
     model.recommend(users[:100], k=100)  # warm-up: caches, thread pools
     _, wall, cpu = _timed(lambda: model.recommend(users, k=100))
-    return {"users": users.shape[0], "items": users.shape[1], "nnz": int(users.nnz), "k": 100,
-            "wall_s": wall, "cpu_s": cpu}
+    return {
+        "users": users.shape[0],
+        "items": users.shape[1],
+        "nnz": int(users.nnz),
+        "k": 100,
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 def case_scale() -> dict:
@@ -118,8 +129,15 @@ def case_scale() -> dict:
     m, gen_wall, _ = _timed(lambda: synthetic(150_000, 20_000, 12_000_000))
     model = AutoEncoder(random_state=0, verbose=False, epochs=1)
     _, wall, cpu = _timed(lambda: model.fit(m))
-    return {"users": m.shape[0], "items": m.shape[1], "nnz": int(m.nnz), "epochs": 1,
-            "wall_s": wall, "cpu_s": cpu, "data_s": gen_wall}
+    return {
+        "users": m.shape[0],
+        "items": m.shape[1],
+        "nnz": int(m.nnz),
+        "epochs": 1,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "data_s": gen_wall,
+    }
 
 
 CASES = {
@@ -131,9 +149,13 @@ CASES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
-    p.add_argument("--threads", type=int, default=None, help="torch / recfast threads (default all)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch / recfast threads (default all)"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -161,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             return proc.returncode
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results[name] = r
-        print(f"{name:16s} {r['users']} x {r['items']} ({r['nnz']} nnz): {r['wall_s']:.2f} s wall, "
-              f"{r['cpu_s']:.2f} s CPU, peak RSS {r['peak_rss_mib']:.0f} MiB "
-              f"(core GEMM rate {r['core_gflops_before']:.0f} / {r['core_gflops_after']:.0f} "
-              "GFLOP/s before / after)", flush=True)
+        print(
+            f"{name:16s} {r['users']} x {r['items']} ({r['nnz']} nnz): {r['wall_s']:.2f} s wall, "
+            f"{r['cpu_s']:.2f} s CPU, peak RSS {r['peak_rss_mib']:.0f} MiB "
+            f"(core GEMM rate {r['core_gflops_before']:.0f} / {r['core_gflops_after']:.0f} "
+            "GFLOP/s before / after)",
+            flush=True,
+        )
     print(json.dumps(results, indent=1))
     return 0
 

@@ -30,8 +30,9 @@ try:
 except ImportError:  # the property tests need it; the others run without
     pass
 else:
-    _hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
-                                          database=None)
+    _hypothesis_settings.register_profile(
+        "ci", derandomize=True, deadline=None, print_blob=True, database=None
+    )
     if os.environ.get("CI"):
         _hypothesis_settings.load_profile("ci")
 
@@ -53,4 +54,3 @@ def simd_level(request: pytest.FixtureRequest):
         yield request.param
     finally:
         _core.set_simd_level(before)
-

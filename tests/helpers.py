@@ -37,8 +37,9 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x).astype(np.float32).astype(np.float64)
 
 
-def excluded_sets(exclude: Any, n_queries: int, n_items: int,
-                  single: bool = False) -> list[set[int]]:
+def excluded_sets(
+    exclude: Any, n_queries: int, n_items: int, single: bool = False
+) -> list[set[int]]:
     """Per-query excluded ids, decoded without recfast's own code. For a single (1-D) query a
     flat list of ids is its exclusion list."""
     if exclude is None:
@@ -57,6 +58,7 @@ def score_tolerance(q64: np.ndarray, x64: np.ndarray, metric: str) -> float:
     if metric == "cosine":
         scale = 1.0
     else:
+
         def max_norm(a: np.ndarray) -> float:
             finite = a[np.isfinite(a).all(axis=1)]
             return float(np.sqrt((finite * finite).sum(axis=1)).max()) if len(finite) else 0.0
@@ -65,8 +67,9 @@ def score_tolerance(q64: np.ndarray, x64: np.ndarray, metric: str) -> float:
     return ATOL_PER_DIM * d * max(scale, 1e-30)
 
 
-def true_scores(q64: np.ndarray, x64: np.ndarray, metric: str, rows: np.ndarray,
-                ids: np.ndarray) -> np.ndarray:
+def true_scores(
+    q64: np.ndarray, x64: np.ndarray, metric: str, rows: np.ndarray, ids: np.ndarray
+) -> np.ndarray:
     """float64 scores of (query rows[i], item ids[i]) pairs."""
     q = q64[rows]
     x = x64[ids]
@@ -89,8 +92,9 @@ def _close(a: np.ndarray, b: np.ndarray, atol: float) -> np.ndarray:
         return (a == b) | (np.abs(a - b) <= atol + RTOL * np.abs(b))
 
 
-def assert_topk_equivalent(got: Any, want: Any, queries: Any, items: Any, metric: str, k: int,
-                           exclude: Any = None) -> None:
+def assert_topk_equivalent(
+    got: Any, want: Any, queries: Any, items: Any, metric: str, k: int, exclude: Any = None
+) -> None:
     gs, gi = np.asarray(got[0]), np.asarray(got[1])
     ws, wi = np.asarray(want[0]), np.asarray(want[1])
     assert gs.dtype == np.float32, f"scores dtype {gs.dtype}"
@@ -116,7 +120,8 @@ def assert_topk_equivalent(got: Any, want: Any, queries: Any, items: Any, metric
         pad, pad_ref = i == -1, i_ref == -1
         assert pad.sum() == pad_ref.sum(), (
             f"{where}: {pad.sum()} padding entries, reference has {pad_ref.sum()}\n"
-            f"ids {i}\nref {i_ref}")
+            f"ids {i}\nref {i_ref}"
+        )
         m = int((~pad).sum())
         assert not pad[:m].any(), f"{where}: padding before real ids: {i}"
         assert np.all(np.isneginf(s[m:])), f"{where}: padding scores must be -inf: {s[m:]}"
@@ -129,19 +134,23 @@ def assert_topk_equivalent(got: Any, want: Any, queries: Any, items: Any, metric
         if m > 1:
             a_s, b_s = real_s[:-1], real_s[1:]
             ok = (a_s > b_s) | ((a_s == b_s) & (real_i[:-1] < real_i[1:]))
-            assert ok.all(), (f"{where}: not sorted by (score desc, id asc) at "
-                              f"{np.flatnonzero(~ok).tolist()}: scores {real_s} ids {real_i}")
+            assert ok.all(), (
+                f"{where}: not sorted by (score desc, id asc) at "
+                f"{np.flatnonzero(~ok).tolist()}: scores {real_s} ids {real_i}"
+            )
         # Scores close to the reference's, place by place.
         close = _close(real_s, s_ref[:m], atol)
         assert close.all(), (
             f"{where}: scores differ from the reference beyond {atol:.3g} at places "
-            f"{np.flatnonzero(~close).tolist()}:\n got {real_s}\n ref {s_ref[:m]}")
+            f"{np.flatnonzero(~close).tolist()}:\n got {real_s}\n ref {s_ref[:m]}"
+        )
         # Each returned score is the returned id's true score.
         t = true_scores(q64, x64, metric, np.full(m, r), real_i)
         own = _close(real_s, t, atol)
         assert own.all(), (
             f"{where}: returned scores are not the scores of the returned ids at places "
-            f"{np.flatnonzero(~own).tolist()}:\n got {real_s}\n true {t}\n ids {real_i}")
+            f"{np.flatnonzero(~own).tolist()}:\n got {real_s}\n true {t}\n ids {real_i}"
+        )
         # Ids equal the reference's except within a near-tie.
         differ = np.flatnonzero(real_i != i_ref[:m])
         if len(differ):
@@ -150,7 +159,8 @@ def assert_topk_equivalent(got: Any, want: Any, queries: Any, items: Any, metric
                 f"{where}: ids differ from the reference at places {differ[~near].tolist()} "
                 f"where scores are not tied within {atol:.3g}:\n got ids {real_i}\n"
                 f" ref ids {i_ref[:m]}\n got scores {real_s}\n ref scores {s_ref[:m]}\n"
-                f" true scores of got ids {t}")
+                f" true scores of got ids {t}"
+            )
 
 
 def random_data(seed: int, b: int, n: int, d: int, dtype: Any = np.float32):

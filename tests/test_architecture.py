@@ -17,7 +17,14 @@ LAYERS: list[set[str]] = [
     {"topk", "reference", "metrics"},  # the top-k contract, its oracle, the metrics
     {"index", "data"},  # ItemIndex; interactions, readers, splits
     {"models"},  # recommenders built on the above
-    {"cli", "bench", "distributed", "__main__", ""},  # applications ("" = the package root)
+    {
+        "cli",
+        "cli_distributed",
+        "bench",
+        "distributed",
+        "__main__",
+        "",
+    },  # applications ("" = the package root)
 ]
 GATEWAYS = {"_core": "_native", "_cuda": "_cuda_backend"}
 

@@ -21,7 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _data(n: int = 3000, d: int = 16, b: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((b, d)).astype(np.float32), rng.standard_normal((n, d)).astype(np.float32))
+    return (
+        rng.standard_normal((b, d)).astype(np.float32),
+        rng.standard_normal((n, d)).astype(np.float32),
+    )
 
 
 def _brute(q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,12 +225,26 @@ def _in_process_workers(monkeypatch: pytest.MonkeyPatch, corrupt: str | None = N
     monkeypatch.setattr(bench.runner, "_run_worker", fake)
 
 
-ARGS = ["--n-items", "2000", "--dims", "16", "--batches", "1,4", "--ks", "5", "--peers", "none",
-        "--repeats", "1", "--no-plot"]
+ARGS = [
+    "--n-items",
+    "2000",
+    "--dims",
+    "16",
+    "--batches",
+    "1,4",
+    "--ks",
+    "5",
+    "--peers",
+    "none",
+    "--repeats",
+    "1",
+    "--no-plot",
+]
 
 
-def test_bench_fails_naming_the_row_and_the_contestant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_fails_naming_the_row_and_the_contestant(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _in_process_workers(monkeypatch, corrupt="recfast-dot")  # the baseline itself is checked
     assert bench.main([*ARGS, "--out", str(tmp_path)]) == 1
     out = capsys.readouterr().out
@@ -237,12 +254,15 @@ def test_bench_fails_naming_the_row_and_the_contestant(monkeypatch: pytest.Monke
     assert "recfast cosine at" not in out
     data = json.loads((tmp_path / "topk.json").read_text())
     assert data["mismatches"] == 2
-    with pytest.raises(ValueError, match="2 row\\(s\\) failed the float64 check: recfast dot d=16 B=1 k=5"):
+    with pytest.raises(
+        ValueError, match="2 row\\(s\\) failed the float64 check: recfast dot d=16 B=1 k=5"
+    ):
         bench.report.markdown_table(data)
 
 
-def test_bench_saves_json_for_the_readme_table(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_saves_json_for_the_readme_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _in_process_workers(monkeypatch)
     results = tmp_path / "results"
     assert bench.main([*ARGS, "--out", str(tmp_path / "out"), "--save-json", f"{results}/"]) == 0
@@ -260,7 +280,9 @@ def test_bench_saves_json_for_the_readme_table(monkeypatch: pytest.MonkeyPatch, 
     assert "| 16 | 4 | 5 | " in table and "every cell passed the float64 check" in table
 
 
-def test_bench_rejects_bad_save_json_and_markdown_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_rejects_bad_save_json_and_markdown_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert bench.main([*ARGS, "--save-json", str(tmp_path / "missing" / "run.json")]) == 2
     assert "the folder" in capsys.readouterr().err
     assert bench.main(["--markdown", str(tmp_path / "none.json")]) == 2
@@ -305,13 +327,22 @@ def test_gpu_bench_checks_every_contestant_and_fails_on_a_wrong_one() -> None:
     bad_ids[3] = bad_ids[3, ::-1]
     wrong = check(good.scores, bad_ids, 12, 5)
     assert wrong["bad"] == 1
-    result = {"shapes": [
-        {"B": 12, "k": 5, "check": {"recfast": ok, "torch": ok, "faiss_gpu": wrong}},
-        {"B": 1, "k": 10, "error": "RuntimeError('out of memory')"},
-        {"B": 4, "k": 5, "faiss_gpu_error": "k too large", "check": {"recfast": ok, "torch": ok}},
-    ]}
+    result = {
+        "shapes": [
+            {"B": 12, "k": 5, "check": {"recfast": ok, "torch": ok, "faiss_gpu": wrong}},
+            {"B": 1, "k": 10, "error": "RuntimeError('out of memory')"},
+            {
+                "B": 4,
+                "k": 5,
+                "faiss_gpu_error": "k too large",
+                "check": {"recfast": ok, "torch": ok},
+            },
+        ]
+    }
     wrong_lines, broken = gpu_bench.failures(result)
-    assert len(wrong_lines) == 1 and wrong_lines[0].startswith("B=12 k=5: faiss_gpu: 1/8 checked query rows wrong")
+    assert len(wrong_lines) == 1 and wrong_lines[0].startswith(
+        "B=12 k=5: faiss_gpu: 1/8 checked query rows wrong"
+    )
     assert broken == ["B=1 k=10: RuntimeError('out of memory')", "B=4 k=5: FAISS-GPU: k too large"]
 
 
@@ -322,12 +353,18 @@ def test_quality_reports_paired_per_seed_differences() -> None:
     ease = np.array([[0.30, 0.40, 0.45, 1.0], [0.20, 0.30, 0.35, 1.0], [0.40, 0.50, 0.55, 1.0]])
     ae = ease + np.array([0.02, -0.01, 0.01, 5.0])
     ae[1, 0] -= 0.05  # seed 1: R@20 behind
-    rows = [("AutoEncoder (default: hybrid)", ae), ("EASE (lambda on validation)", ease),
-            ("Popularity", ease - 0.1)]
+    rows = [
+        ("AutoEncoder (default: hybrid)", ae),
+        ("EASE (lambda on validation)", ease),
+        ("Popularity", ease - 0.1),
+    ]
     diffs = dict(quality.paired_differences(rows, "EASE"))
     assert set(diffs) == {"AutoEncoder (default: hybrid)", "Popularity"}
-    np.testing.assert_allclose(diffs["AutoEncoder (default: hybrid)"],
-                               [[0.02, -0.01, 0.01], [-0.03, -0.01, 0.01], [0.02, -0.01, 0.01]], atol=1e-12)
+    np.testing.assert_allclose(
+        diffs["AutoEncoder (default: hybrid)"],
+        [[0.02, -0.01, 0.01], [-0.03, -0.01, 0.01], [0.02, -0.01, 0.01]],
+        atol=1e-12,
+    )
     table = quality._paired_table("ml-100k", rows, "EASE")
     line = next(x for x in table.splitlines() if x.startswith("| AutoEncoder"))
     cells = [c.strip() for c in line.strip("|").split("|")]

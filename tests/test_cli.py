@@ -57,14 +57,37 @@ def parse_recs(out: str) -> list[list[str]]:
 
 def test_train_and_recommend_popularity(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = data_dir / "pop.model"
-    code, out, err = run(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                          "--out", str(model)], capsys)
+    code, out, err = run(
+        [
+            "train",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--model",
+            "popularity",
+            "--out",
+            str(model),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "trained Popularity on 160 users x 60 items" in out
     meta = json.loads((data_dir / "pop.model.meta.json").read_text())
     assert meta["item_ids"] == list(range(100, 160))
-    code, out, err = run(["recommend", str(model), str(data_dir / "data.csv"), "u1", "u2",
-                          "-k", "5", *cols(), "--items", str(data_dir / "movies.csv")], capsys)
+    code, out, err = run(
+        [
+            "recommend",
+            str(model),
+            str(data_dir / "data.csv"),
+            "u1",
+            "u2",
+            "-k",
+            "5",
+            *cols(),
+            "--items",
+            str(data_dir / "movies.csv"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert out.splitlines()[0] == "user\trank\titem\tscore\ttitle"
     rows = parse_recs(out)
@@ -81,17 +104,36 @@ def test_train_and_recommend_popularity(data_dir: Path, capsys: pytest.CaptureFi
 
 
 @torch_sparse_warning
-def test_train_and_recommend_autoencoder(data_dir: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_and_recommend_autoencoder(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("torch")
     model = data_dir / "ae.model"
-    code, out, err = run(["train", str(data_dir / "data.csv"), *cols(rating=False),
-                          "--epochs", "2", "--latent-dim", "8", "--batch-size", "64",
-                          "--device", "cpu", "--quiet", "--out", str(model)], capsys)
+    code, out, err = run(
+        [
+            "train",
+            str(data_dir / "data.csv"),
+            *cols(rating=False),
+            "--epochs",
+            "2",
+            "--latent-dim",
+            "8",
+            "--batch-size",
+            "64",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(model),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "trained AutoEncoder" in out and model.is_file()
-    code, out, err = run(["recommend", str(model), str(data_dir / "data.csv"), "u3", "-k", "7",
-                          *cols(rating=False)], capsys)
+    code, out, err = run(
+        ["recommend", str(model), str(data_dir / "data.csv"), "u3", "-k", "7", *cols(rating=False)],
+        capsys,
+    )
     assert code == 0, err
     rows = parse_recs(out)
     assert len(rows) == 7 and all(100 <= int(r[2]) < 160 for r in rows)
@@ -104,10 +146,32 @@ def test_train_and_recommend_autoencoder(data_dir: Path,
 def test_evaluate_table_and_json(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("torch")
     out_json = data_dir / "metrics.json"
-    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--epochs", "1",
-                          "--latent-dim", "8", "--batch-size", "64", "--device", "cpu",
-                          "--quiet", "--heldout-users", "20", "--ease-l2", "10,100",
-                          "--ks", "5", "10", "--json", str(out_json)], capsys)
+    code, out, err = run(
+        [
+            "evaluate",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--epochs",
+            "1",
+            "--latent-dim",
+            "8",
+            "--batch-size",
+            "64",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--heldout-users",
+            "20",
+            "--ease-l2",
+            "10,100",
+            "--ks",
+            "5",
+            "10",
+            "--json",
+            str(out_json),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "R@5" in out and "NDCG@10" in out
     for name in ("AutoEncoder", "EASE", "Popularity"):
@@ -119,9 +183,20 @@ def test_evaluate_table_and_json(data_dir: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_evaluate_baselines_only(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
-                          "popularity,ease", "--heldout-users", "0.1", "--ease-l2", "50"],
-                         capsys)
+    code, out, err = run(
+        [
+            "evaluate",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--models",
+            "popularity,ease",
+            "--heldout-users",
+            "0.1",
+            "--ease-l2",
+            "50",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "EASE" in out and "(l2=50)" in out and "AutoEncoder" not in out
 
@@ -130,29 +205,79 @@ def test_evaluate_baselines_only(data_dir: Path, capsys: pytest.CaptureFixture[s
     "argv, message",
     [
         (["train", "{d}/missing.csv", "--out", "{d}/x"], "missing.csv: no such file"),
-        (["train", "{d}/data.csv", "--user-col", "user", "--out", "{d}/x"],
-         "column 'user' not found"),
-        (["train", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--rating-col",
-          "uid", "--out", "{d}/x"], "column names must differ"),
+        (
+            ["train", "{d}/data.csv", "--user-col", "user", "--out", "{d}/x"],
+            "column 'user' not found",
+        ),
+        (
+            [
+                "train",
+                "{d}/data.csv",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "mid",
+                "--rating-col",
+                "uid",
+                "--out",
+                "{d}/x",
+            ],
+            "column names must differ",
+        ),
         (["train", "{d}/data.csv", "--model", "svd", "--out", "{d}/x"], "invalid choice: 'svd'"),
         (["train", "{d}/data.csv"], "required: --out"),
         (["train", "{d}/data.csv", "--epochs", "0", "--out", "{d}/x"], "--epochs"),
-        (["recommend", "{d}/pop.model", "{d}/data.csv", "nobody", "--user-col", "uid",
-          "--item-col", "mid"], "unknown user id(s): 'nobody'"),
+        (
+            [
+                "recommend",
+                "{d}/pop.model",
+                "{d}/data.csv",
+                "nobody",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "mid",
+            ],
+            "unknown user id(s): 'nobody'",
+        ),
         (["recommend", "{d}/none.model", "{d}/data.csv", "u1"], "none.model"),
         (["recommend", "{d}/data.csv", "{d}/data.csv", "u1"], "not a recfast model file"),
-        (["evaluate", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid",
-          "--heldout-users", "100"], "leaves no training users"),
+        (
+            [
+                "evaluate",
+                "{d}/data.csv",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "mid",
+                "--heldout-users",
+                "100",
+            ],
+            "leaves no training users",
+        ),
         (["evaluate", "{d}/data.csv", "--models", "knn"], "unknown model(s) ['knn']"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "required: COMMAND"),
     ],
 )
-def test_user_mistakes_give_one_line(data_dir: Path, capsys: pytest.CaptureFixture[str],
-                                     argv: list[str], message: str) -> None:
+def test_user_mistakes_give_one_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     if not (data_dir / "pop.model").exists():
-        assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                     "--out", str(data_dir / "pop.model")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(data_dir / "data.csv"),
+                    *cols(),
+                    "--model",
+                    "popularity",
+                    "--out",
+                    str(data_dir / "pop.model"),
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
     code, out, err = run([a.format(d=data_dir) for a in argv], capsys)
     assert code != 0
@@ -163,8 +288,9 @@ def test_user_mistakes_give_one_line(data_dir: Path, capsys: pytest.CaptureFixtu
     assert "Traceback" not in err
 
 
-def test_help_and_bench_delegation(capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_help_and_bench_delegation(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert main(["--help"]) == 0
     assert "evaluate" in capsys.readouterr().out
     import recfast.bench
@@ -176,10 +302,16 @@ def test_help_and_bench_delegation(capsys: pytest.CaptureFixture[str],
 
 
 def test_python_dash_m(data_dir: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "recfast", "train", str(data_dir / "nope.csv"),
-                           "--out", "x"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recfast", "train", str(data_dir / "nope.csv"), "--out", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"recfast: error: {data_dir / 'nope.csv'}: no such file or directory"
+    assert (
+        proc.stderr.strip() == f"recfast: error: {data_dir / 'nope.csv'}: no such file or directory"
+    )
 
 
 @pytest.mark.data
@@ -188,16 +320,30 @@ def test_recommend_on_movielens(tmp_path: Path, capsys: pytest.CaptureFixture[st
     if not path.exists():
         pytest.skip(f"{path} not present")
     model = tmp_path / "pop.model"
-    assert main(["train", str(path), "--model", "popularity", "--rating-above", "3.5",
-                 "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--model",
+                "popularity",
+                "--rating-above",
+                "3.5",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["recommend", str(model), str(path), "1", "-k", "3", "--items", str(path)]) == 0
     rows = parse_recs(capsys.readouterr().out)
     assert len(rows) == 3 and all(r[4] for r in rows)
 
 
-def test_recommend_user_filtered_out_and_repeated(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_user_filtered_out_and_repeated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # user "low" rated everything 1: after the model's --rating-above 3 filter it has no
     # history and gets the cold-start ranking (seen items are not known, so none are removed)
     lines = ["user,item,rating"] + [f"a{u},{i},5" for u in range(6) for i in range(u % 3 + 1)]
@@ -205,11 +351,39 @@ def test_recommend_user_filtered_out_and_repeated(tmp_path: Path,
     data = tmp_path / "r.csv"
     data.write_text("\n".join(lines) + "\n")
     model = tmp_path / "pop.model"
-    assert main(["train", str(data), "--rating-col", "rating", "--rating-above", "3",
-                 "--model", "popularity", "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data),
+                "--rating-col",
+                "rating",
+                "--rating-above",
+                "3",
+                "--model",
+                "popularity",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    code, out, err = run(["recommend", str(model), str(data), "low", "a0", "a0", "-k", "3",
-                          "--rating-col", "rating"], capsys)
+    code, out, err = run(
+        [
+            "recommend",
+            str(model),
+            str(data),
+            "low",
+            "a0",
+            "a0",
+            "-k",
+            "3",
+            "--rating-col",
+            "rating",
+        ],
+        capsys,
+    )
     assert code == 0, err
     rows = parse_recs(out)
     assert [r[2] for r in rows if r[0] == "low"] == ["0", "1", "2"]
@@ -231,41 +405,100 @@ def test_recommend_user_filtered_out_and_repeated(tmp_path: Path,
         (["evaluate", "{d}/data.csv", "--heldout-users", "-3"], "argument --heldout-users", 2),
         (["evaluate", "{d}/data.csv", "--seed", "-1"], "argument --seed", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--seed", "-1"], "argument --seed", 2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--seed", str(2 ** 64)], "argument --seed",
-         2),
+        (["train", "{d}/data.csv", "--out", "{d}/x", "--seed", str(2**64)], "argument --seed", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--sep", ""], "argument --sep", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--sep", "::"], "argument --sep", 2),
-        (["recommend", "{d}/pop.model", "{d}/data.csv", "u1", "--sep", "\n"], "argument --sep",
-         2),
+        (["recommend", "{d}/pop.model", "{d}/data.csv", "u1", "--sep", "\n"], "argument --sep", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--lr", "nan"], "argument --lr", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--lr", "0"], "argument --lr", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--l2", "inf"], "argument --l2", 2),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--l2", "-1"], "argument --l2", 2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--batch-size", "0"], "argument --batch-size",
-         2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--latent-dim", "-4"],
-         "argument --latent-dim", 2),
+        (
+            ["train", "{d}/data.csv", "--out", "{d}/x", "--batch-size", "0"],
+            "argument --batch-size",
+            2,
+        ),
+        (
+            ["train", "{d}/data.csv", "--out", "{d}/x", "--latent-dim", "-4"],
+            "argument --latent-dim",
+            2,
+        ),
         (["train", "{d}/data.csv", "--out", "{d}/x", "--device", "gpu"], "argument --device", 2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--rating-above", "nan"],
-         "argument --rating-above", 2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--min-rating", "inf"],
-         "argument --min-rating", 2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--min-user-interactions", "-1"],
-         "argument --min-user-interactions", 2),
-        (["train", "{d}/data.csv", "--out", "{d}/x", "--min-item-interactions", "-2"],
-         "argument --min-item-interactions", 2),
+        (
+            ["train", "{d}/data.csv", "--out", "{d}/x", "--rating-above", "nan"],
+            "argument --rating-above",
+            2,
+        ),
+        (
+            ["train", "{d}/data.csv", "--out", "{d}/x", "--min-rating", "inf"],
+            "argument --min-rating",
+            2,
+        ),
+        (
+            ["train", "{d}/data.csv", "--out", "{d}/x", "--min-user-interactions", "-1"],
+            "argument --min-user-interactions",
+            2,
+        ),
+        (
+            ["train", "{d}/data.csv", "--out", "{d}/x", "--min-item-interactions", "-2"],
+            "argument --min-item-interactions",
+            2,
+        ),
         (["evaluate", "{d}/data.csv", "--fold-in", "1"], "argument --fold-in", 2),
         (["evaluate", "{d}/data.csv", "--fold-in", "nan"], "argument --fold-in", 2),
         (["evaluate", "{d}/data.csv", "--ease-l2", "10,nan"], "argument --ease-l2", 2),
         (["evaluate", "{d}/data.csv", "--ease-l2", "inf"], "argument --ease-l2", 2),
         (["evaluate", "{d}/data.csv", "--ks", "0"], "argument --ks", 2),
         (["recommend", "{d}/pop.model", "{d}/data.csv", "u1", "-k", "0"], "argument -k", 2),
-        (["evaluate", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--models",
-          "popularity", "--ks", "10", "61"], "--ks 61: more than the 60 items", 1),
-        (["evaluate", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--models",
-          "popularity", "--heldout-users", "80"], "--heldout-users 80: holding out 80", 1),
-        (["train", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--rating-above",
-          "3", "--out", "{d}/x"], "--rating-above needs ratings", 1),
+        (
+            [
+                "evaluate",
+                "{d}/data.csv",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "mid",
+                "--models",
+                "popularity",
+                "--ks",
+                "10",
+                "61",
+            ],
+            "--ks 61: more than the 60 items",
+            1,
+        ),
+        (
+            [
+                "evaluate",
+                "{d}/data.csv",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "mid",
+                "--models",
+                "popularity",
+                "--heldout-users",
+                "80",
+            ],
+            "--heldout-users 80: holding out 80",
+            1,
+        ),
+        (
+            [
+                "train",
+                "{d}/data.csv",
+                "--user-col",
+                "uid",
+                "--item-col",
+                "mid",
+                "--rating-above",
+                "3",
+                "--out",
+                "{d}/x",
+            ],
+            "--rating-above needs ratings",
+            1,
+        ),
         (["bench", "--ks", "abc"], "bench: argument --ks", 2),
         (["bench", "--ks", "0"], "bench: argument --ks", 2),
         (["bench", "--n-items", "0"], "bench: argument --n-items", 2),
@@ -277,16 +510,33 @@ def test_recommend_user_filtered_out_and_repeated(tmp_path: Path,
         (["bench", "--out", "{d}/data.csv"], "--out {d}/data.csv: is a file", 1),
     ],
 )
-def test_bad_options_name_the_flag(data_dir: Path, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch, argv: list[str],
-                                   message: str, code: int) -> None:
+def test_bad_options_name_the_flag(
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    message: str,
+    code: int,
+) -> None:
     import recfast.bench
 
     ran: list[list[str]] = []  # the benchmark itself never starts
     monkeypatch.setattr(recfast.bench, "main", lambda a: ran.append(a) or 0)
     if not (data_dir / "pop.model").exists():
-        assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                     "--out", str(data_dir / "pop.model")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(data_dir / "data.csv"),
+                    *cols(),
+                    "--model",
+                    "popularity",
+                    "--out",
+                    str(data_dir / "pop.model"),
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
     got, out, err = run([a.format(d=data_dir) for a in argv], capsys)
     assert got == code, err
@@ -297,17 +547,39 @@ def test_bad_options_name_the_flag(data_dir: Path, capsys: pytest.CaptureFixture
     assert ran == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["evaluate", "{d}/data.csv", "--heldout-users", "inf"],
-    ["train", "{d}/data.csv", "--user-col", "uid", "--item-col", "mid", "--out", "{d}/big.model",
-     "--latent-dim", "1000000000", "--epochs", "1", "--quiet", "--device", "cpu"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "{d}/data.csv", "--heldout-users", "inf"],
+        [
+            "train",
+            "{d}/data.csv",
+            "--user-col",
+            "uid",
+            "--item-col",
+            "mid",
+            "--out",
+            "{d}/big.model",
+            "--latent-dim",
+            "1000000000",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+    ],
+)
 def test_no_traceback_from_the_command(data_dir: Path, argv: list[str]) -> None:
     # before: OverflowError from int(inf); torch's allocation error for 10^9 x items weights
     if "--latent-dim" in argv:
         pytest.importorskip("torch")
-    proc = subprocess.run([sys.executable, "-m", "recfast", *[a.format(d=data_dir) for a in argv]],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recfast", *[a.format(d=data_dir) for a in argv]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -318,38 +590,64 @@ def test_no_traceback_from_the_command(data_dir: Path, argv: list[str]) -> None:
 
 
 @torch_sparse_warning
-def test_latent_dim_too_large_refused_before_training(data_dir: Path,
-                                                      capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_latent_dim_too_large_refused_before_training(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("torch")
     from recfast.models import AutoEncoder
 
     monkeypatch.setattr(AutoEncoder, "fit", lambda *a, **k: pytest.fail("fit was called"))
-    code, out, err = run(["train", str(data_dir / "data.csv"), *cols(), "--latent-dim",
-                          "1000000000", "--device", "cpu", "--out", str(data_dir / "x")], capsys)
+    code, out, err = run(
+        [
+            "train",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--latent-dim",
+            "1000000000",
+            "--device",
+            "cpu",
+            "--out",
+            str(data_dir / "x"),
+        ],
+        capsys,
+    )
     assert code == 1
     assert "--latent-dim 1000000000: the AutoEncoder's weights for 60 items" in err
 
 
-def test_torch_allocation_error_is_one_line(data_dir: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_allocation_error_is_one_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from recfast.models import Popularity
 
     def fit(self: Any, X: Any) -> Any:
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
-                           "allocate memory: you tried to allocate 1200000000000 bytes.")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
+            "allocate memory: you tried to allocate 1200000000000 bytes."
+        )
 
     monkeypatch.setattr(Popularity, "fit", fit)
-    code, out, err = run(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                          "--out", str(data_dir / "x")], capsys)
+    code, out, err = run(
+        [
+            "train",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--model",
+            "popularity",
+            "--out",
+            str(data_dir / "x"),
+        ],
+        capsys,
+    )
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Popularity ran out of memory while training" in lines[0]
     assert "--latent-dim or --batch-size" in lines[0]
 
 
-def test_unexpected_error_is_one_line(data_dir: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_error_is_one_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import recfast.cli
 
     def boom(args: Any) -> int:
@@ -357,12 +655,14 @@ def test_unexpected_error_is_one_line(data_dir: Path, capsys: pytest.CaptureFixt
 
     monkeypatch.setitem(recfast.cli._COMMANDS, "train", boom)
     monkeypatch.delenv("RECFAST_TRACEBACK", raising=False)
-    code, out, err = run(["train", str(data_dir / "data.csv"), "--out", str(data_dir / "x")],
-                         capsys)
+    code, out, err = run(
+        ["train", str(data_dir / "data.csv"), "--out", str(data_dir / "x")], capsys
+    )
     assert code == 1
     assert err.strip().splitlines() == [
         "recfast: error: unexpected KeyError: 'bug' (set RECFAST_TRACEBACK=1 to see where; "
-        "please report it)"]
+        "please report it)"
+    ]
     monkeypatch.setenv("RECFAST_TRACEBACK", "1")
     with pytest.raises(KeyError):
         main(["train", str(data_dir / "data.csv"), "--out", str(data_dir / "x")])
@@ -386,23 +686,29 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     "out, message",
     [
         ("{t}", "--out {t}: is a folder"),
-        ("{t}/missing/m.model",
-         "--out {t}/missing/m.model: the folder {t}/missing does not exist"),
+        ("{t}/missing/m.model", "--out {t}/missing/m.model: the folder {t}/missing does not exist"),
         ("{t}/file.txt/m.model", "--out {t}/file.txt/m.model: {t}/file.txt is not a folder"),
         ("{t}/data.csv", "--out {t}/data.csv: is the input data"),
         ("{t}/taken.model", "--out {t}/taken.model.meta.json: is a folder"),
     ],
 )
-def test_train_out_checked_first(tmp_path: Path, data_dir: Path,
-                                 capsys: pytest.CaptureFixture[str], no_training: list[str],
-                                 out: str, message: str) -> None:
+def test_train_out_checked_first(
+    tmp_path: Path,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_training: list[str],
+    out: str,
+    message: str,
+) -> None:
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "taken.model.meta.json").mkdir()
     data = tmp_path / "data.csv"
     data.write_bytes((data_dir / "data.csv").read_bytes())
     before = data.read_bytes()
-    code, _, err = run(["train", str(data), *cols(), "--model", "popularity", "--out",
-                        out.format(t=tmp_path)], capsys)
+    code, _, err = run(
+        ["train", str(data), *cols(), "--model", "popularity", "--out", out.format(t=tmp_path)],
+        capsys,
+    )
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"recfast: error: {message.format(t=tmp_path)}")
@@ -410,35 +716,69 @@ def test_train_out_checked_first(tmp_path: Path, data_dir: Path,
     assert data.read_bytes() == before
 
 
-def test_train_out_unwritable(tmp_path: Path, data_dir: Path,
-                              capsys: pytest.CaptureFixture[str], no_training: list[str]) -> None:
+def test_train_out_unwritable(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str], no_training: list[str]
+) -> None:
     target = Path("/proc/recfast-test.model")  # not writable, even by root
-    code, _, err = run(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                        "--out", str(target)], capsys)
+    code, _, err = run(
+        [
+            "train",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--model",
+            "popularity",
+            "--out",
+            str(target),
+        ],
+        capsys,
+    )
     assert code == 1
     assert err.startswith(f"recfast: error: --out {target}: cannot write in /proc")
     assert no_training == []
 
 
-def test_evaluate_json_checked_first(tmp_path: Path, data_dir: Path,
-                                     capsys: pytest.CaptureFixture[str],
-                                     no_training: list[str]) -> None:
+def test_evaluate_json_checked_first(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str], no_training: list[str]
+) -> None:
     path = tmp_path / "nodir" / "m.json"
-    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
-                          "popularity,ease", "--json", str(path)], capsys)
+    code, out, err = run(
+        [
+            "evaluate",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--models",
+            "popularity,ease",
+            "--json",
+            str(path),
+        ],
+        capsys,
+    )
     assert code == 1
     assert err.strip().splitlines() == [
-        f"recfast: error: --json {path}: the folder {path.parent} does not exist"]
+        f"recfast: error: --json {path}: the folder {path.parent} does not exist"
+    ]
     assert no_training == [] and out == ""
-    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
-                          "popularity", "--json", str(tmp_path)], capsys)
+    code, out, err = run(
+        [
+            "evaluate",
+            str(data_dir / "data.csv"),
+            *cols(),
+            "--models",
+            "popularity",
+            "--json",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert code == 1 and f"--json {tmp_path}: is a folder" in err and no_training == []
 
 
-def test_evaluate_default_ks_fit_the_items(data_dir: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["evaluate", str(data_dir / "data.csv"), *cols(), "--models",
-                          "popularity"], capsys)
+def test_evaluate_default_ks_fit_the_items(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        ["evaluate", str(data_dir / "data.csv"), *cols(), "--models", "popularity"], capsys
+    )
     assert code == 0, err
     assert "R@50" in out and "R@100" not in out  # 60 items: the cut-offs 20 and 50
 
@@ -446,19 +786,34 @@ def test_evaluate_default_ks_fit_the_items(data_dir: Path,
 # -- damaged model files and descriptions ------------------------------------------------------
 
 
-def test_damaged_model_files_one_line(data_dir: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_model_files_one_line(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import zipfile
 
     model = tmp_path / "e.model"
-    assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "ease", "--l2", "10",
-                 "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data_dir / "data.csv"),
+                *cols(),
+                "--model",
+                "ease",
+                "--l2",
+                "10",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     raw = model.read_bytes()
     bad = tmp_path / "bad.model"
     with zipfile.ZipFile(model) as z:
         members = {n: z.read(n) for n in z.namelist()}
-    variants: list[bytes] = [raw[:len(raw) // 2], raw[:-10]]
+    variants: list[bytes] = [raw[: len(raw) // 2], raw[:-10]]
     for pos in (len(raw) // 3, len(raw) // 2, 2 * len(raw) // 3):
         b = bytearray(raw)
         b[pos] ^= 0xFF
@@ -470,9 +825,11 @@ def test_damaged_model_files_one_line(data_dir: Path, tmp_path: Path,
     for content in variants:
         bad.write_bytes(content)
         (tmp_path / "bad.model.meta.json").write_bytes(
-            (tmp_path / "e.model.meta.json").read_bytes())
-        code, out, err = run(["recommend", str(bad), str(data_dir / "data.csv"), "u1",
-                              *cols()], capsys)
+            (tmp_path / "e.model.meta.json").read_bytes()
+        )
+        code, out, err = run(
+            ["recommend", str(bad), str(data_dir / "data.csv"), "u1", *cols()], capsys
+        )
         assert code == 1 and out == ""
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"recfast: error: {bad}"), err
@@ -486,22 +843,37 @@ def test_damaged_model_files_one_line(data_dir: Path, tmp_path: Path,
         ('{"item_ids": 5}', "not a model description"),
         ('{"item_ids": [1, 1]}', "'item_ids' repeats an id"),
         ('{"item_ids": [1, 2]}', "lists 2 items but the model has 60"),
-        ('{"item_ids": IDS, "filters": {"min_rating": "x"}}', "filters.min_rating must be a "
-                                                              "number"),
+        (
+            '{"item_ids": IDS, "filters": {"min_rating": "x"}}',
+            "filters.min_rating must be a number",
+        ),
         ('{"item_ids": IDS, "filters": [1]}', "not a model description"),
     ],
 )
-def test_damaged_meta_one_line(data_dir: Path, tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str], meta: str,
-                               message: str) -> None:
+def test_damaged_meta_one_line(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], meta: str, message: str
+) -> None:
     model = tmp_path / "p.model"
-    assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                 "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data_dir / "data.csv"),
+                *cols(),
+                "--model",
+                "popularity",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     meta_path = tmp_path / "p.model.meta.json"
     meta_path.write_text(meta.replace("IDS", json.dumps(list(range(100, 160)))))
-    code, out, err = run(["recommend", str(model), str(data_dir / "data.csv"), "u1", *cols()],
-                         capsys)
+    code, out, err = run(
+        ["recommend", str(model), str(data_dir / "data.csv"), "u1", *cols()], capsys
+    )
     assert code == 1 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"recfast: error: {meta_path}")
@@ -520,26 +892,54 @@ def trained(data_dir: Path) -> dict[str, Path]:
     out = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse invariant checks", UserWarning)
-        for name, extra in (("ease", ["--l2", "20"]),
-                            ("autoencoder", ["--epochs", "2", "--latent-dim", "8",
-                                             "--batch-size", "64", "--device", "cpu",
-                                             "--quiet"])):
+        for name, extra in (
+            ("ease", ["--l2", "20"]),
+            (
+                "autoencoder",
+                [
+                    "--epochs",
+                    "2",
+                    "--latent-dim",
+                    "8",
+                    "--batch-size",
+                    "64",
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ],
+            ),
+        ):
             path = data_dir / f"rec-{name}.model"
-            assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", name,
-                         *extra, "--out", str(path)]) == 0
+            assert (
+                main(
+                    [
+                        "train",
+                        str(data_dir / "data.csv"),
+                        *cols(),
+                        "--model",
+                        name,
+                        *extra,
+                        "--out",
+                        str(path),
+                    ]
+                )
+                == 0
+            )
             out[name] = path
     return out
 
 
-def expected_lines(model_path: Path, data_dir: Path, users: list[str], k: int,
-                   include_seen: bool, titles: bool) -> list[str]:
+def expected_lines(
+    model_path: Path, data_dir: Path, users: list[str], k: int, include_seen: bool, titles: bool
+) -> list[str]:
     """What `recommend` should print, from load_model(...).recommend on the users' rows."""
     from recfast.data import Interactions
     from recfast.models import load_model
 
     model = load_model(model_path)
-    d = Interactions.from_csv(data_dir / "data.csv", user_col="uid", item_col="mid",
-                              rating_col="stars")
+    d = Interactions.from_csv(
+        data_dir / "data.csv", user_col="uid", item_col="mid", rating_col="stars"
+    )
     X = d.matrix()[d.user_index(users)]
     res = model.recommend(X, k=min(k, model.n_items_), filter_seen=not include_seen)
     lines = ["user\trank\titem\tscore" + ("\ttitle" if titles else "")]
@@ -555,14 +955,28 @@ def expected_lines(model_path: Path, data_dir: Path, users: list[str], k: int,
 
 @torch_sparse_warning
 @pytest.mark.parametrize("name", ["ease", "autoencoder"])
-@pytest.mark.parametrize("k, include_seen, titles", [(5, False, False), (7, True, True),
-                                                      (1000, False, True)])
-def test_recommend_matches_model(trained: dict[str, Path], data_dir: Path,
-                                 capsys: pytest.CaptureFixture[str], name: str, k: int,
-                                 include_seen: bool, titles: bool) -> None:
+@pytest.mark.parametrize(
+    "k, include_seen, titles", [(5, False, False), (7, True, True), (1000, False, True)]
+)
+def test_recommend_matches_model(
+    trained: dict[str, Path],
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    k: int,
+    include_seen: bool,
+    titles: bool,
+) -> None:
     users = ["u3", "u10", "u3", "u151"]
-    argv = ["recommend", str(trained[name]), str(data_dir / "data.csv"), *users, "-k", str(k),
-            *cols()]
+    argv = [
+        "recommend",
+        str(trained[name]),
+        str(data_dir / "data.csv"),
+        *users,
+        "-k",
+        str(k),
+        *cols(),
+    ]
     if include_seen:
         argv.append("--include-seen")
     if titles:
@@ -589,38 +1003,57 @@ def test_recommend_matches_model(trained: dict[str, Path], data_dir: Path,
 # -- recommend --explain ------------------------------------------------------------------------
 
 
-def expected_because(model_path: Path, data_dir: Path, user: str, raw_item: int,
-                     titles: bool) -> str:
+def expected_because(
+    model_path: Path, data_dir: Path, user: str, raw_item: int, titles: bool
+) -> str:
     """The explanation column for one recommendation, from load_model(...).explain."""
     from recfast.data import Interactions
     from recfast.models import load_model
 
     model = load_model(model_path)
-    d = Interactions.from_csv(data_dir / "data.csv", user_col="uid", item_col="mid",
-                              rating_col="stars")
+    d = Interactions.from_csv(
+        data_dir / "data.csv", user_col="uid", item_col="mid", rating_col="stars"
+    )
     X = d.matrix()[d.user_index([user])]
     X.data[:] = 1.0  # the command reads binary histories
     item = int(np.flatnonzero(d.item_ids == raw_item)[0])
     e = model.explain(X, item, n=3)
-    names = [f"Movie {int(d.item_ids[j]) - 100}" if titles else str(int(d.item_ids[j]))
-             for j in e.ids[e.contributions > 0]]
+    names = [
+        f"Movie {int(d.item_ids[j]) - 100}" if titles else str(int(d.item_ids[j]))
+        for j in e.ids[e.contributions > 0]
+    ]
     return "because you liked " + ", ".join(names) if names else ""
 
 
 @torch_sparse_warning
 @pytest.mark.parametrize("name", ["ease", "autoencoder"])
 @pytest.mark.parametrize("titles", [False, True])
-def test_recommend_explain(trained: dict[str, Path], data_dir: Path,
-                           capsys: pytest.CaptureFixture[str], name: str, titles: bool) -> None:
+def test_recommend_explain(
+    trained: dict[str, Path],
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    titles: bool,
+) -> None:
     users = ["u3", "u10"]
-    argv = ["recommend", str(trained[name]), str(data_dir / "data.csv"), *users, "-k", "4",
-            *cols(), "--explain"]
+    argv = [
+        "recommend",
+        str(trained[name]),
+        str(data_dir / "data.csv"),
+        *users,
+        "-k",
+        "4",
+        *cols(),
+        "--explain",
+    ]
     if titles:
         argv += ["--items", str(data_dir / "movies.csv")]
     code, out, err = run(argv, capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == "user\trank\titem\tscore" + ("\ttitle" if titles else "") + \
-        "\texplanation"
+    assert (
+        out.splitlines()[0]
+        == "user\trank\titem\tscore" + ("\ttitle" if titles else "") + "\texplanation"
+    )
     rows = parse_recs(out)
     assert len(rows) == 8
     import pandas as pd
@@ -635,20 +1068,38 @@ def test_recommend_explain(trained: dict[str, Path], data_dir: Path,
             liked = because.removeprefix("because you liked ").split(", ")
             assert 1 <= len(liked) <= 3
             seen = set(df.loc[df.uid == r[0], "mid"])
-            raw = [int(t.removeprefix("Movie ")) + 100 for t in liked] if titles else \
-                [int(t) for t in liked]
+            raw = (
+                [int(t.removeprefix("Movie ")) + 100 for t in liked]
+                if titles
+                else [int(t) for t in liked]
+            )
             assert set(raw) <= seen  # only the user's own history explains
     assert named >= 6  # group-structured data: most recommendations have positive reasons
 
 
-def test_recommend_explain_needs_a_model_that_explains(data_dir: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_explain_needs_a_model_that_explains(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = data_dir / "pop-explain.model"
-    assert main(["train", str(data_dir / "data.csv"), *cols(), "--model", "popularity",
-                 "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(data_dir / "data.csv"),
+                *cols(),
+                "--model",
+                "popularity",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    code, out, err = run(["recommend", str(model), str(data_dir / "data.csv"), "u1", *cols(),
-                          "--explain"], capsys)
+    code, out, err = run(
+        ["recommend", str(model), str(data_dir / "data.csv"), "u1", *cols(), "--explain"], capsys
+    )
     assert code == 1 and out == ""
-    assert err.strip() == (f"recfast: error: --explain needs an EASE or AutoEncoder model; "
-                           f"{model} holds a Popularity")
+    assert err.strip() == (
+        f"recfast: error: --explain needs an EASE or AutoEncoder model; {model} holds a Popularity"
+    )

@@ -104,9 +104,15 @@ def _three_way(q, x, k, metric, exclude=None, **kw):
 def test_disable_switch_hides_cuda():
     env = dict(os.environ, RECFAST_DISABLE_CUDA="1")
     out = subprocess.run(
-        [sys.executable, "-c",
-         "import recfast, recfast._cuda_backend as b; print(recfast.HAS_CUDA, b.UNAVAILABLE_REASON)"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import recfast, recfast._cuda_backend as b; print(recfast.HAS_CUDA, b.UNAVAILABLE_REASON)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("False RECFAST_DISABLE_CUDA")
 
@@ -116,7 +122,9 @@ def test_has_cuda_consistent():
     if recfast.HAS_CUDA:
         assert _cuda_backend.UNAVAILABLE_REASON is None
     else:
-        assert isinstance(_cuda_backend.UNAVAILABLE_REASON, str) and _cuda_backend.UNAVAILABLE_REASON
+        assert (
+            isinstance(_cuda_backend.UNAVAILABLE_REASON, str) and _cuda_backend.UNAVAILABLE_REASON
+        )
 
 
 @pytest.mark.parametrize("device", ["gpu", "CUDA", "cuda:", "cuda:x", 0, None, "cpu0"])
@@ -275,8 +283,13 @@ def test_exclusions(k):
         assert not np.isin(gpu.ids[r], ex).any()
     assert np.all(gpu.ids[6] == -1)  # all excluded
     assert (gpu.ids[4] >= 0).sum() == 1  # one item left
-    mat = sp.csr_matrix((np.ones(12), ([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6, 6],
-                                      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])), shape=(7, 4000))
+    mat = sp.csr_matrix(
+        (
+            np.ones(12),
+            ([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6, 6], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+        ),
+        shape=(7, 4000),
+    )
     _three_way(q, x, k, "dot", exclude=mat)
 
 

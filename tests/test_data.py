@@ -35,8 +35,9 @@ def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path
 
 def test_from_csv_maps_and_matrix(tmp_path: Path) -> None:
     p = write(tmp_path, "x.csv", CSV)
-    d = Interactions.from_csv(p, user_col="user", item_col="item", rating_col="rating",
-                              time_col="ts")
+    d = Interactions.from_csv(
+        p, user_col="user", item_col="item", rating_col="rating", time_col="ts"
+    )
     assert (d.n_users, d.n_items, len(d)) == (3, 3, 5)
     assert list(d.user_ids) == ["alice", "bob", "carol"]
     assert list(d.item_ids) == ["i1", "i2", "i3"]
@@ -48,8 +49,9 @@ def test_from_csv_maps_and_matrix(tmp_path: Path) -> None:
     assert isinstance(m, sp.csr_matrix) and m.dtype == np.float32 and m.has_sorted_indices
     np.testing.assert_array_equal(m.toarray(), [[1, 0, 1], [0, 1, 0], [1, 0, 0]])
     # the last rating of a repeated pair wins
-    np.testing.assert_array_equal(d.matrix(binary=False).toarray(),
-                                  [[2, 0, 1], [0, 3.5, 0], [4, 0, 0]])
+    np.testing.assert_array_equal(
+        d.matrix(binary=False).toarray(), [[2, 0, 1], [0, 3.5, 0], [4, 0, 0]]
+    )
     np.testing.assert_array_equal(d.user_index(["carol", "alice"]), [2, 0])
     np.testing.assert_array_equal(d.item_index("i3"), [2])
     with pytest.raises(ValueError, match="unknown user id.*'dave'"):
@@ -72,18 +74,21 @@ def test_from_dataframe_and_parquet(tmp_path: Path) -> None:
     p = tmp_path / "x.parquet"
     df.to_parquet(p)
     d2 = Interactions.from_parquet(p, user_col="u", item_col="i", rating_col="r")
-    np.testing.assert_array_equal(d2.matrix(binary=False).toarray(),
-                                  d.matrix(binary=False).toarray())
+    np.testing.assert_array_equal(
+        d2.matrix(binary=False).toarray(), d.matrix(binary=False).toarray()
+    )
     with pytest.raises(ValueError, match=r"x\.parquet: column 'time' not found"):
         Interactions.from_parquet(p, user_col="u", item_col="i", time_col="time")
     with pytest.raises(ValueError, match="DataFrame: row 1, column 'r': expected a number"):
-        Interactions.from_dataframe(df.assign(r=["1", "x", "3"]), user_col="u", item_col="i",
-                                    rating_col="r")
+        Interactions.from_dataframe(
+            df.assign(r=["1", "x", "3"]), user_col="u", item_col="i", rating_col="r"
+        )
 
 
 def test_filter_semantics() -> None:
-    d = Interactions.from_arrays(["a", "a", "a", "b", "b", "c", "c"], [1, 2, 3, 1, 3, 1, 3],
-                                 ratings=[5, 4, 3.5, 5, 5, 4, 4])
+    d = Interactions.from_arrays(
+        ["a", "a", "a", "b", "b", "c", "c"], [1, 2, 3, 1, 3, 1, 3], ratings=[5, 4, 3.5, 5, 5, 4, 4]
+    )
     assert len(d.filter(min_rating=3.5)) == 7
     above = d.filter(rating_above=3.5)  # drops (a, 3) rated exactly 3.5
     assert len(above) == 6 and list(above.item_ids) == [1, 2, 3]
@@ -104,9 +109,13 @@ def test_movielens_100k_layout(tmp_path: Path) -> None:
     folder = tmp_path / "ml-100k"
     folder.mkdir()
     write(folder, "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t1\n")
-    write(folder, "u.item", "242|Kolya (1996)|24-Jan-1997||http://x|0|0\n"
-                            "302|L.A. Confidential (1997)|01-Jan-1997||http://y|0|1\n",
-          encoding="latin-1")
+    write(
+        folder,
+        "u.item",
+        "242|Kolya (1996)|24-Jan-1997||http://x|0|0\n"
+        "302|L.A. Confidential (1997)|01-Jan-1997||http://y|0|1\n",
+        encoding="latin-1",
+    )
     for path in (folder, folder / "u.data", tmp_path):  # folder, file, parent folder
         d = load_movielens(path)
         assert (d.n_users, d.n_items, len(d)) == (2, 2, 3)
@@ -120,8 +129,13 @@ def test_movielens_100k_layout(tmp_path: Path) -> None:
 
 def test_movielens_1m_layout(tmp_path: Path) -> None:
     write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::9\n")
-    write(tmp_path, "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-                                  "661::Caf\u00e9: A Story (1996)::Animation\n", encoding="latin-1")
+    write(
+        tmp_path,
+        "movies.dat",
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+        "661::Caf\u00e9: A Story (1996)::Animation\n",
+        encoding="latin-1",
+    )
     d = load_movielens(tmp_path)
     assert list(d.user_ids) == [1, 2] and list(d.item_ids) == [661, 1193]
     np.testing.assert_array_equal(d.ratings, [5, 3, 4])
@@ -130,15 +144,24 @@ def test_movielens_1m_layout(tmp_path: Path) -> None:
 
 
 def test_movielens_csv_layout(tmp_path: Path) -> None:
-    write(tmp_path, "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
-                                   "1,3,4.5,964981247\n\n2,3,0.5,1\n")
-    write(tmp_path, "movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Comedy\n'
-                                  '3,"Grumpier Old Men, The (1995)",Comedy\n')
+    write(
+        tmp_path,
+        "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n\n2,3,0.5,1\n",
+    )
+    write(
+        tmp_path,
+        "movies.csv",
+        "movieId,title,genres\n1,Toy Story (1995),Comedy\n"
+        '3,"Grumpier Old Men, The (1995)",Comedy\n',
+    )
     d = load_movielens(tmp_path)
     assert (d.n_users, d.n_items, len(d)) == (2, 2, 3)
     np.testing.assert_array_equal(d.ratings, [4.0, 4.5, 0.5])
-    assert load_movielens_titles(tmp_path) == {1: "Toy Story (1995)",
-                                               3: "Grumpier Old Men, The (1995)"}
+    assert load_movielens_titles(tmp_path) == {
+        1: "Toy Story (1995)",
+        3: "Grumpier Old Men, The (1995)",
+    }
 
 
 # -- malformed input ----------------------------------------------------------------------------
@@ -148,20 +171,48 @@ def test_movielens_csv_layout(tmp_path: Path) -> None:
     "name, text, match",
     [
         ("u.data", "", r"u\.data: the file is empty"),
-        ("u.data", "1\t2\t3\t4\n1\t2\tfive\t4\n", r"u\.data: line 2, column 'rating': expected a number, got 'five'"),
+        (
+            "u.data",
+            "1\t2\t3\t4\n1\t2\tfive\t4\n",
+            r"u\.data: line 2, column 'rating': expected a number, got 'five'",
+        ),
         ("u.data", "1\t2\t3\t4\n1\t2\t3\n", r"u\.data: line 2: expected 4 fields"),
         ("u.data", "1\t2\t3\t4\n1\t2\t3\t4\t5\n", r"u\.data: line 2: expected 4 fields"),
         ("u.data", "1\t2\t3\t4\t5\n", r"u\.data: line 1: expected 4 fields"),
-        ("ratings.dat", "1::2::3::4\n1::2::3::4::5\n", r"ratings\.dat: line 2: expected 4 fields .* separated by '::'"),
+        (
+            "ratings.dat",
+            "1::2::3::4\n1::2::3::4::5\n",
+            r"ratings\.dat: line 2: expected 4 fields .* separated by '::'",
+        ),
         ("ratings.dat", "1:2:3:4\n", r"ratings\.dat: line 1: expected 4 fields"),
-        ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,3,4,5\n", r"ratings\.csv: line 3: expected"),
-        ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4,5\n", r"ratings\.csv: line 2: more fields than the header"),
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,3,4,5\n",
+            r"ratings\.csv: line 3: expected",
+        ),
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n1,2,3,4,5\n",
+            r"ratings\.csv: line 2: more fields than the header",
+        ),
         ("u.data", "x\t2\t3\t4\n", r"u\.data: line 1, column 'user': expected an integer id"),
         ("ratings.dat", "1::2::3::4\n1::2::x::4\n", r"ratings\.dat: line 2, column 'rating'"),
-        ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,bad,4\n", r"ratings\.csv: line 3, column 'rating': expected a number, got 'bad'"),
-        ("ratings.csv", "userId,movieId,stars,timestamp\n1,2,3,4\n", r"ratings\.csv: column 'rating' not found; the columns are \['userId', 'movieId', 'stars', 'timestamp'\]"),
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n1,2,3,4\n1,2,bad,4\n",
+            r"ratings\.csv: line 3, column 'rating': expected a number, got 'bad'",
+        ),
+        (
+            "ratings.csv",
+            "userId,movieId,stars,timestamp\n1,2,3,4\n",
+            r"ratings\.csv: column 'rating' not found; the columns are \['userId', 'movieId', 'stars', 'timestamp'\]",
+        ),
         ("ratings.csv", "userId,movieId,rating,timestamp\n", r"ratings\.csv: no data lines"),
-        ("ratings.csv", "userId,movieId,rating,timestamp\n1,,3,4\n", r"ratings\.csv: line 2, column 'movieId': missing value"),
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n1,,3,4\n",
+            r"ratings\.csv: line 2, column 'movieId': missing value",
+        ),
         ("ratings.csv", "", r"ratings\.csv: the file is empty"),
         ("u.item", "1|ok\nnotanumber|x\n", r"u\.item: line 2: expected an integer item id"),
         ("movies.csv", "id,name\n1,x\n", r"movies\.csv: column 'movieId' not found"),
@@ -179,7 +230,9 @@ def test_csv_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"x\.csv: column 'when' not found"):
         Interactions.from_csv(p, user_col="user", item_col="item", time_col="when")
     bad = write(tmp_path, "bad.csv", "user,item,ts\na,b,yesterday-ish\n")
-    with pytest.raises(ValueError, match=r"bad\.csv: line 2, column 'ts': expected a number or a date"):
+    with pytest.raises(
+        ValueError, match=r"bad\.csv: line 2, column 'ts': expected a number or a date"
+    ):
         Interactions.from_csv(bad, user_col="user", item_col="item", time_col="ts")
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         Interactions.from_csv(tmp_path / "nope.csv", user_col="user", item_col="item")
@@ -201,22 +254,34 @@ def test_dates_as_timestamps(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "column, value, match",
     [
-        ("user", "9.3e18", r"line 3, column 'user': expected an integer id, got 9\.3e\+18: .*2\*\*53"),
+        (
+            "user",
+            "9.3e18",
+            r"line 3, column 'user': expected an integer id, got 9\.3e\+18: .*2\*\*53",
+        ),
         ("user", "1.5", r"line 3, column 'user': expected an integer id, got 1\.5$"),
         ("item", "1e30", r"line 3, column 'item': expected an integer id, got 1e\+30"),
         ("item", "inf", r"line 3, column 'item': expected an integer id, got inf"),
         ("user", "nan", r"line 3, column 'user': missing value; expected an id"),
-        ("rating", "1e300", r"line 3, column 'rating': expected a number within float32 range.*"
-                            r"got '?1e\+300"),
+        (
+            "rating",
+            "1e300",
+            r"line 3, column 'rating': expected a number within float32 range.*"
+            r"got '?1e\+300",
+        ),
         ("rating", "-1e39", r"line 3, column 'rating': expected a number within float32 range"),
     ],
 )
-def test_csv_ids_and_ratings_out_of_range(tmp_path: Path, column: str, value: str,
-                                          match: str) -> None:
+def test_csv_ids_and_ratings_out_of_range(
+    tmp_path: Path, column: str, value: str, match: str
+) -> None:
     row = {"user": "2", "item": "20", "rating": "4"}
     row[column] = value
-    p = write(tmp_path, "r.csv", f"user,item,rating\n1,10,5\n{row['user']},{row['item']},"
-                                 f"{row['rating']}\n")
+    p = write(
+        tmp_path,
+        "r.csv",
+        f"user,item,rating\n1,10,5\n{row['user']},{row['item']},{row['rating']}\n",
+    )
     with pytest.raises(ValueError, match=r"r\.csv: " + match):
         Interactions.from_csv(p, user_col="user", item_col="item", rating_col="rating")
 
@@ -236,8 +301,11 @@ def test_float_ids_beyond_int64_are_not_merged(tmp_path: Path) -> None:
 def test_movielens_ids_out_of_range(tmp_path: Path, name: str) -> None:
     if name == "u.data":
         p = write(tmp_path, name, "1\t2\t3\t4\n1e30\t2\t3\t4\n")
-        with pytest.raises(ValueError, match=r"u\.data: line 2, column 'user': expected an "
-                                             r"integer id"):
+        with pytest.raises(
+            ValueError,
+            match=r"u\.data: line 2, column 'user': expected an "
+            r"integer id",
+        ):
             load_movielens(p)
     else:
         p = write(tmp_path, name, "movieId,title,genres\n1,a,x\n1.5,b,y\n")
@@ -255,14 +323,20 @@ def test_parquet_ids_and_ratings_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"x\.parquet: row 1, column 'i': expected an integer id"):
         Interactions.from_parquet(p, user_col="u", item_col="i")
     pd.DataFrame({"u": [1, 2], "i": [1, 2], "r": [1e300, 2.0]}).to_parquet(p)
-    with pytest.raises(ValueError, match=r"x\.parquet: row 0, column 'r': expected a number "
-                                         r"within float32 range"):
+    with pytest.raises(
+        ValueError,
+        match=r"x\.parquet: row 0, column 'r': expected a number "
+        r"within float32 range",
+    ):
         Interactions.from_parquet(p, user_col="u", item_col="i", rating_col="r")
 
 
 def test_array_constructors_check_values() -> None:
-    with pytest.raises(ValueError, match=r"ratings\[1\] is 1e\+300; expected a finite number "
-                                         r"within float32 range"):
+    with pytest.raises(
+        ValueError,
+        match=r"ratings\[1\] is 1e\+300; expected a finite number "
+        r"within float32 range",
+    ):
         Interactions.from_arrays([1, 2], [1, 2], ratings=[1.0, 1e300])
     with pytest.raises(ValueError, match=r"ratings\[0\] is nan"):
         Interactions.from_arrays([1, 2], [1, 2], ratings=[np.nan, 1.0])
@@ -287,8 +361,11 @@ def test_array_constructors_check_values() -> None:
 
 def test_split_rejects_values_beyond_float32() -> None:
     X = sp.csr_matrix(np.array([[1e300, 1.0, 1.0]] * 10))
-    with pytest.raises(ValueError, match=r"X holds 1e\+300; expected finite values within "
-                                         r"float32 range"):
+    with pytest.raises(
+        ValueError,
+        match=r"X holds 1e\+300; expected finite values within "
+        r"float32 range",
+    ):
         strong_generalization_split(X, n_heldout_users=2)
     with pytest.raises(ValueError, match=r"X holds inf"):
         random_holdout_split(sp.csr_matrix(np.array([[np.inf, 1.0]])))
@@ -306,20 +383,23 @@ def test_csv_separator_checked(tmp_path: Path, sep: str) -> None:
 
 def random_matrix(n_users: int = 300, n_items: int = 80, seed: int = 1) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
-    m = sp.random(n_users, n_items, density=0.08, random_state=rng, format="csr",
-                  dtype=np.float32)
+    m = sp.random(n_users, n_items, density=0.08, random_state=rng, format="csr", dtype=np.float32)
     m.data[:] = 1
     # every user gets at least 2 items
-    extra = sp.csr_matrix((np.ones(2 * n_users, np.float32),
-                           (np.repeat(np.arange(n_users), 2),
-                            np.tile([0, 1], n_users))), shape=(n_users, n_items))
+    extra = sp.csr_matrix(
+        (
+            np.ones(2 * n_users, np.float32),
+            (np.repeat(np.arange(n_users), 2), np.tile([0, 1], n_users)),
+        ),
+        shape=(n_users, n_items),
+    )
     m = (m + extra).tocsr()
     m.data[:] = 1
     return m
 
 
 def rows_as_sets(m: sp.csr_matrix) -> list[set]:
-    return [set(m.indices[m.indptr[r]:m.indptr[r + 1]].tolist()) for r in range(m.shape[0])]
+    return [set(m.indices[m.indptr[r] : m.indptr[r + 1]].tolist()) for r in range(m.shape[0])]
 
 
 def test_strong_generalization_invariants() -> None:
@@ -332,8 +412,10 @@ def test_strong_generalization_invariants() -> None:
     assert sorted(users.tolist()) == list(range(300))  # disjoint and complete
     full = rows_as_sets(X)
     assert rows_as_sets(s.train) == [full[u] for u in s.train_users]
-    for inp, tgt, who in ((s.valid_input, s.valid_target, s.valid_users),
-                          (s.test_input, s.test_target, s.test_users)):
+    for inp, tgt, who in (
+        (s.valid_input, s.valid_target, s.valid_users),
+        (s.test_input, s.test_target, s.test_users),
+    ):
         for a, b, u in zip(rows_as_sets(inp), rows_as_sets(tgt), who):
             assert a and b and not (a & b) and (a | b) == full[u]
             n = len(full[u])
@@ -406,8 +488,9 @@ def test_leave_last_n_split() -> None:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name, n_ratings, n_users", [("ml-100k", 100_000, 943),
-                                                      ("ml-latest-small", 100_836, 610)])
+@pytest.mark.parametrize(
+    "name, n_ratings, n_users", [("ml-100k", 100_000, 943), ("ml-latest-small", 100_836, 610)]
+)
 def test_real_movielens(name: str, n_ratings: int, n_users: int) -> None:
     path = SHARED_DATA / name
     if not path.exists():

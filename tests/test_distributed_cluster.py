@@ -32,8 +32,9 @@ def cluster():
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     c.add_node(num_cpus=2)
     c.wait_for_nodes(timeout=120)
-    ray.init(address=c.address, log_to_driver=False, logging_level="WARNING",
-             configure_logging=False)
+    ray.init(
+        address=c.address, log_to_driver=False, logging_level="WARNING", configure_logging=False
+    )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -83,8 +84,11 @@ def test_items_are_held_once_per_node(cluster, tmp_path, where):
 
     nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     assert len(nodes) == 2
-    probes = [Probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
-                            ).remote() for n in nodes for _ in range(2)]
+    probes = [
+        Probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+        for n in nodes
+        for _ in range(2)
+    ]
     results = within(180, lambda: ray.get([p.run.remote() for p in probes], timeout=170))
     item_kib = x.nbytes // 1024
     for grown, shared in results:
@@ -134,7 +138,8 @@ def test_sigkilled_worker_loses_no_user(cluster, shards):
         return {"id": b["id"], "vector": ray.get(q_ref)[b["id"]]}
 
     queries = ray.data.range(n_users, override_num_blocks=30).map_batches(
-        make, batch_format="numpy", batch_size=100)
+        make, batch_format="numpy", batch_size=100
+    )
     out = distributed.topk_dataset(queries, x, 10, item_shards=shards, batch_size=100)
 
     def run() -> tuple[list, int, int]:
@@ -157,4 +162,3 @@ def test_sigkilled_worker_loses_no_user(cluster, shards):
     want = recfast.topk(q_all, x, 10)
     np.testing.assert_array_equal(np.stack(df["item_ids"].to_numpy()), want.ids)
     np.testing.assert_array_equal(np.stack(df["scores"].to_numpy()), want.scores)
-

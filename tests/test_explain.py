@@ -77,33 +77,43 @@ def test_empty_history_gives_an_empty_explanation(ease):
     assert e.ids.shape == (0,) and e.ids.dtype == np.int64 and e.contributions.shape == (0,)
 
 
-@pytest.mark.parametrize("history, exc, words", [
-    ("12", TypeError, "history"),
-    (None, TypeError, "history"),
-    (3, TypeError, "history"),
-    ([[1, 2]], ValueError, "history must be a 1-D"),
-    ([1.5, 2.0], TypeError, "history must hold integer"),
-    ([0, 120], ValueError, "history holds item 120"),
-    ([-1], ValueError, "history holds item -1"),
-    ([4, 4], ValueError, "history holds item 4 more than once"),
-    (sp.csr_matrix(np.ones((2, 120))), ValueError, "history as a sparse matrix must have one row"),
-    (sp.csr_matrix(np.ones((1, 7))), ValueError, "history has 7 item columns"),
-    (sp.csr_matrix(-np.ones((1, 120))), ValueError, "history must be non-negative"),
-])
+@pytest.mark.parametrize(
+    "history, exc, words",
+    [
+        ("12", TypeError, "history"),
+        (None, TypeError, "history"),
+        (3, TypeError, "history"),
+        ([[1, 2]], ValueError, "history must be a 1-D"),
+        ([1.5, 2.0], TypeError, "history must hold integer"),
+        ([0, 120], ValueError, "history holds item 120"),
+        ([-1], ValueError, "history holds item -1"),
+        ([4, 4], ValueError, "history holds item 4 more than once"),
+        (
+            sp.csr_matrix(np.ones((2, 120))),
+            ValueError,
+            "history as a sparse matrix must have one row",
+        ),
+        (sp.csr_matrix(np.ones((1, 7))), ValueError, "history has 7 item columns"),
+        (sp.csr_matrix(-np.ones((1, 120))), ValueError, "history must be non-negative"),
+    ],
+)
 def test_bad_history_names_the_argument(ease, history, exc, words):
     with pytest.raises(exc, match=words):
         ease.explain(history, 0)
 
 
-@pytest.mark.parametrize("item, n, exc, words", [
-    (1.0, 5, TypeError, "item must be an integer"),
-    (True, 5, TypeError, "item must be an integer"),
-    ("3", 5, TypeError, "item must be an integer"),
-    (-1, 5, ValueError, r"item must be in \[0, 120\)"),
-    (120, 5, ValueError, r"item must be in \[0, 120\)"),
-    (0, 0, ValueError, "n must be >= 1"),
-    (0, "5", TypeError, "n must be an integer"),
-])
+@pytest.mark.parametrize(
+    "item, n, exc, words",
+    [
+        (1.0, 5, TypeError, "item must be an integer"),
+        (True, 5, TypeError, "item must be an integer"),
+        ("3", 5, TypeError, "item must be an integer"),
+        (-1, 5, ValueError, r"item must be in \[0, 120\)"),
+        (120, 5, ValueError, r"item must be in \[0, 120\)"),
+        (0, 0, ValueError, "n must be >= 1"),
+        (0, "5", TypeError, "n must be an integer"),
+    ],
+)
 def test_bad_item_or_n_names_the_argument(ease, item, n, exc, words):
     with pytest.raises(exc, match=words):
         ease.explain([1, 2], item, n=n)

@@ -65,8 +65,9 @@ def assert_exact(index, queries, k, res, exclude=None):
     vec = index.get(index.ids)
     ref = reference.topk(queries, vec, k, metric=index.metric, exclude=exclude)
     pos = np.where(res.ids >= 0, np.searchsorted(index.ids, res.ids), -1)
-    assert_topk_equivalent(recfast.TopK(res.scores, pos), ref, queries, vec, index.metric, k,
-                           exclude=exclude)
+    assert_topk_equivalent(
+        recfast.TopK(res.scores, pos), ref, queries, vec, index.metric, k, exclude=exclude
+    )
 
 
 def check_against_reference(index, queries, k, res):
@@ -76,7 +77,9 @@ def check_against_reference(index, queries, k, res):
     ref_ids = np.where(ref.ids >= 0, index.ids[np.maximum(ref.ids, 0)], -1)
     q2 = np.atleast_2d(queries).astype(np.float64)
     v64 = vec.astype(np.float64)
-    tol = 1e-6 * index.dim * (np.linalg.norm(q2, axis=1)[:, None] * np.linalg.norm(v64, axis=1).max())
+    tol = (
+        1e-6 * index.dim * (np.linalg.norm(q2, axis=1)[:, None] * np.linalg.norm(v64, axis=1).max())
+    )
     if index.metric == "cosine":
         tol = np.full_like(tol, 1e-6 * index.dim)
     for r in range(q2.shape[0]):
@@ -133,9 +136,13 @@ def test_tight_clusters(level, storage, metric):
     rng = np.random.default_rng(2)
     d, per = 32, 12
     centers = rng.standard_normal((1000, d)).astype(np.float32)
-    x = (np.repeat(centers, per, 0) + 1e-3 * rng.standard_normal((1000 * per, d))).astype(np.float32)
+    x = (np.repeat(centers, per, 0) + 1e-3 * rng.standard_normal((1000 * per, d))).astype(
+        np.float32
+    )
     idx = make_index(x, metric, storage)
-    q = (centers[rng.integers(0, 1000, 40)] + 1e-3 * rng.standard_normal((40, d))).astype(np.float32)
+    q = (centers[rng.integers(0, 1000, 40)] + 1e-3 * rng.standard_normal((40, d))).astype(
+        np.float32
+    )
     for b in (1, 5, 40):
         res, stats = idx.search(q[:b], 10, return_stats=True)
         assert_exact(idx, q[:b], 10, res)
@@ -389,8 +396,11 @@ def test_exclude_include_similar(storage):
         assert not set(res.ids[r]) & set(excl[r])
     # a CSR over positions gives the same
     csr = sp.csr_array(
-        (np.ones(sum(map(len, pos_excl))), np.concatenate([np.sort(p) for p in pos_excl]),
-         np.concatenate([[0], np.cumsum(list(map(len, pos_excl)))])),
+        (
+            np.ones(sum(map(len, pos_excl))),
+            np.concatenate([np.sort(p) for p in pos_excl]),
+            np.concatenate([[0], np.cumsum(list(map(len, pos_excl)))]),
+        ),
         shape=(12, len(idx)),
     )
     assert_same(idx.search(q, 10, exclude=csr), res)
@@ -645,7 +655,9 @@ def test_mmap_search_reads_only_codes_and_survivor_rows(tmp_path):
     assert (res.ids >= 0).all()
     rss = _mapped_rss(path)
     vec = secs["vectors"]
-    in_vectors = sum(r for off, r in rss if vec["offset"] - 4096 <= off < vec["offset"] + vec["nbytes"])
+    in_vectors = sum(
+        r for off, r in rss if vec["offset"] - 4096 <= off < vec["offset"] + vec["nbytes"]
+    )
     total = sum(r for _, r in rss)
     assert in_vectors < 0.05 * vec["nbytes"], (in_vectors, vec["nbytes"])
     assert total < 0.5 * os.path.getsize(path)

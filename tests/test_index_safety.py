@@ -107,8 +107,9 @@ def test_normalize_extreme_magnitudes(scale):
     np.testing.assert_array_equal(recfast.normalize(np.zeros((2, 3), np.float32)), 0)
 
 
-@pytest.mark.parametrize("qscale,xscale", [(1e20, 1.0), (1e-20, 1.0), (1.0, 1e20), (1e-20, 1e20),
-                                           (1e19, 1e-19)])
+@pytest.mark.parametrize(
+    "qscale,xscale", [(1e20, 1.0), (1e-20, 1.0), (1.0, 1e20), (1e-20, 1e20), (1e19, 1e-19)]
+)
 def test_cosine_topk_extreme_magnitudes(simd_level, qscale, xscale):
     """Cosine scores never exceed 1 and equal the float64 truth, at every SIMD level and on
     every path (B = 1, 9, 40)."""
@@ -168,11 +169,13 @@ def test_writers_and_readers_see_consistent_snapshots(tmp_path, storage, mapped)
                     got = res.ids[row][res.ids[row] >= 0]
                     assert len(got) == 8
                     want = np.array([q[row].astype(np.float64) @ _vector(i, d) for i in got])
-                    np.testing.assert_allclose(res.scores[row][: len(got)], want, rtol=1e-4,
-                                               atol=1e-4)
+                    np.testing.assert_allclose(
+                        res.scores[row][: len(got)], want, rtol=1e-4, atol=1e-4
+                    )
                 some = r.choice(n0, 3, replace=False)  # writers never remove these
-                np.testing.assert_array_equal(idx.get(some),
-                                              np.stack([_vector(i, d) for i in some]))
+                np.testing.assert_array_equal(
+                    idx.get(some), np.stack([_vector(i, d) for i in some])
+                )
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
             done.set()
@@ -246,25 +249,68 @@ def _raises(fn, *args):
 
 
 def _write_with_header(path, header_blob: bytes, payload: bytes = b"") -> None:
-    pre = struct.pack("<8sIII4x", FORMAT_MAGIC, FORMAT_VERSION, len(header_blob),
-                      zlib.crc32(header_blob))
+    pre = struct.pack(
+        "<8sIII4x", FORMAT_MAGIC, FORMAT_VERSION, len(header_blob), zlib.crc32(header_blob)
+    )
     with open(path, "wb") as f:
         f.write(pre + header_blob + payload)
 
 
-@pytest.mark.parametrize("header", [
-    b"[" * 100000 + b"]" * 100000,  # nesting beyond the JSON parser's recursion limit
-    json.dumps({"format": "recfast.ItemIndex", "version": 1, "metric": "dot", "dim": 2,
-                "count": 1, "storage": "float32", "align": 64, "data_end": 0,
-                "sections": [{"name": "ids", "dtype": "<i8", "shape": 5}]}).encode(),
-    json.dumps({"format": "recfast.ItemIndex", "version": 1, "metric": "dot", "dim": True,
-                "count": 1, "storage": "float32", "align": 64}).encode(),
-    json.dumps({"format": "recfast.ItemIndex", "version": 1, "metric": "dot", "dim": 2,
-                "count": 1, "storage": "float32", "align": 64, "data_end": 0,
-                "sections": [{"name": "ids", "dtype": "<i8", "shape": [1], "offset": "x",
-                              "nbytes": 8, "crc32": 0}, 3, None]}).encode(),
-    json.dumps(["not", "an", "object"]).encode(),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"[" * 100000 + b"]" * 100000,  # nesting beyond the JSON parser's recursion limit
+        json.dumps(
+            {
+                "format": "recfast.ItemIndex",
+                "version": 1,
+                "metric": "dot",
+                "dim": 2,
+                "count": 1,
+                "storage": "float32",
+                "align": 64,
+                "data_end": 0,
+                "sections": [{"name": "ids", "dtype": "<i8", "shape": 5}],
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "format": "recfast.ItemIndex",
+                "version": 1,
+                "metric": "dot",
+                "dim": True,
+                "count": 1,
+                "storage": "float32",
+                "align": 64,
+            }
+        ).encode(),
+        json.dumps(
+            {
+                "format": "recfast.ItemIndex",
+                "version": 1,
+                "metric": "dot",
+                "dim": 2,
+                "count": 1,
+                "storage": "float32",
+                "align": 64,
+                "data_end": 0,
+                "sections": [
+                    {
+                        "name": "ids",
+                        "dtype": "<i8",
+                        "shape": [1],
+                        "offset": "x",
+                        "nbytes": 8,
+                        "crc32": 0,
+                    },
+                    3,
+                    None,
+                ],
+            }
+        ).encode(),
+        json.dumps(["not", "an", "object"]).encode(),
+    ],
+)
 def test_crafted_header_with_valid_checksum_is_a_value_error(tmp_path, header):
     path = tmp_path / "bad.rfi"
     _write_with_header(path, header)
@@ -293,8 +339,9 @@ atomic_write(sys.argv[1], write)
 
 def test_killed_save_leaves_no_stale_temp_after_the_next_save(tmp_path):
     target = tmp_path / "a.rfi"
-    with subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    ) as proc:
         try:
             assert proc.stdout.readline().strip() == "writing"
         finally:

@@ -28,20 +28,28 @@ def u_item_line(item: int, title: str, genres: list[str]) -> str:
 # ----------------------------------------------------------------------------- readers
 def test_u_item_genres(tmp_path: Path) -> None:
     (tmp_path / "u.item").write_text(
-        u_item_line(1, "Toy Story (1995)", ["Animation", "Children's", "Comedy"]) + "\n"
-        + u_item_line(7, "Nothing", []) + "\n"
-        + u_item_line(3, "Four Rooms (1995)", ["Thriller"]) + "\n", encoding="latin-1")
+        u_item_line(1, "Toy Story (1995)", ["Animation", "Children's", "Comedy"])
+        + "\n"
+        + u_item_line(7, "Nothing", [])
+        + "\n"
+        + u_item_line(3, "Four Rooms (1995)", ["Thriller"])
+        + "\n",
+        encoding="latin-1",
+    )
     df = load_movielens_genres(tmp_path)
     assert df["item"].tolist() == [1, 7, 3] and df["item"].dtype == np.int64
     assert df["title"].tolist() == ["Toy Story (1995)", "Nothing", "Four Rooms (1995)"]
     assert df["genres"].tolist() == ["Animation|Children's|Comedy", "", "Thriller"]
 
 
-@pytest.mark.parametrize("line, words", [
-    ("1|Toy|01-Jan-1995||url|0|1", "line 1: expected 24 fields"),
-    ("x|Toy|d||u|" + "|".join(["0"] * 19), "line 1: expected an integer item id, got 'x'"),
-    ("1|Toy|d||u|" + "|".join(["2"] * 19), "line 1: the genre flags must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("1|Toy|01-Jan-1995||url|0|1", "line 1: expected 24 fields"),
+        ("x|Toy|d||u|" + "|".join(["0"] * 19), "line 1: expected an integer item id, got 'x'"),
+        ("1|Toy|d||u|" + "|".join(["2"] * 19), "line 1: the genre flags must be 0 or 1"),
+    ],
+)
 def test_u_item_errors_name_the_line(tmp_path: Path, line: str, words: str) -> None:
     (tmp_path / "u.item").write_text(line + "\n")
     with pytest.raises(ValueError, match=words):
@@ -50,8 +58,9 @@ def test_u_item_errors_name_the_line(tmp_path: Path, line: str, words: str) -> N
 
 def test_movies_csv_genres(tmp_path: Path) -> None:
     (tmp_path / "movies.csv").write_text(
-        'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
-        '5,"Father of the Bride, Part II (1995)",Comedy\n9,Odd,(no genres listed)\n')
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n"
+        '5,"Father of the Bride, Part II (1995)",Comedy\n9,Odd,(no genres listed)\n'
+    )
     df = load_movielens_genres(tmp_path)
     assert df["item"].tolist() == [1, 5, 9]
     assert df["title"].tolist()[1] == "Father of the Bride, Part II (1995)"
@@ -59,17 +68,21 @@ def test_movies_csv_genres(tmp_path: Path) -> None:
 
 
 def test_movies_dat_genres(tmp_path: Path) -> None:
-    (tmp_path / "movies.dat").write_text("1::Toy Story (1995)::Animation|Comedy\n2::J::Drama\n",
-                                         encoding="latin-1")
+    (tmp_path / "movies.dat").write_text(
+        "1::Toy Story (1995)::Animation|Comedy\n2::J::Drama\n", encoding="latin-1"
+    )
     df = load_movielens_genres(tmp_path)
     assert df["genres"].tolist() == ["Animation|Comedy", "Drama"]
 
 
-@pytest.mark.parametrize("text, words", [
-    ("movieId,title\n1,A\n", "column 'genres' not found"),
-    ("movieId,title,genres\n1.5,A,Drama\n", "line 2, column 'movieId': expected an integer"),
-    ("", "the file is empty"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("movieId,title\n1,A\n", "column 'genres' not found"),
+        ("movieId,title,genres\n1.5,A,Drama\n", "line 2, column 'movieId': expected an integer"),
+        ("", "the file is empty"),
+    ],
+)
 def test_movies_csv_errors(tmp_path: Path, text: str, words: str) -> None:
     (tmp_path / "movies.csv").write_text(text)
     with pytest.raises(ValueError, match=words):
@@ -79,7 +92,8 @@ def test_movies_csv_errors(tmp_path: Path, text: str, words: str) -> None:
 def test_tags_aggregated_per_item(tmp_path: Path) -> None:
     (tmp_path / "tags.csv").write_text(
         "userId,movieId,tag,timestamp\n2,60,funny,1\n3,60,Funny ,2\n2,60,dark|comedy,3\n"
-        "4,10,pixar,4\n4,10,,5\n")
+        "4,10,pixar,4\n4,10,,5\n"
+    )
     df = load_movielens_tags(tmp_path)
     assert df["item"].tolist() == [10, 60]
     assert df["tags"].tolist() == ["pixar", "dark comedy|funny"]  # lower-cased, deduplicated
@@ -107,8 +121,9 @@ def test_real_ml100k_genres() -> None:
     assert f.matrix.shape[0] == 1682 and set(f.names) <= {f"genres={g}" for g in ML100K_GENRES}
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "ml-latest-small" / "tags.csv").is_file(),
-                    reason="no ml-latest-small")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "ml-latest-small" / "tags.csv").is_file(), reason="no ml-latest-small"
+)
 def test_real_ml_latest_small_genres_and_tags() -> None:
     folder = SHARED_DATA / "ml-latest-small"
     g = load_movielens_genres(folder)
@@ -125,27 +140,32 @@ def test_real_ml_latest_small_genres_and_tags() -> None:
 
 # ----------------------------------------------------------------------------- item_features
 def frame() -> object:
-    return pd.DataFrame({
-        "brand": ["b", "a", None, "b"],
-        "genres": ["x|y", "", "y", None],
-        "price": [1.0, 2.0, 3.0, 6.0],
-        "emb": [np.array([0.5, 1.0]), [0.0, -1.0], (2.0, 2.0), np.zeros(2, np.float32)],
-    })
+    return pd.DataFrame(
+        {
+            "brand": ["b", "a", None, "b"],
+            "genres": ["x|y", "", "y", None],
+            "price": [1.0, 2.0, 3.0, 6.0],
+            "emb": [np.array([0.5, 1.0]), [0.0, -1.0], (2.0, 2.0), np.zeros(2, np.float32)],
+        }
+    )
 
 
 def test_item_features_by_hand() -> None:
-    f = item_features(frame(), categorical="brand", multi_valued=["genres"], numeric="price",
-                      embedding="emb")
+    f = item_features(
+        frame(), categorical="brand", multi_valued=["genres"], numeric="price", embedding="emb"
+    )
     assert f.names == ["brand=a", "brand=b", "genres=x", "genres=y", "price", "emb[0]", "emb[1]"]
     assert sp.isspmatrix_csr(f.matrix) and f.matrix.dtype == np.float32
     price = np.array([1.0, 2.0, 3.0, 6.0])
     z = (price - price.mean()) / price.std()
-    want = np.array([
-        [0, 1, 1, 1, z[0], 0.5, 1.0],
-        [1, 0, 0, 0, z[1], 0.0, -1.0],
-        [0, 0, 0, 1, z[2], 2.0, 2.0],
-        [0, 1, 0, 0, z[3], 0.0, 0.0],
-    ])
+    want = np.array(
+        [
+            [0, 1, 1, 1, z[0], 0.5, 1.0],
+            [1, 0, 0, 0, z[1], 0.0, -1.0],
+            [0, 0, 0, 1, z[2], 2.0, 2.0],
+            [0, 1, 0, 0, z[3], 0.0, 0.0],
+        ]
+    )
     np.testing.assert_allclose(f.matrix.toarray(), want, rtol=1e-6, atol=1e-7)
     dense = item_features(frame(), categorical="brand", numeric="price", sparse=False)
     assert isinstance(dense.matrix, np.ndarray)
@@ -164,20 +184,26 @@ def test_constant_numeric_column_is_zeros() -> None:
     assert f.matrix.nnz == 0 and f.matrix.shape == (3, 1)
 
 
-@pytest.mark.parametrize("kwargs, exc, words", [
-    (dict(categorical="nope"), ValueError, "categorical: column 'nope' not found"),
-    (dict(numeric="price", embedding=["price"]), ValueError,
-     "column 'price' is named in both numeric and embedding"),
-    (dict(), ValueError, "name at least one column"),
-    (dict(numeric="brand"), TypeError, "numeric column 'brand' holds text"),
-    (dict(numeric="bad"), ValueError, "numeric column 'bad' holds a missing or non-finite"),
-    (dict(embedding="ragged"), ValueError, "embedding column 'ragged': row 1 has 3 dimensions"),
-    (dict(embedding="brand"), TypeError, "embedding column 'brand', row 0: expected a vector"),
-    (dict(embedding="nanemb"), ValueError, "embedding column 'nanemb', row 2 holds NaN"),
-    (dict(multi_valued="price"), TypeError, "multi_valued column 'price', row 0"),
-    (dict(categorical=3), TypeError, "categorical must be a column name"),
-    (dict(categorical="brand", sep=""), ValueError, "sep must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        (dict(categorical="nope"), ValueError, "categorical: column 'nope' not found"),
+        (
+            dict(numeric="price", embedding=["price"]),
+            ValueError,
+            "column 'price' is named in both numeric and embedding",
+        ),
+        (dict(), ValueError, "name at least one column"),
+        (dict(numeric="brand"), TypeError, "numeric column 'brand' holds text"),
+        (dict(numeric="bad"), ValueError, "numeric column 'bad' holds a missing or non-finite"),
+        (dict(embedding="ragged"), ValueError, "embedding column 'ragged': row 1 has 3 dimensions"),
+        (dict(embedding="brand"), TypeError, "embedding column 'brand', row 0: expected a vector"),
+        (dict(embedding="nanemb"), ValueError, "embedding column 'nanemb', row 2 holds NaN"),
+        (dict(multi_valued="price"), TypeError, "multi_valued column 'price', row 0"),
+        (dict(categorical=3), TypeError, "categorical must be a column name"),
+        (dict(categorical="brand", sep=""), ValueError, "sep must be"),
+    ],
+)
 def test_item_features_errors_name_the_column(kwargs: dict, exc: type, words: str) -> None:
     df = frame()
     df["bad"] = [1.0, np.nan, 2.0, 3.0]

@@ -51,8 +51,9 @@ def _expected() -> tuple[list[str], list[str]]:
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     flags = _cpu_flags() if x86 else set()
     if flags is None:
-        pytest.fail("cannot read the CPU's flags from /proc/cpuinfo: the expected kernel sets "
-                    "are unknown")
+        pytest.fail(
+            "cannot read the CPU's flags from /proc/cpuinfo: the expected kernel sets are unknown"
+        )
     levels, quant = ["generic"], ["generic"]
     if {"avx2", "fma", "f16c"} <= flags:
         levels.append("avx2")
@@ -74,8 +75,10 @@ def _require(kind: str, have: list[str], want: list[str]) -> None:
         return
     why = f"{kind} {missing} not tested (tested: {have})"
     if any(name.endswith("_emulated") for name in missing):
-        why += ("; the emulated sets need a build with RECFAST_SIMDE_TEST=ON (SIMDe headers: "
-                "Debian package libsimde-dev)")
+        why += (
+            "; the emulated sets need a build with RECFAST_SIMDE_TEST=ON (SIMDe headers: "
+            "Debian package libsimde-dev)"
+        )
     if os.environ.get("RECFAST_SIMD") and not all(n.endswith("_emulated") for n in missing):
         why += f"; RECFAST_SIMD={os.environ['RECFAST_SIMD']} lowers the native levels"
     if _in_ci():
@@ -124,8 +127,9 @@ def test_emulated_level_needs_a_simde_build_and_avx2() -> None:
         assert _core.simd_level() != EMULATED
         return
     env = dict(os.environ, RECFAST_SIMD="generic")
-    out = subprocess.run([sys.executable, "-c", _REFUSE_CHILD], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _REFUSE_CHILD], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("refused:"), out.stdout
     assert "avx2 level" in out.stdout and "generic" in out.stdout
@@ -149,7 +153,8 @@ def test_emulated_level_is_only_used_when_set() -> None:
 
 needs_both = pytest.mark.skipif(
     not {"avx512", EMULATED} <= set(LEVELS),
-    reason="needs the native avx512 level and a RECFAST_SIMDE_TEST=ON build")
+    reason="needs the native avx512 level and a RECFAST_SIMDE_TEST=ON build",
+)
 
 
 def _at(level: str, fn):
@@ -164,9 +169,11 @@ def _at(level: str, fn):
 def _assert_bits_equal(a: np.ndarray, b: np.ndarray, what: str) -> None:
     assert a.shape == b.shape and a.dtype == b.dtype
     differ = np.flatnonzero(a.view(np.uint32) != b.view(np.uint32))
-    assert differ.size == 0, (f"{what}: {differ.size} values differ, first at flat index "
-                              f"{differ[:5].tolist()}: native {a.ravel()[differ[:5]]}, emulated "
-                              f"{b.ravel()[differ[:5]]}")
+    assert differ.size == 0, (
+        f"{what}: {differ.size} values differ, first at flat index "
+        f"{differ[:5].tolist()}: native {a.ravel()[differ[:5]]}, emulated "
+        f"{b.ravel()[differ[:5]]}"
+    )
 
 
 def _data(seed: int, b: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,9 @@ def test_offset_out_of_range(offset):
         recfast.merge_topk([(PART, 0), (PART, offset)], 4)
 
 
-@pytest.mark.parametrize("offset", ["3", 3.0, 2.5, True, False, None, np.float64(1), [3],
-                                    np.array([3])])
+@pytest.mark.parametrize(
+    "offset", ["3", 3.0, 2.5, True, False, None, np.float64(1), [3], np.array([3])]
+)
 def test_offset_not_an_integer(offset):
     with pytest.raises(TypeError, match=r"parts\[1\].*id_offset"):
         recfast.merge_topk([(PART, 0), (PART, offset)], 4)
@@ -57,8 +58,9 @@ def test_uint64_ids_beyond_int64():
         recfast.merge_topk([(big, 0)], 2)
 
 
-@pytest.mark.parametrize("dtype", [np.complex64, np.complex128, np.bool_, object, "U3",
-                                   "datetime64[s]"])
+@pytest.mark.parametrize(
+    "dtype", [np.complex64, np.complex128, np.bool_, object, "U3", "datetime64[s]"]
+)
 def test_scores_must_be_real_numbers(dtype):
     bad = TopK(PART.scores.astype(dtype), PART.ids)
     with pytest.raises(TypeError, match=r"parts\[1\].*scores"):
@@ -79,8 +81,15 @@ def test_real_scores_are_accepted(dtype):
     np.testing.assert_array_equal(r.ids, np.full((3, 2), [5, 6]))
 
 
-@pytest.mark.parametrize("ids", [PART.ids.astype(np.float64), PART.ids.astype(bool),
-                                 PART.ids.astype(str), PART.ids.astype(object)])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        PART.ids.astype(np.float64),
+        PART.ids.astype(bool),
+        PART.ids.astype(str),
+        PART.ids.astype(object),
+    ],
+)
 def test_ids_must_be_integers(ids):
     with pytest.raises(TypeError, match=r"parts\[1\].*ids"):
         recfast.merge_topk([(PART, 0), (TopK(PART.scores, ids), 10)], 4)
@@ -136,16 +145,19 @@ def test_merge_of_shards_equals_topk_of_all_items(data):
         q = rng.standard_normal((b, d)).astype(np.float32)
         x = rng.standard_normal((n, d)).astype(np.float32)
     whole = recfast.topk(q, x, k, metric=metric)
-    parts = [(recfast.topk(q, x[lo:hi], k, metric=metric), lo)
-             for lo, hi in zip(bounds[:-1], bounds[1:])]
+    parts = [
+        (recfast.topk(q, x[lo:hi], k, metric=metric), lo) for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
     merged = recfast.merge_topk(parts, k)
     assert merged.ids.shape == (b, k) and merged.ids.dtype == np.int64
     assert merged.scores.dtype == np.float32
     np.testing.assert_array_equal(merged.ids, whole.ids)
     np.testing.assert_array_equal(merged.scores, whole.scores)
     if b:
-        ones = [(recfast.topk(q[0], x[lo:hi], k, metric=metric), lo)
-                for lo, hi in zip(bounds[:-1], bounds[1:])]
+        ones = [
+            (recfast.topk(q[0], x[lo:hi], k, metric=metric), lo)
+            for lo, hi in zip(bounds[:-1], bounds[1:])
+        ]
         merged1 = recfast.merge_topk(ones, k)
         # Against a 1-D query's own result (the batch path may round a cosine differently).
         whole1 = recfast.topk(q[0], x, k, metric=metric)

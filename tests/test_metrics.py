@@ -57,9 +57,7 @@ def test_recall_all_denominator() -> None:
 
 def test_ndcg() -> None:
     # k=2: u0 DCG 1, IDCG 1 + L3; u3 DCG L3, IDCG 1 + L3
-    assert ndcg_at_k(RANKED, targets(), 2) == pytest.approx(
-        (1 / (1 + L3) + 0 + L3 / (1 + L3)) / 3
-    )
+    assert ndcg_at_k(RANKED, targets(), 2) == pytest.approx((1 / (1 + L3) + 0 + L3 / (1 + L3)) / 3)
     # k=4: u0 DCG 1 + L4 over IDCG 1 + L3 (2 targets); u3 DCG L3 + L4 + L5 over 1 + L3 + L4
     assert ndcg_at_k(RANKED, targets(), 4) == pytest.approx(
         ((1 + L4) / (1 + L3) + 0 + (L3 + L4 + L5) / (1 + L3 + L4)) / 3
@@ -159,7 +157,7 @@ def _loop_metrics(ranked: np.ndarray, t: sp.csr_matrix, k: int) -> dict[str, flo
     """The definitions, one user at a time."""
     acc: dict[str, list[float]] = {"r": [], "ra": [], "n": [], "p": [], "h": [], "m": []}
     for u in range(t.shape[0]):
-        tset = set(t.indices[t.indptr[u]:t.indptr[u + 1]].tolist())
+        tset = set(t.indices[t.indptr[u] : t.indptr[u + 1]].tolist())
         if not tset:
             continue
         row = [i for i in ranked[u, :k].tolist()]

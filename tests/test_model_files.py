@@ -54,10 +54,20 @@ def ae_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse invariant checks", UserWarning)
-        for variant, extra in (("dae", {}), ("hybrid", {"linear_steps": 2}),
-                               ("vae", {"hidden": (8,)})):
-            model = AutoEncoder(variant=variant, latent_dim=4, epochs=1, batch_size=32,
-                                device="cpu", verbose=False, **extra)
+        for variant, extra in (
+            ("dae", {}),
+            ("hybrid", {"linear_steps": 2}),
+            ("vae", {"hidden": (8,)}),
+        ):
+            model = AutoEncoder(
+                variant=variant,
+                latent_dim=4,
+                epochs=1,
+                batch_size=32,
+                device="cpu",
+                verbose=False,
+                **extra,
+            )
             model.fit(X)
             out[variant] = folder / f"{variant}.model"
             model.save(out[variant])
@@ -116,7 +126,7 @@ def test_round_trip_still_exact(files: dict[str, Path], kind: str) -> None:
 def test_truncated_npz(files: dict[str, Path], tmp_path: Path, kind: str, cut: float) -> None:
     raw = files[kind].read_bytes()
     bad = tmp_path / "cut.model"
-    bad.write_bytes(raw[:int(len(raw) * cut)])
+    bad.write_bytes(raw[: int(len(raw) * cut)])
     expect_damaged(bad)
 
 
@@ -141,8 +151,9 @@ def test_flipped_bytes_npz(files: dict[str, Path], tmp_path: Path, kind: str) ->
         np.testing.assert_array_equal(model.recommend(X, k=5).ids, reference.recommend(X, k=5).ids)
 
 
-@pytest.mark.parametrize("kind, member", [("ease", "B.npy"), ("popularity", "item_counts.npy"),
-                                          ("ease", "header.npy")])
+@pytest.mark.parametrize(
+    "kind, member", [("ease", "B.npy"), ("popularity", "item_counts.npy"), ("ease", "header.npy")]
+)
 def test_missing_member(files: dict[str, Path], tmp_path: Path, kind: str, member: str) -> None:
     bad = rewrite(files[kind], tmp_path / "drop.model", {member: None})
     with pytest.raises(ValueError, match="missing|not a recfast model file"):
@@ -157,13 +168,14 @@ def test_missing_member(files: dict[str, Path], tmp_path: Path, kind: str, membe
         (lambda h: h["config"].update(extra=1), r"config holds \['extra', 'l2'\]"),
         (lambda h: h.pop("config"), "no 'config'"),
         (lambda h: h.update(config=[1]), "no 'config'"),
-        (lambda h: h.update(n_items=10 ** 12), "states 1000000000000 items"),
+        (lambda h: h.update(n_items=10**12), "states 1000000000000 items"),
         (lambda h: h.update(format_version=99), "unsupported format version 99"),
         (lambda h: h.update(model_type="KNN"), "unknown model type 'KNN'"),
     ],
 )
-def test_edited_ease_header(files: dict[str, Path], tmp_path: Path,
-                            edit: Callable[[dict[str, Any]], Any], match: str) -> None:
+def test_edited_ease_header(
+    files: dict[str, Path], tmp_path: Path, edit: Callable[[dict[str, Any]], Any], match: str
+) -> None:
     bad = with_header(files["ease"], tmp_path / "edit.model", edit)
     expect_damaged(bad, match)
 
@@ -193,18 +205,21 @@ def test_header_not_json(files: dict[str, Path], tmp_path: Path) -> None:
         ("popularity", "item_counts.npy", np.ones(24, np.float32), "states 25 items"),
     ],
 )
-def test_altered_arrays(files: dict[str, Path], tmp_path: Path, kind: str, member: str,
-                        arr: np.ndarray, match: str) -> None:
+def test_altered_arrays(
+    files: dict[str, Path], tmp_path: Path, kind: str, member: str, arr: np.ndarray, match: str
+) -> None:
     bad = rewrite(files[kind], tmp_path / "a.model", {member: npy(arr)})
     expect_damaged(bad, match)
 
 
-def test_npy_header_claiming_a_huge_array_allocates_nothing(files: dict[str, Path],
-                                                             tmp_path: Path) -> None:
+def test_npy_header_claiming_a_huge_array_allocates_nothing(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
     # a .npy header stating 10^12 floats in front of 16 bytes: numpy would allocate 4 TB first
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        buf, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 6, 10 ** 6)})
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
     buf.write(b"\0" * 16)
     bad = rewrite(files["ease"], tmp_path / "huge.model", {"B.npy": buf.getvalue()})
     expect_damaged(bad, r"claims shape \(1000000, 1000000\)")
@@ -214,7 +229,7 @@ def test_zip_directory_claiming_a_huge_member(files: dict[str, Path], tmp_path: 
     raw = bytearray(files["popularity"].read_bytes())
     # the central directory entry of the last member: uncompressed size at offset 24
     cd = raw.rfind(b"PK\x01\x02")
-    raw[cd + 24:cd + 28] = (2 ** 32 - 1).to_bytes(4, "little")
+    raw[cd + 24 : cd + 28] = (2**32 - 1).to_bytes(4, "little")
     bad = tmp_path / "dir.model"
     bad.write_bytes(bytes(raw))
     expect_damaged(bad)
@@ -258,7 +273,7 @@ def test_ae_round_trip(ae_files: dict[str, Path], variant: str) -> None:
 def test_ae_truncated(ae_files: dict[str, Path], tmp_path: Path, cut: float) -> None:
     raw = ae_files["dae"].read_bytes()
     bad = tmp_path / "cut.model"
-    bad.write_bytes(raw[:int(len(raw) * cut)])
+    bad.write_bytes(raw[: int(len(raw) * cut)])
     expect_damaged(bad)
 
 
@@ -308,30 +323,39 @@ def edited_payload(src: Path, dst: Path, edit: Callable[[dict[str, Any]], Any]) 
     "edit, match",
     [
         # a config claiming 10^12 items (or a 10^9 latent): rejected before the net is built
-        (lambda p: p.update(n_items=10 ** 12), r"'w_in' has shape \(25, 4\) but the config "
-                                                r"\(1000000000000 items"),
-        (lambda p: p["config"].update(latent_dim=10 ** 9), "has shape"),
+        (
+            lambda p: p.update(n_items=10**12),
+            r"'w_in' has shape \(25, 4\) but the config "
+            r"\(1000000000000 items",
+        ),
+        (lambda p: p["config"].update(latent_dim=10**9), "has shape"),
         (lambda p: p["config"].update(latent_dim=0), r"bad config \(latent_dim must be >= 1"),
         (lambda p: p["config"].update(latent_dim=4.5), r"bad config \(latent_dim must be an int"),
         (lambda p: p["config"].update(variant="svd"), r"bad config \(variant must be one of"),
         (lambda p: p["config"].update(colour="red"), r"unknown config settings \['colour'\]"),
-        (lambda p: p["config"].pop("latent_dim"), r"'w_in' has shape \(25, 4\) but .* makes it "
-                                                   r"\(25, 200\)"),
+        (
+            lambda p: p["config"].pop("latent_dim"),
+            r"'w_in' has shape \(25, 4\) but .* makes it "
+            r"\(25, 200\)",
+        ),
         (lambda p: p.pop("config"), "has no config"),
         (lambda p: p.update(n_items=True), "n_items must be a positive int"),
         (lambda p: p.update(n_items="25"), "n_items must be a positive int"),
         (lambda p: p.update(format_version=1), "unsupported format version 1"),
         (lambda p: p.update(model_type="EASE"), "does not hold an AutoEncoder"),
         (lambda p: p["state_dict"].pop("out.bias"), r"missing \['out.bias'\]"),
-        (lambda p: p["state_dict"].update(extra=p["state_dict"]["out.bias"]),
-         r"unexpected \['extra'\]"),
+        (
+            lambda p: p["state_dict"].update(extra=p["state_dict"]["out.bias"]),
+            r"unexpected \['extra'\]",
+        ),
         (lambda p: p["state_dict"].update(b_in=p["state_dict"]["b_in"][:2]), "'b_in' has shape"),
         (lambda p: p["state_dict"]["out.bias"].fill_(float("nan")), "finite floats"),
         (lambda p: p.update(state_dict=[1, 2]), "no state_dict of tensors"),
     ],
 )
-def test_ae_edited_payload(ae_files: dict[str, Path], tmp_path: Path,
-                           edit: Callable[[dict[str, Any]], Any], match: str) -> None:
+def test_ae_edited_payload(
+    ae_files: dict[str, Path], tmp_path: Path, edit: Callable[[dict[str, Any]], Any], match: str
+) -> None:
     bad = edited_payload(ae_files["dae"], tmp_path / "edit.model", edit)
     expect_damaged(bad, match)
 
@@ -354,9 +378,14 @@ def test_cli_damaged_model_one_line(files: dict[str, Path], tmp_path: Path) -> N
     data = tmp_path / "d.csv"
     data.write_text("user,item\n" + "".join(f"{u},{i}\n" for u in range(5) for i in range(25)))
     bad = rewrite(files["ease"], tmp_path / "drop.model", {"B.npy": None})
-    proc = subprocess.run([sys.executable, "-m", "recfast", "recommend", str(bad), str(data), "1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recfast", "recommend", str(bad), str(data), "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"recfast: error: {bad}: the array 'B' is missing; damaged model file"]
+        f"recfast: error: {bad}: the array 'B' is missing; damaged model file"
+    ]

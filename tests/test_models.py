@@ -36,7 +36,7 @@ def split_rows(X, seed=0, frac=0.8):
     X = X.tocsr()
     inp, tgt = X.copy().tolil(), X.copy().tolil()
     for u in range(X.shape[0]):
-        items = X.indices[X.indptr[u]:X.indptr[u + 1]]
+        items = X.indices[X.indptr[u] : X.indptr[u + 1]]
         perm = rng.permutation(items)
         cut = int(len(items) * frac)
         for i in perm[cut:]:
@@ -53,7 +53,7 @@ def ndcg100(ids, targets):
     disc = 1.0 / np.log2(np.arange(2, ids.shape[1] + 2))
     out = []
     for u in range(ids.shape[0]):
-        t = targets.indices[targets.indptr[u]:targets.indptr[u + 1]]
+        t = targets.indices[targets.indptr[u] : targets.indptr[u + 1]]
         if len(t) == 0:
             continue
         hits = np.isin(ids[u], t)
@@ -69,8 +69,17 @@ def data():
     return train, inp, tgt
 
 
-SMALL = dict(latent_dim=16, hidden=(32,), linear_rank=16, epochs=15, batch_size=100, lr=3e-3,
-             verbose=False, num_threads=1, device="cpu")
+SMALL = dict(
+    latent_dim=16,
+    hidden=(32,),
+    linear_rank=16,
+    epochs=15,
+    batch_size=100,
+    lr=3e-3,
+    verbose=False,
+    num_threads=1,
+    device="cpu",
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +145,10 @@ def test_recommend_never_returns_seen_or_filtered(ae, data):
         assert not np.isin(ids, inp[u].indices).any()
         assert not np.isin(ids, banned).any()
     # per-user sparse filter
-    f = sp.csr_matrix((np.ones(inp.shape[0]), (np.arange(inp.shape[0]), np.arange(inp.shape[0]) % 200)),
-                      shape=inp.shape)
+    f = sp.csr_matrix(
+        (np.ones(inp.shape[0]), (np.arange(inp.shape[0]), np.arange(inp.shape[0]) % 200)),
+        shape=inp.shape,
+    )
     res = ae.recommend(inp, k=30, filter_items=f)
     assert not (res.ids == (np.arange(inp.shape[0]) % 200)[:, None]).any()
     # k larger than what is left pads with -1
@@ -186,8 +197,16 @@ def test_same_seed_same_embeddings(data):
     assert not np.array_equal(a.item_embeddings(), c.item_embeddings())
 
 
-TINY = dict(latent_dim=8, hidden=(16,), linear_rank=8, epochs=1, batch_size=250,
-            verbose=False, num_threads=1, device="cpu")
+TINY = dict(
+    latent_dim=8,
+    hidden=(16,),
+    linear_rank=8,
+    epochs=1,
+    batch_size=250,
+    verbose=False,
+    num_threads=1,
+    device="cpu",
+)
 # Every kind of network: the full-rank hybrid (B), the low-rank hybrid (U V'), Mult-DAE,
 # Mult-VAE (its encoder doubles the last layer), the plain AE; with and without hidden layers.
 AE_VARIANTS = {
@@ -226,8 +245,7 @@ def test_save_load_round_trip(name, data, tmp_path):
     path = tmp_path / "ae.pt"
     model.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["ae.pt"]  # no temp file left
-    for loaded in (AutoEncoder.load(path), AutoEncoder.load(path, device="cpu"),
-                   load_model(path)):
+    for loaded in (AutoEncoder.load(path), AutoEncoder.load(path, device="cpu"), load_model(path)):
         assert isinstance(loaded, AutoEncoder)
         assert loaded.config == model.config
         assert loaded.n_items_ == model.n_items_ == 200
@@ -323,7 +341,10 @@ def test_ease_beats_popularity_and_round_trips(data, tmp_path):
     train, inp, tgt = data
     ease = EASE(l2=50.0).fit(train)
     pop = Popularity().fit(train)
-    assert ndcg100(ease.recommend(inp, k=100).ids, tgt) > ndcg100(pop.recommend(inp, k=100).ids, tgt) + 0.15
+    assert (
+        ndcg100(ease.recommend(inp, k=100).ids, tgt)
+        > ndcg100(pop.recommend(inp, k=100).ids, tgt) + 0.15
+    )
     assert np.allclose(np.diag(ease.B_), 0)
     for model, name in ((ease, "ease.npz"), (pop, "pop.npz")):
         path = tmp_path / name
@@ -344,8 +365,9 @@ def test_ease_beats_popularity_and_round_trips(data, tmp_path):
     sa, sb = ease.similar_items(np.arange(30), k=5), loaded.similar_items(np.arange(30), k=5)
     np.testing.assert_array_equal(sa.ids, sb.ids)
     np.testing.assert_array_equal(sa.scores, sb.scores)
-    np.testing.assert_array_equal(Popularity.load(tmp_path / "pop.npz").item_counts_,
-                                  pop.item_counts_)
+    np.testing.assert_array_equal(
+        Popularity.load(tmp_path / "pop.npz").item_counts_, pop.item_counts_
+    )
 
 
 def test_ease_similar_items_are_the_cosine_neighbours_of_its_columns(data):
@@ -390,7 +412,8 @@ def test_hybrid_item_item_part(ae, data):
     assert low.recommend(inp, k=5).ids.shape == (inp.shape[0], 5)
     # with validation data, lambda comes from the grid
     m = AutoEncoder(**dict(SMALL, epochs=1), linear_l2_grid=(10.0, 100.0)).fit(
-        train, validation=(inp, tgt))
+        train, validation=(inp, tgt)
+    )
     assert m.linear_l2_ in (10.0, 100.0)
 
 

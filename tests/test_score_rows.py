@@ -63,8 +63,14 @@ def test_select_exclusions(sparse: bool) -> None:
 def test_select_buffer_cuts_on_adversarial_orders() -> None:
     """Ascending rows admit every column (each beats the bar): many buffer cuts per row."""
     n = 5000
-    rows = np.stack([np.arange(n, dtype=np.float32), -np.arange(n, dtype=np.float32),
-                     np.zeros(n, np.float32), np.repeat(np.arange(50, dtype=np.float32), 100)])
+    rows = np.stack(
+        [
+            np.arange(n, dtype=np.float32),
+            -np.arange(n, dtype=np.float32),
+            np.zeros(n, np.float32),
+            np.repeat(np.arange(50, dtype=np.float32), 100),
+        ]
+    )
     for k in (1, 31, 32, 33, 100, 4999, 5000, 6000):
         _assert_same(recfast.select_topk(rows, k), reference.select_topk(rows, k))
 
@@ -119,8 +125,14 @@ def test_select_bad_exclude_and_threads() -> None:
 
 
 def _accumulate(x: sp.csr_matrix, dense: np.ndarray, out: np.ndarray, threads: int) -> None:
-    _core.csr_dense_accumulate(x.indptr.astype(np.int64), x.indices.astype(np.int64),
-                               x.data.astype(np.float32), dense, out, threads)
+    _core.csr_dense_accumulate(
+        x.indptr.astype(np.int64),
+        x.indices.astype(np.int64),
+        x.data.astype(np.float32),
+        dense,
+        out,
+        threads,
+    )
 
 
 def _plain_loop(x: sp.csr_matrix, dense: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -164,8 +176,14 @@ def test_accumulate_rejects_bad_input() -> None:
     x = sp.csr_matrix(np.eye(3, dtype=np.float32))
     dense = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError, match="indices"):
-        _core.csr_dense_accumulate(np.array([0, 1, 2, 3]), np.array([0, 1, 3]),
-                                   np.ones(3, np.float32), dense, np.zeros((3, 4), np.float32), 1)
+        _core.csr_dense_accumulate(
+            np.array([0, 1, 2, 3]),
+            np.array([0, 1, 3]),
+            np.ones(3, np.float32),
+            dense,
+            np.zeros((3, 4), np.float32),
+            1,
+        )
     with pytest.raises(ValueError, match="columns"):
         _accumulate(x, dense, np.zeros((3, 5), np.float32), 1)
     with pytest.raises(ValueError, match="writable"):
@@ -173,8 +191,14 @@ def test_accumulate_rejects_bad_input() -> None:
         ro.flags.writeable = False
         _accumulate(x, dense, ro, 1)
     with pytest.raises(ValueError, match="non-decreasing"):
-        _core.csr_dense_accumulate(np.array([0, 2, 1, 3]), np.array([0, 1, 2]),
-                                   np.ones(3, np.float32), dense, np.zeros((3, 4), np.float32), 1)
+        _core.csr_dense_accumulate(
+            np.array([0, 2, 1, 3]),
+            np.array([0, 1, 2]),
+            np.ones(3, np.float32),
+            dense,
+            np.zeros((3, 4), np.float32),
+            1,
+        )
 
 
 def test_select_long_rows_whose_sample_misleads() -> None:
@@ -198,8 +222,9 @@ def test_select_long_rows_whose_sample_misleads() -> None:
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def _assert_float32_accurate(out: np.ndarray, q: np.ndarray, x: np.ndarray,
-                             init: np.ndarray | None = None, c: float = 2.0) -> None:
+def _assert_float32_accurate(
+    out: np.ndarray, q: np.ndarray, x: np.ndarray, init: np.ndarray | None = None, c: float = 2.0
+) -> None:
     """out = init + Q X^T to float32 accuracy: |out - exact| <= c * d * eps32 * sum_p |q_p x_p|
     (+ one rounding of the addition to init), exact products and sums in float64."""
     q64, x64 = q.astype(np.float64), x.astype(np.float64)
@@ -213,14 +238,16 @@ def _assert_float32_accurate(out: np.ndarray, q: np.ndarray, x: np.ndarray,
     bad = err > bound
     assert not bad.any(), (
         f"{int(bad.sum())} of {bad.size} scores beyond float32 accuracy; worst at "
-        f"{np.unravel_index((err - bound).argmax(), err.shape)}: err {err[bad].max():.3g}")
+        f"{np.unravel_index((err - bound).argmax(), err.shape)}: err {err[bad].max():.3g}"
+    )
 
 
 @pytest.mark.parametrize("dim", [0, 1, 3, 17, 97, 600])
 @pytest.mark.parametrize("n_items", [1, 15, 33, 1000])
 @pytest.mark.parametrize("n_queries", [1, 7, 40])
-def test_dense_scores_are_products_to_float32_accuracy(simd_level, dim: int, n_items: int,
-                                                       n_queries: int) -> None:
+def test_dense_scores_are_products_to_float32_accuracy(
+    simd_level, dim: int, n_items: int, n_queries: int
+) -> None:
     """out += Q X^T, each score within float32 accumulation error of the float64 product."""
     rng = np.random.default_rng(dim * 1000 + n_items + n_queries)
     q = rng.standard_normal((n_queries, dim)).astype(np.float32)

@@ -36,8 +36,9 @@ def baseline(q, x, k, metric, **kw):
     qc = np.ascontiguousarray(np.asarray(q, np.float32))
     xc = np.ascontiguousarray(np.asarray(x, np.float32))
     got = recfast.topk(qc, xc, k, metric=metric, **kw)
-    assert_topk_equivalent(got, reference.topk(qc, xc, k, metric=metric, **kw), qc, xc, metric,
-                           k, kw.get("exclude"))
+    assert_topk_equivalent(
+        got, reference.topk(qc, xc, k, metric=metric, **kw), qc, xc, metric, k, kw.get("exclude")
+    )
     return got
 
 
@@ -82,8 +83,9 @@ def test_read_only(data, metric):
     qr.flags.writeable = False
     xr.flags.writeable = False
     assert_same(recfast.topk(qr, xr, 10, metric=metric), want)
-    assert_same(recfast.topk(qr[0], xr, 10, metric=metric), recfast.topk(q[0], x, 10,
-                                                                          metric=metric))
+    assert_same(
+        recfast.topk(qr[0], xr, 10, metric=metric), recfast.topk(q[0], x, 10, metric=metric)
+    )
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -132,18 +134,22 @@ def test_broadcast_items_zero_row_stride():
 @pytest.mark.parametrize("dtype", [">f4", ">f8", "<f2"])
 def test_byte_order(data, dtype):
     q, x = data
-    want = baseline(q.astype(dtype).astype(np.float32), x.astype(dtype).astype(np.float32), 10,
-                    "cosine")
+    want = baseline(
+        q.astype(dtype).astype(np.float32), x.astype(dtype).astype(np.float32), 10, "cosine"
+    )
     assert_same(recfast.topk(q.astype(dtype), x.astype(dtype), 10), want)
 
 
 def test_python_lists():
     q, x = random_data(1, 2, 30, 4)
     want = baseline(q, x, 5, "dot")
-    assert_same(recfast.topk(q.tolist(), x.tolist(), 5, metric="dot"),
-                recfast.topk(q.astype(np.float64).astype(np.float32), x, 5, metric="dot"))
-    assert_same(recfast.topk(q[0].tolist(), x, 5, metric="dot"),
-                recfast.topk(q[0], x, 5, metric="dot"))
+    assert_same(
+        recfast.topk(q.tolist(), x.tolist(), 5, metric="dot"),
+        recfast.topk(q.astype(np.float64).astype(np.float32), x, 5, metric="dot"),
+    )
+    assert_same(
+        recfast.topk(q[0].tolist(), x, 5, metric="dot"), recfast.topk(q[0], x, 5, metric="dot")
+    )
     assert want.ids.shape == (2, 5)
 
 
@@ -203,8 +209,10 @@ def test_torch_dtypes_and_views(data, dtype):
     want = baseline(tq.float().numpy(), tx.float().numpy(), 10, "cosine")
     assert_same(recfast.topk(tq, tx, 10), want)
     # Non-contiguous views and 1-D queries
-    assert_same(recfast.topk(tq[:, ::2], tx[:, ::2], 10),
-                baseline(tq.float().numpy()[:, ::2], tx.float().numpy()[:, ::2], 10, "cosine"))
+    assert_same(
+        recfast.topk(tq[:, ::2], tx[:, ::2], 10),
+        baseline(tq.float().numpy()[:, ::2], tx.float().numpy()[:, ::2], 10, "cosine"),
+    )
     assert_same(recfast.topk(tq.T.contiguous().T, tx.T.contiguous().T, 10), want)
     one = recfast.topk(tq[0], tx, 10)
     np.testing.assert_array_equal(one.ids, want.ids[0])
@@ -291,7 +299,11 @@ _GUARD_CHILD = textwrap.dedent(
 def test_no_reads_outside_the_arrays():
     """Inputs placed against inaccessible pages: a kernel reading past a row, a tile or the
     array (before or after) would crash the child."""
-    out = subprocess.run([sys.executable, "-c", _GUARD_CHILD, os.path.dirname(__file__)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _GUARD_CHILD, os.path.dirname(__file__)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, (out.returncode, out.stdout[-2000:], out.stderr[-4000:])
     assert out.stdout.startswith("ok"), out.stdout

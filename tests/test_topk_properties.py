@@ -169,8 +169,10 @@ def test_merge_of_shards_equals_whole(p, data):
     np.testing.assert_array_equal(merged.scores, whole.scores)
     assert merged.scores.dtype == np.float32 and merged.ids.dtype == np.int64
     if q.shape[0]:  # 1-D results merge to 1-D
-        ones = [(recfast.topk(q[0], x[a:b], k, metric=metric), a)
-                for a, b in zip(bounds[:-1], bounds[1:])]
+        ones = [
+            (recfast.topk(q[0], x[a:b], k, metric=metric), a)
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
         merged1 = recfast.merge_topk(ones, k)
         np.testing.assert_array_equal(merged1.ids, recfast.topk(q[0], x, k, metric=metric).ids)
 
@@ -199,8 +201,13 @@ def _default_settings_in_child(ci: str | None) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci is not None:
         env["CI"] = ci
-    out = subprocess.run([sys.executable, "-c", _PROFILE_CHILD, os.path.dirname(__file__)],
-                         env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROFILE_CHILD, os.path.dirname(__file__)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
@@ -215,6 +222,10 @@ def test_ci_variable_selects_the_derandomized_profile():
     # The property tests above inherit the loaded profile's derandomize (none overrides it).
     ci = bool(os.environ.get("CI"))
     assert settings.default.derandomize is ci
-    for test in (test_matches_reference, test_permuting_items_permutes_ids,
-                 test_merge_of_shards_equals_whole, test_num_threads_does_not_change_results):
+    for test in (
+        test_matches_reference,
+        test_permuting_items_permutes_ids,
+        test_merge_of_shards_equals_whole,
+        test_num_threads_does_not_change_results,
+    ):
         assert test._hypothesis_internal_use_settings.derandomize is ci, test.__name__

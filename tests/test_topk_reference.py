@@ -161,8 +161,9 @@ def _random_mask(seed, b, n, density):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil", "dok", "bsr", "csr_array",
-                                 "coo_array"])
+@pytest.mark.parametrize(
+    "fmt", ["csr", "csc", "coo", "lil", "dok", "bsr", "csr_array", "coo_array"]
+)
 @pytest.mark.parametrize("b", [3, 77])
 def test_exclude_sparse_formats(simd_level, metric, fmt, b):
     n = 1000
@@ -256,9 +257,19 @@ def test_exclude_sparse_duplicates_and_unsorted(simd_level):
     free = recfast.topk(q, x, 6, metric="cosine")
     # Unsorted, duplicated entries: the best two items of each row, each stored twice.
     rows = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
-    cols = np.array([free.ids[0, 1], free.ids[0, 0], free.ids[0, 1], free.ids[0, 0],
-                     free.ids[1, 0], free.ids[1, 0], free.ids[2, 1], free.ids[2, 0],
-                     free.ids[2, 0]])
+    cols = np.array(
+        [
+            free.ids[0, 1],
+            free.ids[0, 0],
+            free.ids[0, 1],
+            free.ids[0, 0],
+            free.ids[1, 0],
+            free.ids[1, 0],
+            free.ids[2, 1],
+            free.ids[2, 0],
+            free.ids[2, 0],
+        ]
+    )
     coo = sp.coo_matrix((np.ones(9), (rows, cols)), shape=(3, 300))
     # CSR with unsorted, duplicated column indices stored as given (no canonicalization).
     order = np.argsort(rows, kind="stable")
@@ -290,8 +301,13 @@ def test_exclude_single_query(simd_level):
     q1 = q[0]
     free = recfast.topk(q1, x, 5)
     drop = free.ids[:2]
-    for ex in (list(map(int, drop)), drop, tuple(drop), [drop],
-               sp.csr_matrix((np.ones(2), (np.zeros(2, int), drop)), shape=(1, 400))):
+    for ex in (
+        list(map(int, drop)),
+        drop,
+        tuple(drop),
+        [drop],
+        sp.csr_matrix((np.ones(2), (np.zeros(2, int), drop)), shape=(1, 400)),
+    ):
         got, _ = check(q1, x, 5, "cosine", exclude=ex)
         assert got.ids.shape == (5,)
         np.testing.assert_array_equal(got.ids[:3], free.ids[2:5])
@@ -499,9 +515,16 @@ def test_reference_decodes_inputs_itself():
     of k, metric and num_threads), so a decoding bug there cannot hide in both."""
     from recfast import _exclusion, _inputs
 
-    shared = [_inputs.prepare, _exclusion.as_exclusion, _exclusion.from_rows,
-              _exclusion.from_sparse, _inputs.as_float32_matrix, _inputs.as_row_batch,
-              _exclusion.single_query_exclude, _inputs.check_shapes]
+    shared = [
+        _inputs.prepare,
+        _exclusion.as_exclusion,
+        _exclusion.from_rows,
+        _exclusion.from_sparse,
+        _inputs.as_float32_matrix,
+        _inputs.as_row_batch,
+        _exclusion.single_query_exclude,
+        _inputs.check_shapes,
+    ]
     used = [name for name, obj in vars(reference).items() if any(obj is f for f in shared)]
     assert not used, used
 
@@ -530,8 +553,10 @@ def _reference_both_ways(b: int, exclude, monkeypatch) -> list[np.ndarray]:
     s = _by_id_scores(b)
     q = np.ones((b, 1), np.float32)
     x = np.arange(N_COLS, 0, -1, dtype=np.float32)[:, None]
-    out = [reference.select_topk(s, N_COLS, exclude=exclude).ids,
-           reference.topk(q, x, N_COLS, metric="dot", exclude=exclude).ids]
+    out = [
+        reference.select_topk(s, N_COLS, exclude=exclude).ids,
+        reference.topk(q, x, N_COLS, metric="dot", exclude=exclude).ids,
+    ]
     monkeypatch.setattr(reference, "_BLOCK_ELEMENTS", N_COLS)  # one query row per block
     out.append(reference.topk(q, x, N_COLS, metric="dot", exclude=exclude).ids)
     return out
@@ -539,9 +564,18 @@ def _reference_both_ways(b: int, exclude, monkeypatch) -> list[np.ndarray]:
 
 # Stored (row, column, value) entries: duplicates, explicit zeros, negative values.
 _ENTRIES = [
-    (0, 1, 1.0), (0, 5, 0.0), (0, 1, 1.0),  # 1 + 1 = 2: excluded; a stored 0: not
-    (1, 3, 1.0), (1, 7, 3.0), (1, 2, 2.0), (1, 3, -1.0), (1, 2, -1.0),  # 3: 1 - 1 = 0, 2: 1
-    (3, 6, -2.0), (3, 4, 0.0), (3, 0, 0.5), (3, 4, 0.0),  # negative: excluded; two zeros: not
+    (0, 1, 1.0),
+    (0, 5, 0.0),
+    (0, 1, 1.0),  # 1 + 1 = 2: excluded; a stored 0: not
+    (1, 3, 1.0),
+    (1, 7, 3.0),
+    (1, 2, 2.0),
+    (1, 3, -1.0),
+    (1, 2, -1.0),  # 3: 1 - 1 = 0, 2: 1
+    (3, 6, -2.0),
+    (3, 4, 0.0),
+    (3, 0, 0.5),
+    (3, 4, 0.0),  # negative: excluded; two zeros: not
 ]
 _ENTRIES_EXCLUDE = [{1}, {2, 7}, set(), {0, 6}]
 
@@ -551,7 +585,8 @@ def test_reference_sparse_exclusion_decoding(fmt, monkeypatch):
     rows, cols, vals = (np.array(v) for v in zip(*_ENTRIES))
     if fmt.startswith("coo"):
         ex = (sp.coo_array if fmt == "coo_array" else sp.coo_matrix)(
-            (vals, (rows, cols)), shape=(4, N_COLS))
+            (vals, (rows, cols)), shape=(4, N_COLS)
+        )
     else:  # stored as given: unsorted, duplicated indices, zeros kept (not canonical)
         order = np.argsort(rows, kind="stable")
         indptr = np.searchsorted(rows[order], np.arange(5))
@@ -559,8 +594,10 @@ def test_reference_sparse_exclusion_decoding(fmt, monkeypatch):
         assert not ex.has_canonical_format
         if fmt == "csc_unsorted":  # the same entries stored by column
             by_col = np.argsort(cols, kind="stable")
-            ex = sp.csc_matrix((vals[by_col], rows[by_col], np.searchsorted(
-                cols[by_col], np.arange(N_COLS + 1))), shape=(4, N_COLS))
+            ex = sp.csc_matrix(
+                (vals[by_col], rows[by_col], np.searchsorted(cols[by_col], np.arange(N_COLS + 1))),
+                shape=(4, N_COLS),
+            )
     assert ex.nnz == len(_ENTRIES), "duplicates and zeros must be stored for this test"
     want = _listed(_ENTRIES_EXCLUDE)
     for got in _reference_both_ways(4, ex, monkeypatch):
@@ -571,22 +608,30 @@ def test_reference_bool_and_integer_sparse_exclusions(monkeypatch):
     mask = np.zeros((3, N_COLS), bool)
     mask[0, [2, 5]] = True
     mask[2, :] = True
-    for ex in (sp.csr_matrix(mask), sp.csr_matrix(mask.astype(np.int8)), sp.lil_matrix(mask),
-               sp.dok_matrix(mask.astype(np.float32)), sp.bsr_matrix(mask.astype(np.float64))):
+    for ex in (
+        sp.csr_matrix(mask),
+        sp.csr_matrix(mask.astype(np.int8)),
+        sp.lil_matrix(mask),
+        sp.dok_matrix(mask.astype(np.float32)),
+        sp.bsr_matrix(mask.astype(np.float64)),
+    ):
         for got in _reference_both_ways(3, ex, monkeypatch):
             np.testing.assert_array_equal(got, _listed([{2, 5}, set(), set(range(N_COLS))]))
 
 
 def test_reference_sequence_exclusion_decoding(monkeypatch):
-    ex = [np.array([5, 1, 5, 3], np.int32),  # unsorted, repeated
-          [],
-          [7, 0, 7, 0, 7],  # a Python list
-          np.array([[6, 2]], np.uint16)]  # any integer dtype and shape
+    ex = [
+        np.array([5, 1, 5, 3], np.int32),  # unsorted, repeated
+        [],
+        [7, 0, 7, 0, 7],  # a Python list
+        np.array([[6, 2]], np.uint16),
+    ]  # any integer dtype and shape
     want = _listed([{1, 3, 5}, set(), {0, 7}, {2, 6}])
     for got in _reference_both_ways(4, ex, monkeypatch):
         np.testing.assert_array_equal(got, want)
-    for got in _reference_both_ways(4, tuple(np.asarray(e, np.int64).ravel() for e in ex),
-                                    monkeypatch):
+    for got in _reference_both_ways(
+        4, tuple(np.asarray(e, np.int64).ravel() for e in ex), monkeypatch
+    ):
         np.testing.assert_array_equal(got, want)
 
 
@@ -595,12 +640,19 @@ def test_reference_single_row_exclusion_decoding():
     q = np.ones(1, np.float32)
     x = np.arange(N_COLS, 0, -1, dtype=np.float32)[:, None]
     dup = sp.coo_matrix(([1.0, 1.0, 0.0], ([0, 0, 0], [4, 4, 6])), shape=(1, N_COLS))
-    for ex, excluded in (([5, 1, 5], {1, 5}), (np.array([3, 3, 0]), {0, 3}),
-                         ((2,), {2}), ([np.array([6, 2])], {2, 6}), ([], set()),
-                         (dup, {4})):
+    for ex, excluded in (
+        ([5, 1, 5], {1, 5}),
+        (np.array([3, 3, 0]), {0, 3}),
+        ((2,), {2}),
+        ([np.array([6, 2])], {2, 6}),
+        ([], set()),
+        (dup, {4}),
+    ):
         want = _listed([excluded])[0]
-        for got in (reference.select_topk(s, N_COLS, exclude=ex),
-                    reference.topk(q, x, N_COLS, metric="dot", exclude=ex)):
+        for got in (
+            reference.select_topk(s, N_COLS, exclude=ex),
+            reference.topk(q, x, N_COLS, metric="dot", exclude=ex),
+        ):
             assert got.ids.shape == (N_COLS,)
             np.testing.assert_array_equal(got.ids, want, err_msg=repr(ex))
 
@@ -609,8 +661,10 @@ def test_reference_takes_torch_tensors():
     torch = pytest.importorskip("torch")
     q, x = random_data(16, 5, 300, 12)
     want = reference.topk(q, x, 7)
-    for tq, tx in ((torch.from_numpy(q), torch.from_numpy(x)),
-                   (torch.from_numpy(q).double(), torch.from_numpy(x).to(torch.bfloat16))):
+    for tq, tx in (
+        (torch.from_numpy(q), torch.from_numpy(x)),
+        (torch.from_numpy(q).double(), torch.from_numpy(x).to(torch.bfloat16)),
+    ):
         got = reference.topk(tq, tx, 7)
         same = reference.topk(tq.float().numpy(), tx.float().numpy(), 7)
         np.testing.assert_array_equal(got.ids, same.ids)
@@ -638,8 +692,9 @@ def _levels_in_child(value):
     env = {k: v for k, v in os.environ.items() if k != "RECFAST_SIMD"}
     if value is not None:
         env["RECFAST_SIMD"] = value
-    out = subprocess.run([sys.executable, "-c", _LEVEL_CHILD], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _LEVEL_CHILD], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return tuple(out.stdout.split())
 

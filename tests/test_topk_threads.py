@@ -40,8 +40,10 @@ def _with_planted_ties(x, rng):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("b, n, d", [(1, 100_000, 128), (3, 100_000, 17), (9, 30_000, 64),
-                                     (100, 20_000, 128), (300, 5_000, 33)])
+@pytest.mark.parametrize(
+    "b, n, d",
+    [(1, 100_000, 128), (3, 100_000, 17), (9, 30_000, 64), (100, 20_000, 128), (300, 5_000, 33)],
+)
 def test_results_do_not_depend_on_num_threads(simd_level, metric, b, n, d):
     rng = np.random.default_rng(b + n + d)
     q, x = random_data(b + d, b, n, d)
@@ -51,8 +53,9 @@ def test_results_do_not_depend_on_num_threads(simd_level, metric, b, n, d):
     ex = sp.csr_matrix(mask)
     k = 20
     base = recfast.topk(q, x, k, metric=metric, exclude=ex, num_threads=1)
-    assert_topk_equivalent(base, reference.topk(q, x, k, metric=metric, exclude=ex), q, x,
-                           metric, k, ex)
+    assert_topk_equivalent(
+        base, reference.topk(q, x, k, metric=metric, exclude=ex), q, x, metric, k, ex
+    )
     for threads in (2, 3, 8, None):
         got = recfast.topk(q, x, k, metric=metric, exclude=ex, num_threads=threads)
         np.testing.assert_array_equal(got.ids, base.ids, err_msg=f"num_threads={threads}")
@@ -79,8 +82,9 @@ def test_concurrent_python_threads():
     expected = [run(job) for job in jobs]
     for job, want in zip(jobs, expected):
         q, x, k, metric, ex, _ = job
-        assert_topk_equivalent(want, reference.topk(q, x, k, metric=metric, exclude=ex), q, x,
-                               metric, k, ex)
+        assert_topk_equivalent(
+            want, reference.topk(q, x, k, metric=metric, exclude=ex), q, x, metric, k, ex
+        )
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _round in range(2):
             results = list(pool.map(run, jobs))
@@ -165,13 +169,19 @@ _GUARD_S = 120
 def _interrupt_a_long_call(threads: str) -> tuple[str, str, str, int]:
     """Run the child; send SIGINT once its watcher has reported. Returns (the watcher's line,
     the rest of stdout, stderr, exit code)."""
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, os.path.dirname(__file__), threads],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, os.path.dirname(__file__), threads],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], _GUARD_S)
         if not ready:
-            pytest.fail(f"the watcher thread did not run within {_GUARD_S} s of the call "
-                        "starting (is the GIL held during the compute?)")
+            pytest.fail(
+                f"the watcher thread did not run within {_GUARD_S} s of the call "
+                "starting (is the GIL held during the compute?)"
+            )
         line = proc.stdout.readline().strip()
         if line.startswith("inside"):
             proc.send_signal(signal.SIGINT)
@@ -190,7 +200,10 @@ def test_gil_released_during_long_call():
     """Another Python thread runs, again and again, while a long top-k call computes."""
     line, out, err, rc = _interrupt_a_long_call("1")
     assert line == f"inside {WATCHES}", (
-        f"the watcher thread ran outside the call ({line!r}): the GIL was not released", out, err)
+        f"the watcher thread ran outside the call ({line!r}): the GIL was not released",
+        out,
+        err,
+    )
     assert out.split() == ["interrupted", "ok"], (out, err)
     assert rc == 0, err
 
@@ -225,7 +238,8 @@ _FORK_CHILD = textwrap.dedent(
 
 def test_fork_after_pool_started():
     """A forked child (multiprocessing's default on Linux) gets a fresh pool that works."""
-    out = subprocess.run([sys.executable, "-c", _FORK_CHILD], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_CHILD], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "child 0", (out.stdout, out.stderr)

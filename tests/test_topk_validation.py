@@ -27,9 +27,19 @@ def topk(request):
     return request.param
 
 
-@pytest.mark.parametrize("k, err", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
-                                    (True, TypeError), (False, TypeError), ("3", TypeError),
-                                    (None, TypeError), (np.float32(2), TypeError)])
+@pytest.mark.parametrize(
+    "k, err",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+        (False, TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+        (np.float32(2), TypeError),
+    ],
+)
 def test_bad_k(topk, k, err):
     with pytest.raises(err, match=r"\bk\b"):
         topk(Q, X, k)
@@ -57,20 +67,35 @@ def test_dimension_mismatch(topk):
         topk(np.ones((3, 0), np.float32), np.ones((10, 0), np.float32), 2)
 
 
-@pytest.mark.parametrize("q, x, name", [
-    (np.ones((2, 3, 4), np.float32), X, "queries"),
-    (np.float32(1.0), X, "queries"),
-    (Q, np.ones(4, np.float32), "items"),
-    (Q, np.ones((2, 10, 4), np.float32), "items"),
-    (Q, np.float32(1.0), "items"),
-])
+@pytest.mark.parametrize(
+    "q, x, name",
+    [
+        (np.ones((2, 3, 4), np.float32), X, "queries"),
+        (np.float32(1.0), X, "queries"),
+        (Q, np.ones(4, np.float32), "items"),
+        (Q, np.ones((2, 10, 4), np.float32), "items"),
+        (Q, np.float32(1.0), "items"),
+    ],
+)
 def test_wrong_rank(topk, q, x, name):
     with pytest.raises(ValueError, match=name):
         topk(q, x, 2)
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_, np.complex64,
-                                   np.complex128, object, "U3", "datetime64[s]"])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.bool_,
+        np.complex64,
+        np.complex128,
+        object,
+        "U3",
+        "datetime64[s]",
+    ],
+)
 def test_bad_dtype(topk, dtype):
     bad_q = np.ones((3, 4)).astype(dtype)
     bad_x = np.ones((10, 4)).astype(dtype)
@@ -163,8 +188,9 @@ def test_huge_num_threads_keeps_the_pool_small_and_idle_workers_leave():
         assert n_threads() <= base + 1, (base, grown, n_threads())
         print("ok", base, cap, grown)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok")
 
@@ -252,8 +278,9 @@ def test_exclude_out_of_range_when_no_items(topk):
         topk(Q, np.ones((0, 4), np.float32), 2, exclude=[[0], [], []])
 
 
-@pytest.mark.parametrize("row", [[1.0], np.array([0.5]), np.array([1.0, 2.0]), ["a"],
-                                 np.array([True, False])])
+@pytest.mark.parametrize(
+    "row", [[1.0], np.array([0.5]), np.array([1.0, 2.0]), ["a"], np.array([True, False])]
+)
 def test_exclude_non_integer_ids(topk, row):
     with pytest.raises(TypeError, match="exclude"):
         topk(Q, X, 2, exclude=[[0], row, [1]])
@@ -274,17 +301,20 @@ def test_valid_edge_inputs(topk):
     assert r.ids.shape == (3,) and (r.ids == -1).all()
     # exclude for an empty batch
     assert topk(np.ones((0, 4), np.float32), X, 3, exclude=[]).ids.shape == (0, 3)
-    assert topk(np.ones((0, 4), np.float32), X, 3,
-                exclude=sp.csr_matrix((0, 10))).ids.shape == (0, 3)
+    assert topk(np.ones((0, 4), np.float32), X, 3, exclude=sp.csr_matrix((0, 10))).ids.shape == (
+        0,
+        3,
+    )
 
 
 def test_error_does_not_depend_on_simd_level():
     from recfast import _core
+
     with pytest.raises(ValueError, match="level"):
         _core.set_simd_level("sse9")
     levels = ["generic", "avx2", "avx512"]
     best = _core.detected_simd_level()
-    for above in levels[levels.index(best) + 1:]:
+    for above in levels[levels.index(best) + 1 :]:
         with pytest.raises(ValueError, match="above"):
             _core.set_simd_level(above)
     assert recfast.simd_level() == _core.simd_level()

@@ -19,5 +19,13 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "ItemIndex", "TopK", "topk", "select_topk", "normalize", "merge_topk", "simd_level", "HAS_CUDA", "__version__",
+    "ItemIndex",
+    "TopK",
+    "topk",
+    "select_topk",
+    "normalize",
+    "merge_topk",
+    "simd_level",
+    "HAS_CUDA",
+    "__version__",
 ]

@@ -162,14 +162,26 @@ def topk(
     _, index = _parse_device(device)
     cuda_in = [x for x in (queries, items) if is_cuda_tensor(x)]
     if cuda_in:
-        return _topk_torch(queries, items, k, metric, exclude, index, cuda_in[0],
-                           scratch_bytes, max_query_tile)
+        return _topk_torch(
+            queries, items, k, metric, exclude, index, cuda_in[0], scratch_bytes, max_query_tile
+        )
     args = prepare(queries, items, exclude)
-    indptr, indices = (None, None) if args.exclude is None else (args.exclude.indptr, args.exclude.indices)
-    return args.result(*_module.topk_host(
-        args.queries, args.items, k, metric, indptr, indices, index or 0, scratch_bytes,
-        max_query_tile,
-    ))
+    indptr, indices = (
+        (None, None) if args.exclude is None else (args.exclude.indptr, args.exclude.indices)
+    )
+    return args.result(
+        *_module.topk_host(
+            args.queries,
+            args.items,
+            k,
+            metric,
+            indptr,
+            indices,
+            index or 0,
+            scratch_bytes,
+            max_query_tile,
+        )
+    )
 
 
 def _topk_torch(queries, items, k, metric, exclude, index, ref, scratch_bytes, max_query_tile):
@@ -195,8 +207,23 @@ def _topk_torch(queries, items, k, metric, exclude, index, ref, scratch_bytes, m
         xp, xs = _device_view(x) if n > 0 else (0, d)
         stream = torch.cuda.current_stream(dev).cuda_stream
         _module.topk_device(
-            qp, b, qs, xp, n, xs, d, k, metric, indptr, indices,
-            scores.data_ptr(), ids.data_ptr(), dev.index, stream, scratch_bytes, max_query_tile,
+            qp,
+            b,
+            qs,
+            xp,
+            n,
+            xs,
+            d,
+            k,
+            metric,
+            indptr,
+            indices,
+            scores.data_ptr(),
+            ids.data_ptr(),
+            dev.index,
+            stream,
+            scratch_bytes,
+            max_query_tile,
         )
     if single:
         return TopK(scores[0], ids[0])

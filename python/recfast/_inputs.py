@@ -100,7 +100,11 @@ def check_num_threads(num_threads: Any) -> int:
     """None -> every usable CPU; a positive integer -> itself, capped at `max_threads()`."""
     if num_threads is None:
         return available_cpus()
-    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
+    if (
+        isinstance(num_threads, bool)
+        or not isinstance(num_threads, numbers.Integral)
+        or num_threads < 1
+    ):
         raise ValueError(f"num_threads must be None or a positive integer, got {num_threads!r}")
     return min(int(num_threads), max_threads())
 
@@ -176,8 +180,15 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_float(value: Any, name: str, *, minimum: float = 0.0, maximum: float | None = None,
-                strict_min: bool = False, strict_max: bool = False) -> float:
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    minimum: float = 0.0,
+    maximum: float | None = None,
+    strict_min: bool = False,
+    strict_max: bool = False,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     v = float(value)

@@ -18,7 +18,9 @@ def _remove_stale_temps(path: str) -> None:
     """Remove temp files that an earlier writer of `path` left when it was killed: those whose
     writer process no longer exists (a live writer's temp file is left alone)."""
     folder = os.path.dirname(os.path.abspath(path))
-    pattern = os.path.join(glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*.recfast-tmp")
+    pattern = os.path.join(
+        glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*.recfast-tmp"
+    )
     for tmp in glob.glob(pattern):
         pid_part = os.path.basename(tmp)[len(os.path.basename(path)) + 2 :].split(".", 1)[0]
         if not pid_part.isdigit():

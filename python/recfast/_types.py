@@ -16,4 +16,6 @@ class TopK(NamedTuple):
     @classmethod
     def empty(cls, n_queries: int, k: int) -> TopK:
         """A result of n_queries rows holding only padding (score -inf, id -1)."""
-        return cls(np.full((n_queries, k), -np.inf, np.float32), np.full((n_queries, k), -1, np.int64))
+        return cls(
+            np.full((n_queries, k), -np.inf, np.float32), np.full((n_queries, k), -1, np.int64)
+        )

@@ -57,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------------------------
 
 
-_MAX_SEED = 2 ** 63 - 1  # torch and NumPy take seeds up to 64 bits; int64 everywhere
+_MAX_SEED = 2**63 - 1  # torch and NumPy take seeds up to 64 bits; int64 everywhere
 
 
 def _number(text: str, what: str) -> float:
@@ -81,8 +81,9 @@ def _heldout(text: str) -> int | float:
 
 
 def _integer(text: str, minimum: int, maximum: int | None = None) -> int:
-    what = (f"an integer >= {minimum}" if maximum is None
-            else f"an integer in [{minimum}, {maximum}]")
+    what = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    )
     try:
         value = int(text)
     except ValueError:
@@ -144,8 +145,10 @@ def _model_list(text: str) -> list[str]:
 def _separator(text: str) -> str:
     sep = {"\\t": "\t", "tab": "\t"}.get(text, text)
     if len(sep) != 1 or sep in '\r\n"':
-        raise argparse.ArgumentTypeError(f"expected one character other than a quote or a line "
-                                         f"break (or '\\t' for a tab), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected one character other than a quote or a line "
+            f"break (or '\\t' for a tab), got {text!r}"
+        )
     return sep
 
 
@@ -157,45 +160,79 @@ def _device(text: str) -> str:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--layout", choices=("auto", "movielens", "csv", "parquet"), default="auto",
-                   help="auto: movielens for a folder or u.data/ratings.dat/ratings.csv, "
-                        "parquet for *.parquet, else csv")
+    g.add_argument(
+        "--layout",
+        choices=("auto", "movielens", "csv", "parquet"),
+        default="auto",
+        help="auto: movielens for a folder or u.data/ratings.dat/ratings.csv, "
+        "parquet for *.parquet, else csv",
+    )
     g.add_argument("--user-col", default="user", help="csv/parquet: user id column (user)")
     g.add_argument("--item-col", default="item", help="csv/parquet: item id column (item)")
     g.add_argument("--rating-col", default=None, help="csv/parquet: rating or weight column")
     g.add_argument("--time-col", default=None, help="csv/parquet: timestamp column")
-    g.add_argument("--sep", type=_separator, default=",",
-                   help="csv: field separator, one character; '\\t' for a tab (,)")
+    g.add_argument(
+        "--sep",
+        type=_separator,
+        default=",",
+        help="csv: field separator, one character; '\\t' for a tab (,)",
+    )
 
 
 def _add_filter_args(p: argparse.ArgumentParser, *, protocol: bool) -> None:
     g = p.add_argument_group("filters")
     if protocol:
-        g.add_argument("--rating-above", type=_finite_float, default=None,
-                       help="keep ratings > this (default 3.5 when the data has ratings)")
-        g.add_argument("--min-user-interactions", type=_count, default=5,
-                       help="keep users with at least this many items (5)")
+        g.add_argument(
+            "--rating-above",
+            type=_finite_float,
+            default=None,
+            help="keep ratings > this (default 3.5 when the data has ratings)",
+        )
+        g.add_argument(
+            "--min-user-interactions",
+            type=_count,
+            default=5,
+            help="keep users with at least this many items (5)",
+        )
     else:
-        g.add_argument("--rating-above", type=_finite_float, default=None,
-                       help="keep ratings > this")
-        g.add_argument("--min-user-interactions", type=_count, default=0,
-                       help="keep users with at least this many items")
+        g.add_argument(
+            "--rating-above", type=_finite_float, default=None, help="keep ratings > this"
+        )
+        g.add_argument(
+            "--min-user-interactions",
+            type=_count,
+            default=0,
+            help="keep users with at least this many items",
+        )
     g.add_argument("--min-rating", type=_finite_float, default=None, help="keep ratings >= this")
-    g.add_argument("--min-item-interactions", type=_count, default=0,
-                   help="keep items with at least this many users")
+    g.add_argument(
+        "--min-item-interactions",
+        type=_count,
+        default=0,
+        help="keep items with at least this many users",
+    )
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
-    g.add_argument("--epochs", type=_positive_int, default=None,
-                   help="AutoEncoder epochs (default: the model's)")
-    g.add_argument("--variant", choices=("hybrid", "dae", "vae", "ae"), default=None,
-                   help="AutoEncoder variant (default: the model's)")
+    g.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="AutoEncoder epochs (default: the model's)",
+    )
+    g.add_argument(
+        "--variant",
+        choices=("hybrid", "dae", "vae", "ae"),
+        default=None,
+        help="AutoEncoder variant (default: the model's)",
+    )
     g.add_argument("--latent-dim", type=_positive_int, default=None, help="AutoEncoder latent size")
     g.add_argument("--batch-size", type=_positive_int, default=None, help="AutoEncoder batch size")
     g.add_argument("--lr", type=_positive_float, default=None, help="AutoEncoder learning rate")
-    g.add_argument("--device", type=_device, default="auto",
-                   help="AutoEncoder device: auto, cpu, cuda, cuda:N")
+    g.add_argument(
+        "--device", type=_device, default="auto", help="AutoEncoder device: auto, cpu, cuda, cuda:N"
+    )
     g.add_argument("--seed", type=_seed, default=0, help="random seed (0)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -212,8 +249,7 @@ def _parser() -> _Parser:
     p.add_argument("data", help="interactions file or MovieLens folder")
     p.add_argument("--out", required=True, help="where to write the model")
     p.add_argument("--model", choices=MODELS, default="autoencoder", help="(autoencoder)")
-    p.add_argument("--l2", type=_positive_float, default=500.0,
-                   help="EASE regularization (500)")
+    p.add_argument("--l2", type=_positive_float, default=500.0, help="EASE regularization (500)")
     _add_data_args(p)
     _add_filter_args(p, protocol=False)
     _add_model_args(p)
@@ -223,29 +259,58 @@ def _parser() -> _Parser:
     p.add_argument("data", help="interactions file holding the users' histories")
     p.add_argument("users", nargs="+", help="raw user ids")
     p.add_argument("-k", type=_positive_int, default=10, help="items per user (10)")
-    p.add_argument("--items", default=None,
-                   help="MovieLens titles file or folder (u.item, movies.dat, movies.csv)")
+    p.add_argument(
+        "--items",
+        default=None,
+        help="MovieLens titles file or folder (u.item, movies.dat, movies.csv)",
+    )
     p.add_argument("--include-seen", action="store_true", help="allow already seen items")
-    p.add_argument("--explain", action="store_true",
-                   help="add a column 'because you liked A, B, C': the history items that "
-                        f"raised each item's score most (up to {EXPLAIN_ITEMS}; EASE and "
-                        "AutoEncoder models)")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="add a column 'because you liked A, B, C': the history items that "
+        f"raised each item's score most (up to {EXPLAIN_ITEMS}; EASE and "
+        "AutoEncoder models)",
+    )
     _add_data_args(p)
 
-    p = sub.add_parser("evaluate", help="the strong-generalization protocol (docs/evaluation.md): AutoEncoder vs EASE vs "
-                                        "Popularity on held-out users")
+    p = sub.add_parser(
+        "evaluate",
+        help="the strong-generalization protocol (docs/evaluation.md): AutoEncoder vs EASE vs "
+        "Popularity on held-out users",
+    )
     p.add_argument("data", help="interactions file or MovieLens folder")
-    p.add_argument("--heldout-users", type=_heldout, default=0.1,
-                   help="validation and test users each: a count or a fraction (0.1)")
-    p.add_argument("--fold-in", type=_fraction, default=0.8,
-                   help="share of a held-out user's items given as input (0.8)")
-    p.add_argument("--models", type=_model_list, default=list(MODELS),
-                   help="comma-separated subset of autoencoder,ease,popularity")
-    p.add_argument("--ease-l2", type=_float_list, default=[30.0, 100.0, 300.0, 1000.0],
-                   help="EASE lambdas tried; the best on validation NDCG@100 is used")
-    p.add_argument("--ks", type=_positive_int, nargs="+", default=None,
-                   help="cut-offs, each at most the number of items (default: those of 20 50 "
-                        "100 that are)")
+    p.add_argument(
+        "--heldout-users",
+        type=_heldout,
+        default=0.1,
+        help="validation and test users each: a count or a fraction (0.1)",
+    )
+    p.add_argument(
+        "--fold-in",
+        type=_fraction,
+        default=0.8,
+        help="share of a held-out user's items given as input (0.8)",
+    )
+    p.add_argument(
+        "--models",
+        type=_model_list,
+        default=list(MODELS),
+        help="comma-separated subset of autoencoder,ease,popularity",
+    )
+    p.add_argument(
+        "--ease-l2",
+        type=_float_list,
+        default=[30.0, 100.0, 300.0, 1000.0],
+        help="EASE lambdas tried; the best on validation NDCG@100 is used",
+    )
+    p.add_argument(
+        "--ks",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        help="cut-offs, each at most the number of items (default: those of 20 50 100 that are)",
+    )
     p.add_argument("--json", default=None, help="also write all metrics to this JSON file")
     _add_data_args(p)
     _add_filter_args(p, protocol=True)
@@ -254,8 +319,7 @@ def _parser() -> _Parser:
     from .cli_distributed import add_parser as _add_recommend_all
 
     _add_recommend_all(sub, _positive_int)
-    sub.add_parser("bench", help="the top-k benchmark (see `recfast bench --help`)",
-                   add_help=False)
+    sub.add_parser("bench", help="the top-k benchmark (see `recfast bench --help`)", add_help=False)
     return parser
 
 
@@ -280,8 +344,12 @@ def _load(args: argparse.Namespace) -> Any:
             layout = "csv"
     if layout == "movielens":
         return data.load_movielens(path)
-    cols = dict(user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
-                time_col=args.time_col)
+    cols = dict(
+        user_col=args.user_col,
+        item_col=args.item_col,
+        rating_col=args.rating_col,
+        time_col=args.time_col,
+    )
     if layout == "parquet":
         return data.Interactions.from_parquet(path, **cols)
     return data.Interactions.from_csv(path, sep=args.sep, **cols)
@@ -291,13 +359,18 @@ def _filter(d: Any, args: argparse.Namespace, *, protocol: bool) -> Any:
     rating_above = args.rating_above
     if d.ratings is None and (rating_above is not None or args.min_rating is not None):
         flag = "--rating-above" if rating_above is not None else "--min-rating"
-        raise ValueError(f"{flag} needs ratings, and {args.data} was read without any (name the "
-                         f"rating column with --rating-col)")
+        raise ValueError(
+            f"{flag} needs ratings, and {args.data} was read without any (name the "
+            f"rating column with --rating-col)"
+        )
     if protocol and rating_above is None and d.ratings is not None:
         rating_above = 3.5
-    f = d.filter(min_rating=args.min_rating, rating_above=rating_above,
-                 min_user_interactions=args.min_user_interactions,
-                 min_item_interactions=args.min_item_interactions)
+    f = d.filter(
+        min_rating=args.min_rating,
+        rating_above=rating_above,
+        min_user_interactions=args.min_user_interactions,
+        min_item_interactions=args.min_item_interactions,
+    )
     if len(f) == 0:
         raise ValueError(f"{args.data}: no interactions left after filtering")
     return f
@@ -311,8 +384,9 @@ def _make_model(name: str, args: argparse.Namespace, *, l2: float = 500.0) -> An
     if name == "ease":
         return models.EASE(l2=l2)
     _check_device(args.device)
-    kwargs: dict[str, Any] = dict(random_state=args.seed, verbose=not args.quiet,
-                                  device=args.device)
+    kwargs: dict[str, Any] = dict(
+        random_state=args.seed, verbose=not args.quiet, device=args.device
+    )
     for key in ("epochs", "variant", "latent_dim", "batch_size", "lr"):
         value = getattr(args, key)
         if value is not None:
@@ -331,8 +405,10 @@ def _check_device(device: str) -> None:
         raise ValueError(f"--device {device}: torch has no CUDA here; use --device cpu")
     index = int(device.partition(":")[2] or 0)
     if index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: there are {torch.cuda.device_count()} CUDA "
-                         f"device(s) here, numbered from 0")
+        raise ValueError(
+            f"--device {device}: there are {torch.cuda.device_count()} CUDA "
+            f"device(s) here, numbered from 0"
+        )
 
 
 def _check_output(path: str, flag: str, *, data: str | None = None) -> None:
@@ -353,8 +429,9 @@ def _check_output(path: str, flag: str, *, data: str | None = None) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise ValueError(f"{flag} {path}: cannot write in {folder} "
-                         f"({exc.strerror or exc})") from None
+        raise ValueError(
+            f"{flag} {path}: cannot write in {folder} ({exc.strerror or exc})"
+        ) from None
 
 
 def _write_json(path: str, payload: Any) -> None:
@@ -367,8 +444,7 @@ def _write_json(path: str, payload: Any) -> None:
 def _is_out_of_memory(exc: BaseException) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}
     text = str(exc).lower()
-    return ("OutOfMemoryError" in names or "can't allocate memory" in text
-            or "out of memory" in text)
+    return "OutOfMemoryError" in names or "can't allocate memory" in text or "out of memory" in text
 
 
 def _fit(model: Any, X: sp.csr_matrix, **kwargs: Any) -> Any:
@@ -379,9 +455,11 @@ def _fit(model: Any, X: sp.csr_matrix, **kwargs: Any) -> Any:
         if not _is_out_of_memory(exc):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MemoryError(f"{type(model).__name__} ran out of memory while training on "
-                          f"{X.shape[0]} users x {X.shape[1]} items ({first}); lower "
-                          f"--latent-dim or --batch-size") from None
+        raise MemoryError(
+            f"{type(model).__name__} ran out of memory while training on "
+            f"{X.shape[0]} users x {X.shape[1]} items ({first}); lower "
+            f"--latent-dim or --batch-size"
+        ) from None
 
 
 def _check_autoencoder_fits(model: Any, n_items: int) -> None:
@@ -412,10 +490,12 @@ def _check_autoencoder_fits(model: Any, n_items: int) -> None:
         avail = available_memory_bytes()
         where = "in memory"
     if need > avail:
-        raise MemoryError(f"--latent-dim {cfg.latent_dim}: the AutoEncoder's weights for "
-                          f"{n_items} items and their optimizer state need about "
-                          f"{need / 2**30:.3g} GiB but {avail / 2**30:.3g} GiB is free {where}; "
-                          f"lower --latent-dim")
+        raise MemoryError(
+            f"--latent-dim {cfg.latent_dim}: the AutoEncoder's weights for "
+            f"{n_items} items and their optimizer state need about "
+            f"{need / 2**30:.3g} GiB but {avail / 2**30:.3g} GiB is free {where}; "
+            f"lower --latent-dim"
+        )
 
 
 def _history(d: Any, user_rows: np.ndarray, columns: np.ndarray, n_cols: int) -> sp.csr_matrix:
@@ -453,21 +533,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _fit(model, X)
     seconds = time.perf_counter() - t0
     model.save(out)
-    _write_json(meta_path, {
-        "model": type(model).__name__,
-        "item_ids": d.item_ids.tolist(),
-        "data": str(args.data),
-        "filters": {"min_rating": args.min_rating, "rating_above": args.rating_above},
-    })
-    print(f"trained {type(model).__name__} on {d.n_users} users x {d.n_items} items "
-          f"({X.nnz} interactions) in {seconds:.1f} s -> {out}")
+    _write_json(
+        meta_path,
+        {
+            "model": type(model).__name__,
+            "item_ids": d.item_ids.tolist(),
+            "data": str(args.data),
+            "filters": {"min_rating": args.min_rating, "rating_above": args.rating_above},
+        },
+    )
+    print(
+        f"trained {type(model).__name__} on {d.n_users} users x {d.n_items} items "
+        f"({X.nnz} interactions) in {seconds:.1f} s -> {out}"
+    )
     return 0
 
 
 def _read_meta(meta_path: Path, n_items: int) -> tuple[np.ndarray, dict[str, Any]]:
     """(raw item id of each model column, the training filters) from MODEL.meta.json."""
-    bad = (f"{meta_path}: not a model description written by `recfast train` (expected JSON "
-           f"with 'item_ids', a list of {n_items} distinct ids)")
+    bad = (
+        f"{meta_path}: not a model description written by `recfast train` (expected JSON "
+        f"with 'item_ids', a list of {n_items} distinct ids)"
+    )
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -487,8 +574,11 @@ def _read_meta(meta_path: Path, n_items: int) -> tuple[np.ndarray, dict[str, Any
         raise ValueError(bad)
     for key in ("min_rating", "rating_above"):
         value = filters.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{meta_path}: filters.{key} must be a number or null, got {value!r}")
     model_items = np.empty(len(ids), dtype=object)
     model_items[:] = ids
@@ -503,8 +593,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{model_path}: no such model file")
     model = load_model(model_path)
     if args.explain and not hasattr(model, "explain"):
-        raise ValueError(f"--explain needs an EASE or AutoEncoder model; {model_path} holds a "
-                         f"{type(model).__name__}")
+        raise ValueError(
+            f"--explain needs an EASE or AutoEncoder model; {model_path} holds a "
+            f"{type(model).__name__}"
+        )
     titles = _titles(args.items) if args.items else None
     d = _load(args)
     meta_path = Path(str(model_path) + META_SUFFIX)
@@ -514,20 +606,22 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     else:
         model_items = d.item_ids.astype(object)
         if len(model_items) != model.n_items_:
-            raise ValueError(f"{model_path} has {model.n_items_} item columns but {args.data} "
-                             f"has {len(model_items)} items, and {meta_path.name} (written by "
-                             f"`recfast train`) is missing")
+            raise ValueError(
+                f"{model_path} has {model.n_items_} item columns but {args.data} "
+                f"has {len(model_items)} items, and {meta_path.name} (written by "
+                f"`recfast train`) is missing"
+            )
     d.user_index(args.users)  # every requested user must be in the data
     if filters.get("min_rating") is not None or filters.get("rating_above") is not None:
         if d.ratings is not None:  # the histories the model was trained on
-            d = d.filter(min_rating=filters.get("min_rating"),
-                         rating_above=filters.get("rating_above"))
+            d = d.filter(
+                min_rating=filters.get("min_rating"), rating_above=filters.get("rating_above")
+            )
     # a user whose every rating was filtered out gets an empty history (a cold start)
     present = {_id_key(v): j for j, v in enumerate(d.user_ids.tolist())}
     rows = np.array([present.get(_id_key(u), -1) for u in args.users], dtype=np.int64)
     column_of = {_id_key(v): j for j, v in enumerate(model_items.tolist())}
-    columns = np.array([column_of.get(_id_key(v), -1) for v in d.item_ids.tolist()],
-                       dtype=np.int64)
+    columns = np.array([column_of.get(_id_key(v), -1) for v in d.item_ids.tolist()], dtype=np.int64)
     X = _history(d, rows, columns, model.n_items_)
     # more than n_items would only pad every row with "no item" (-1), never printed
     k = max(1, min(args.k, model.n_items_))
@@ -553,8 +647,13 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 EXPLAIN_ITEMS = 3
 
 
-def _because(model: Any, history: sp.csr_matrix, item: int, model_items: np.ndarray,
-             titles: dict[Any, str] | None) -> str:
+def _because(
+    model: Any,
+    history: sp.csr_matrix,
+    item: int,
+    model_items: np.ndarray,
+    titles: dict[Any, str] | None,
+) -> str:
     """'because you liked A, B, C': the history items of positive contribution, largest first,
     by title when the titles file has one, else by raw id."""
     e = model.explain(history, item, n=EXPLAIN_ITEMS)
@@ -610,22 +709,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         ks = sorted(set(args.ks))
         if ks[-1] > d.n_items:
-            raise ValueError(f"--ks {ks[-1]}: more than the {d.n_items} items of {args.data} "
-                             f"(after filtering)")
+            raise ValueError(
+                f"--ks {ks[-1]}: more than the {d.n_items} items of {args.data} (after filtering)"
+            )
     n_heldout = _heldout_count(args.heldout_users, d.n_users)
     if 2 * n_heldout >= d.n_users:
-        raise ValueError(f"--heldout-users {args.heldout_users}: holding out {n_heldout} "
-                         f"validation and {n_heldout} test users leaves no training users among "
-                         f"the {d.n_users} users of {args.data}")
+        raise ValueError(
+            f"--heldout-users {args.heldout_users}: holding out {n_heldout} "
+            f"validation and {n_heldout} test users leaves no training users among "
+            f"the {d.n_users} users of {args.data}"
+        )
     few = int((np.diff(X.indptr) < 2).sum())
     if few:
-        raise ValueError(f"{args.data}: {few} user(s) have fewer than 2 items after filtering; "
-                         f"held-out users need 2 or more (raise --min-user-interactions)")
-    split = strong_generalization_split(X, n_heldout_users=args.heldout_users,
-                                        fold_in=args.fold_in, seed=args.seed)
-    print(f"{args.data}: {d.n_users} users x {d.n_items} items, {len(d)} interactions; "
-          f"train {split.train.shape[0]}, validation {split.valid_input.shape[0]}, "
-          f"test {split.test_input.shape[0]} users (seed {args.seed})", flush=True)
+        raise ValueError(
+            f"{args.data}: {few} user(s) have fewer than 2 items after filtering; "
+            f"held-out users need 2 or more (raise --min-user-interactions)"
+        )
+    split = strong_generalization_split(
+        X, n_heldout_users=args.heldout_users, fold_in=args.fold_in, seed=args.seed
+    )
+    print(
+        f"{args.data}: {d.n_users} users x {d.n_items} items, {len(d)} interactions; "
+        f"train {split.train.shape[0]}, validation {split.valid_input.shape[0]}, "
+        f"test {split.test_input.shape[0]} users (seed {args.seed})",
+        flush=True,
+    )
     results: dict[str, dict[str, float]] = {}
     for name in args.models:
         t0 = time.perf_counter()
@@ -651,8 +759,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             model = _fit(_make_model(name, args), split.train)
         fit_s = time.perf_counter() - t0
         label = {"autoencoder": "AutoEncoder", "ease": "EASE", "popularity": "Popularity"}[name]
-        results[label] = dict(evaluate(model, split.test_input, split.test_target, ks=ks),
-                              fit_seconds=fit_s)
+        results[label] = dict(
+            evaluate(model, split.test_input, split.test_target, ks=ks), fit_seconds=fit_s
+        )
         if extra:
             results[label]["note"] = extra  # type: ignore[assignment]
     _print_table(results, ks)
@@ -678,8 +787,12 @@ def _cmd_recommend_all(args: argparse.Namespace) -> int:
     return run(args)
 
 
-_COMMANDS = {"train": _cmd_train, "recommend": _cmd_recommend, "evaluate": _cmd_evaluate,
-             "recommend-all": _cmd_recommend_all}
+_COMMANDS = {
+    "train": _cmd_train,
+    "recommend": _cmd_recommend,
+    "evaluate": _cmd_evaluate,
+    "recommend-all": _cmd_recommend_all,
+}
 
 
 def _raise_usage(message: str) -> Any:
@@ -697,21 +810,23 @@ def _check_bench_args(argv: list[str]) -> None:
     for flag, minimum in (("n_items", 1), ("repeats", 1), ("seed", 0)):
         value = getattr(args, flag, None)
         if value is not None and value < minimum:
-            raise UsageError(f"bench: argument --{flag.replace('_', '-')}: expected an integer "
-                             f">= {minimum}, got {value}")
+            raise UsageError(
+                f"bench: argument --{flag.replace('_', '-')}: expected an integer "
+                f">= {minimum}, got {value}"
+            )
     if getattr(args, "seed", None) is not None and args.seed > _MAX_SEED:
         raise UsageError(f"bench: argument --seed: expected an integer <= {_MAX_SEED}")
     for flag in ("dims", "batches", "ks"):
         values = getattr(args, flag, None)
         if values is not None and (not values or min(values) < 1):
-            raise UsageError(f"bench: argument --{flag}: expected positive integers, got "
-                             f"{values}")
+            raise UsageError(f"bench: argument --{flag}: expected positive integers, got {values}")
     for flag, strict in (("slow_seconds", False), ("tol", False), ("worker_timeout", True)):
         value = getattr(args, flag, None)
-        if value is not None and (not math.isfinite(value) or value < 0
-                                  or (strict and value == 0)):
-            raise UsageError(f"bench: argument --{flag.replace('_', '-')}: expected a finite "
-                             f"number {'>' if strict else '>='} 0, got {value}")
+        if value is not None and (not math.isfinite(value) or value < 0 or (strict and value == 0)):
+            raise UsageError(
+                f"bench: argument --{flag.replace('_', '-')}: expected a finite "
+                f"number {'>' if strict else '>='} 0, got {value}"
+            )
     out = getattr(args, "out", None)
     if out is not None:  # a folder, created (with its parents) when the run ends
         p = Path(out)
@@ -754,6 +869,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("RECFAST_TRACEBACK"):
             raise
-        _say(f"unexpected {type(exc).__name__}: {exc} (set RECFAST_TRACEBACK=1 to see where; "
-             f"please report it)")
+        _say(
+            f"unexpected {type(exc).__name__}: {exc} (set RECFAST_TRACEBACK=1 to see where; "
+            f"please report it)"
+        )
         return 1

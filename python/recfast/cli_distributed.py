@@ -24,15 +24,21 @@ META_SUFFIX = ".meta.json"
 
 def add_parser(sub: Any, positive_int: Any) -> None:
     """Add the `recommend-all` command to the `recfast` subparsers."""
-    p = sub.add_parser("recommend-all", help="top-k items for every user of DATA on a Ray "
-                                             "cluster, written as Parquet (the ray extra)")
+    p = sub.add_parser(
+        "recommend-all",
+        help="top-k items for every user of DATA on a Ray "
+        "cluster, written as Parquet (the ray extra)",
+    )
     p.add_argument("model", help="a model written by `recfast train`")
     p.add_argument("data", help="Parquet or CSV file or folder of (user, item) interactions")
     p.add_argument("--out", required=True, help="folder for the Parquet output (new or empty)")
     p.add_argument("-k", type=positive_int, default=100, help="items per user (100)")
-    p.add_argument("--address", default="local",
-                   help="'local' starts Ray on this machine; 'auto' joins the running cluster; "
-                        "or a cluster address such as ray://HOST:10001 (local)")
+    p.add_argument(
+        "--address",
+        default="local",
+        help="'local' starts Ray on this machine; 'auto' joins the running cluster; "
+        "or a cluster address such as ray://HOST:10001 (local)",
+    )
     p.add_argument("--user-col", default="user", help="user id column (user)")
     p.add_argument("--item-col", default="item", help="item id column (item)")
     p.add_argument("--include-seen", action="store_true", help="allow already seen items")
@@ -95,11 +101,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             raw_items = np.asarray(json.loads(meta_path.read_text("utf-8"))["item_ids"])
         except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{meta_path}: not a model description written by `recfast train`"
-                             ) from None
+            raise ValueError(
+                f"{meta_path}: not a model description written by `recfast train`"
+            ) from None
         if len(raw_items) != model.n_items_:
-            raise ValueError(f"{meta_path} lists {len(raw_items)} items but the model has "
-                             f"{model.n_items_}")
+            raise ValueError(
+                f"{meta_path} lists {len(raw_items)} items but the model has {model.n_items_}"
+            )
     _connect(ray, args.address, args.quiet)
     ds = _read(ray, args.data)
     names = ds.schema().names
@@ -117,9 +125,15 @@ def run(args: argparse.Namespace) -> int:
             return {user_col: b[user_col][keep], item_col: cols[keep]}
 
         ds = ds.map_batches(to_columns, batch_format="numpy")
-    out = distributed.recommend_all(model, ds, min(args.k, model.n_items_),
-                                    filter_seen=not args.include_seen, user_column=user_col,
-                                    item_column=item_col, batch_size=args.batch_size)
+    out = distributed.recommend_all(
+        model,
+        ds,
+        min(args.k, model.n_items_),
+        filter_seen=not args.include_seen,
+        user_column=user_col,
+        item_column=item_col,
+        batch_size=args.batch_size,
+    )
     if raw_items is not None:
         lookup = raw_items
 
@@ -128,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
 
             ids = b.column("item_ids").combine_chunks()
             flat = ids.flatten().to_numpy()
-            raw = pa.array(np.where(flat >= 0, lookup[np.maximum(flat, 0)], None).tolist())
+            raw = pa.array(
+                np.asarray(np.where(flat >= 0, lookup[np.maximum(flat, 0)], None)).tolist()
+            )
             return b.set_column(1, "item_ids", pa.ListArray.from_arrays(ids.offsets, raw))
 
         out = out.map_batches(to_raw, batch_format="pyarrow")

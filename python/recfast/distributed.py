@@ -59,8 +59,7 @@ def require_ray() -> Any:
         import ray.data  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            f"recfast.distributed needs Ray Data, which is not installed ({exc}): "
-            f"{_INSTALL_HINT}"
+            f"recfast.distributed needs Ray Data, which is not installed ({exc}): {_INSTALL_HINT}"
         ) from None
     return ray
 
@@ -89,7 +88,9 @@ def _items_source(ray: Any, items: Any, metric: str | None) -> _Items:
     if isinstance(items, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(items))
         if not os.path.isfile(path):
-            raise ValueError(f"items: {os.fspath(items)} is not a file (expected a saved ItemIndex)")
+            raise ValueError(
+                f"items: {os.fspath(items)} is not a file (expected a saved ItemIndex)"
+            )
         index = ItemIndex.load(path, mmap=True)  # checks the header; reads no vectors
         _check_metric_matches(metric, index.metric)
         return _Items(len(index), index.dim, index.metric, path=path)
@@ -98,8 +99,13 @@ def _items_source(ray: Any, items: Any, metric: str | None) -> _Items:
         vectors = np.ascontiguousarray(items.get(items.ids), dtype=np.float32)
         if vectors.ndim != 2:  # an empty index
             vectors = vectors.reshape(0, items.dim)
-        return _Items(len(items), items.dim, items.metric, vectors_ref=[ray.put(vectors)],
-                      ids_ref=[ray.put(np.asarray(items.ids, dtype=np.int64))])
+        return _Items(
+            len(items),
+            items.dim,
+            items.metric,
+            vectors_ref=[ray.put(vectors)],
+            ids_ref=[ray.put(np.asarray(items.ids, dtype=np.int64))],
+        )
     if metric is None:
         metric = "cosine"
     if metric not in ("cosine", "dot"):
@@ -107,8 +113,10 @@ def _items_source(ray: Any, items: Any, metric: str | None) -> _Items:
     if hasattr(items, "detach"):  # a torch tensor
         items = items.detach().cpu().numpy()
     if not isinstance(items, np.ndarray):
-        raise TypeError(f"items must be a float (N, d) numpy array, an ItemIndex or the path of a "
-                        f"saved ItemIndex, got {type(items).__name__}")
+        raise TypeError(
+            f"items must be a float (N, d) numpy array, an ItemIndex or the path of a "
+            f"saved ItemIndex, got {type(items).__name__}"
+        )
     if items.ndim != 2:
         raise ValueError(f"items must be 2-D (N, d), got shape {items.shape}")
     if items.dtype.kind != "f":
@@ -116,14 +124,17 @@ def _items_source(ray: Any, items: Any, metric: str | None) -> _Items:
     if items.shape[1] < 1:
         raise ValueError("items must have dimension d >= 1, got (N, 0)")
     vectors = np.ascontiguousarray(items, dtype=np.float32)
-    return _Items(int(vectors.shape[0]), int(vectors.shape[1]), metric,
-                  vectors_ref=[ray.put(vectors)])
+    return _Items(
+        int(vectors.shape[0]), int(vectors.shape[1]), metric, vectors_ref=[ray.put(vectors)]
+    )
 
 
 def _check_metric_matches(metric: str | None, index_metric: str) -> None:
     if metric is not None and metric != index_metric:
-        raise ValueError(f"metric={metric!r}, but the ItemIndex was built for {index_metric!r} "
-                         f"(leave metric=None to use the index's)")
+        raise ValueError(
+            f"metric={metric!r}, but the ItemIndex was built for {index_metric!r} "
+            f"(leave metric=None to use the index's)"
+        )
 
 
 def _shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
@@ -140,20 +151,25 @@ def _shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
 def _vectors_of(batch: dict[str, Any], column: str, dim: int, ids: Any) -> np.ndarray:
     """The batch's query column as a (B, dim) float32 array; ValueError naming the column."""
     if column not in batch:
-        raise ValueError(f"query_column {column!r} is not a column of the queries (columns: "
-                         f"{sorted(batch)})")
+        raise ValueError(
+            f"query_column {column!r} is not a column of the queries (columns: {sorted(batch)})"
+        )
     v = batch[column]
     if isinstance(v, np.ndarray) and v.dtype == object:  # variable-length lists
         rows = [np.asarray(r) for r in v]
         for r, row in enumerate(rows):
             if row.ndim != 1 or row.shape[0] != dim:
-                raise ValueError(f"query_column {column!r}: the row with id {ids[r]!r} has "
-                                 f"shape {row.shape}, but the items have dimension {dim}")
+                raise ValueError(
+                    f"query_column {column!r}: the row with id {ids[r]!r} has "
+                    f"shape {row.shape}, but the items have dimension {dim}"
+                )
         v = np.stack(rows) if rows else np.empty((0, dim), np.float32)
     v = np.asarray(v)
     if v.ndim != 2 or v.shape[1] != dim:
-        raise ValueError(f"query_column {column!r}: queries of shape {v.shape[1:]} but the items "
-                         f"have dimension {dim}")
+        raise ValueError(
+            f"query_column {column!r}: queries of shape {v.shape[1:]} but the items "
+            f"have dimension {dim}"
+        )
     if v.dtype.kind not in "fiu" or v.dtype.kind == "b":
         raise TypeError(f"query_column {column!r} must hold numbers, got dtype {v.dtype}")
     return np.ascontiguousarray(v, dtype=np.float32)
@@ -164,14 +180,16 @@ def _exclusions_of(batch: dict[str, Any], column: str | None, b: int) -> list[np
     if column is None:
         return None
     if column not in batch:
-        raise ValueError(f"exclude_column {column!r} is not a column of the queries (columns: "
-                         f"{sorted(batch)})")
+        raise ValueError(
+            f"exclude_column {column!r} is not a column of the queries (columns: {sorted(batch)})"
+        )
     out = []
     for r, row in enumerate(batch[column]):
         a = np.asarray([] if row is None else row)
         if a.size and a.dtype.kind not in "iu":
-            raise TypeError(f"exclude_column {column!r}: row {r} holds {a.dtype}, expected "
-                            f"integer item ids")
+            raise TypeError(
+                f"exclude_column {column!r}: row {r} holds {a.dtype}, expected integer item ids"
+            )
         out.append(a.astype(np.int64).reshape(-1))
     if len(out) != b:
         raise ValueError(f"exclude_column {column!r} has {len(out)} rows for {b} queries")
@@ -191,12 +209,15 @@ def _result_table(id_values: Any, id_column: str, res: TopK, item_ids: np.ndarra
     ids = res.ids
     if item_ids is not None:  # positions -> the ItemIndex's external ids
         ids = np.where(ids >= 0, item_ids[np.maximum(ids, 0)], -1)
-    return pa.table({
-        id_column: pa.array(np.asarray(id_values)) if not isinstance(id_values, pa.Array)
-        else id_values,
-        "item_ids": _list_column(np.ascontiguousarray(ids, dtype=np.int64), pa),
-        "scores": _list_column(np.ascontiguousarray(res.scores, dtype=np.float32), pa),
-    })
+    return pa.table(
+        {
+            id_column: pa.array(np.asarray(id_values))
+            if not isinstance(id_values, pa.Array)
+            else id_values,
+            "item_ids": _list_column(np.ascontiguousarray(ids, dtype=np.int64), pa),
+            "scores": _list_column(np.ascontiguousarray(res.scores, dtype=np.float32), pa),
+        }
+    )
 
 
 class _ShardWorker:
@@ -206,8 +227,17 @@ class _ShardWorker:
     the S parts (S = 1: it just scores) and emits the result rows.
     """
 
-    def __init__(self, items: _Items, k: int, shard: int, shards: int, query_column: str,
-                 id_column: str, exclude_column: str | None, num_threads: int) -> None:
+    def __init__(
+        self,
+        items: _Items,
+        k: int,
+        shard: int,
+        shards: int,
+        query_column: str,
+        id_column: str,
+        exclude_column: str | None,
+        num_threads: int,
+    ) -> None:
         import ray
 
         self.k, self.shard, self.shards = k, shard, shards
@@ -222,17 +252,19 @@ class _ShardWorker:
         if items.path is not None:
             index = ItemIndex.load(items.path, mmap=True)
             if len(index) != items.n or index.dim != items.dim:
-                raise ValueError(f"{items.path} changed since the job started: {len(index)} x "
-                                 f"{index.dim} items, expected {items.n} x {items.dim}")
+                raise ValueError(
+                    f"{items.path} changed since the job started: {len(index)} x "
+                    f"{index.dim} items, expected {items.n} x {items.dim}"
+                )
             self.item_ids = np.asarray(index.ids)
             if shards == 1:
                 self.index = index  # searched as mapped, compressed storage included
             else:  # this shard's float32 rows, which `search` scores (bit for bit the same)
-                self.vectors = np.ascontiguousarray(index.get(self.item_ids[self.lo:self.hi]))
+                self.vectors = np.ascontiguousarray(index.get(self.item_ids[self.lo : self.hi]))
         else:
             assert items.vectors_ref is not None
             # zero-copy: a read-only view of the node's one copy in the object store
-            self.vectors = ray.get(items.vectors_ref[0])[self.lo:self.hi]
+            self.vectors = ray.get(items.vectors_ref[0])[self.lo : self.hi]
             if items.ids_ref is not None:
                 self.item_ids = ray.get(items.ids_ref[0])
 
@@ -250,8 +282,10 @@ class _ShardWorker:
                 e = pos[(len(self.item_ids) > 0) & (self.item_ids[pos] == e)] if e.size else e
             elif e.size and (e.min() < 0 or e.max() >= self.n):
                 bad = e[(e < 0) | (e >= self.n)][0]
-                raise ValueError(f"exclude_column {self.exclude_column!r}: row {r} excludes item "
-                                 f"{int(bad)}, outside [0, {self.n})")
+                raise ValueError(
+                    f"exclude_column {self.exclude_column!r}: row {r} excludes item "
+                    f"{int(bad)}, outside [0, {self.n})"
+                )
             out.append(e)
         return out
 
@@ -275,8 +309,9 @@ class _ShardWorker:
         assert self.vectors is not None
         if excl is not None:  # this shard's exclusions, shard-local
             excl = [e[(e >= self.lo) & (e < self.hi)] - self.lo for e in excl]
-        res = topk(q, self.vectors, self.k, metric=self.metric, exclude=excl,
-                   num_threads=self.threads)
+        res = topk(
+            q, self.vectors, self.k, metric=self.metric, exclude=excl, num_threads=self.threads
+        )
         ids = np.where(res.ids >= 0, res.ids + self.lo, -1)
         if self.item_ids is not None:
             ids = np.where(ids >= 0, self.item_ids[np.maximum(ids, 0)], -1)
@@ -285,19 +320,25 @@ class _ShardWorker:
     def __call__(self, batch: dict[str, Any]) -> Any:
         id_values = batch.get(self.id_column)
         if id_values is None:
-            raise ValueError(f"id_column {self.id_column!r} is not a column of the queries "
-                             f"(columns: {sorted(batch)})")
+            raise ValueError(
+                f"id_column {self.id_column!r} is not a column of the queries "
+                f"(columns: {sorted(batch)})"
+            )
         q = _vectors_of(batch, self.query_column, self.dim, id_values)
         if not np.isfinite(q).all():
             r = int(np.nonzero(~np.isfinite(q).all(axis=1))[0][0])
-            raise ValueError(f"query_column {self.query_column!r}: the row with id "
-                             f"{id_values[r]!r} is not finite (NaN or inf)")
+            raise ValueError(
+                f"query_column {self.query_column!r}: the row with id "
+                f"{id_values[r]!r} is not finite (NaN or inf)"
+            )
         excl = self._positions(_exclusions_of(batch, self.exclude_column, q.shape[0]))
         res = self._score(q, excl)
         if self.shard == self.shards - 1:
             if self.shards > 1:  # combine with the parts of the pools before
-                parts = [(TopK(batch[_PART.format(s, "scores")], batch[_PART.format(s, "ids")]), 0)
-                         for s in range(self.shards - 1)]
+                parts = [
+                    (TopK(batch[_PART.format(s, "scores")], batch[_PART.format(s, "ids")]), 0)
+                    for s in range(self.shards - 1)
+                ]
                 res = merge_topk([*parts, (res, 0)], self.k)
             return _result_table(id_values, self.id_column, res, None)
         out = dict(batch)
@@ -315,8 +356,9 @@ def _check_positive(value: Any, name: str, *, allow_none: bool = True) -> int | 
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}"
+        )
     return int(value)
 
 
@@ -327,8 +369,9 @@ def _cluster_cpus(ray: Any) -> int:
     return cpus
 
 
-def _worker_plan(ray: Any, num_workers: int | None, num_cpus_per_worker: int | None,
-                 pools: int) -> tuple[int, float, int]:
+def _worker_plan(
+    ray: Any, num_workers: int | None, num_cpus_per_worker: int | None, pools: int
+) -> tuple[int, float, int]:
     """(actors per pool, CPUs each actor asks for, its native threads).
 
     By default one CPU per actor and the cluster's CPUs shared evenly by the pools. The actors
@@ -433,9 +476,16 @@ def topk_dataset(
     for s in range(shards):
         ds = ds.map_batches(
             _ShardWorker,
-            fn_constructor_kwargs=dict(items=source, k=k, shard=s, shards=shards,
-                                       query_column=query_column, id_column=id_column,
-                                       exclude_column=exclude_column, num_threads=threads),
+            fn_constructor_kwargs=dict(
+                items=source,
+                k=k,
+                shard=s,
+                shards=shards,
+                query_column=query_column,
+                id_column=id_column,
+                exclude_column=exclude_column,
+                num_threads=threads,
+            ),
             batch_size=batch,
             batch_format="numpy",
             zero_copy_batch=True,
@@ -445,8 +495,9 @@ def topk_dataset(
     return ds
 
 
-def _check_schema(queries: Any, query_column: str, id_column: str, exclude_column: str | None,
-                  dim: int) -> None:
+def _check_schema(
+    queries: Any, query_column: str, id_column: str, exclude_column: str | None, dim: int
+) -> None:
     """Fail before the run when the dataset's schema is known and lacks a column, or its
     vectors have a fixed shape that is not (dim,). (A schema not known yet is checked by the
     workers, batch by batch.)"""
@@ -457,15 +508,20 @@ def _check_schema(queries: Any, query_column: str, id_column: str, exclude_colum
     if schema is None:
         return
     names = list(schema.names)
-    for name, col in (("query_column", query_column), ("id_column", id_column),
-                      ("exclude_column", exclude_column)):
+    for name, col in (
+        ("query_column", query_column),
+        ("id_column", id_column),
+        ("exclude_column", exclude_column),
+    ):
         if col is not None and col not in names:
             raise ValueError(f"{name} {col!r} is not a column of the queries (columns: {names})")
     types = dict(zip(schema.names, schema.types))
     shape = getattr(types.get(query_column), "shape", None)
     if isinstance(shape, tuple) and len(shape) >= 1 and shape != (dim,):
-        raise ValueError(f"query_column {query_column!r}: queries of shape {shape} but the "
-                         f"items have dimension {dim}")
+        raise ValueError(
+            f"query_column {query_column!r}: queries of shape {shape} but the "
+            f"items have dimension {dim}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -477,8 +533,15 @@ class _ModelWorker:
     """A long-lived actor holding one fitted model (from the object store) that recommends for
     whole batches of user histories."""
 
-    def __init__(self, model_ref: list, k: int, filter_seen: bool, user_column: str,
-                 items_column: str, num_threads: int) -> None:
+    def __init__(
+        self,
+        model_ref: list,
+        k: int,
+        filter_seen: bool,
+        user_column: str,
+        items_column: str,
+        num_threads: int,
+    ) -> None:
         import ray
 
         self.model = ray.get(model_ref[0])
@@ -491,22 +554,29 @@ class _ModelWorker:
 
         for name, col in (("user_column", self.user_column), ("items_column", self.items_column)):
             if col not in batch:
-                raise ValueError(f"{name} {col!r} is not a column of the histories (columns: "
-                                 f"{sorted(batch)})")
+                raise ValueError(
+                    f"{name} {col!r} is not a column of the histories (columns: {sorted(batch)})"
+                )
         users = batch[self.user_column]
         n_items = int(self.model.n_items_)
         rows = [np.asarray([] if h is None else h) for h in batch[self.items_column]]
         for r, h in enumerate(rows):
             if h.size and (h.dtype.kind not in "iu" or h.min() < 0 or h.max() >= n_items):
-                raise ValueError(f"items_column {self.items_column!r}: user {users[r]!r} has "
-                                 f"item {h.reshape(-1)[0]!r}... outside the model's columns "
-                                 f"[0, {n_items})")
+                raise ValueError(
+                    f"items_column {self.items_column!r}: user {users[r]!r} has "
+                    f"item {h.reshape(-1)[0]!r}... outside the model's columns "
+                    f"[0, {n_items})"
+                )
         lengths = np.array([h.size for h in rows], dtype=np.int64)
         indptr = np.concatenate([[0], np.cumsum(lengths)])
-        indices = (np.concatenate([h.reshape(-1) for h in rows]).astype(np.int64)
-                   if rows and indptr[-1] else np.empty(0, np.int64))
-        X = sp.csr_matrix((np.ones(indices.size, np.float32), indices, indptr),
-                          shape=(len(rows), n_items))
+        indices = (
+            np.concatenate([h.reshape(-1) for h in rows]).astype(np.int64)
+            if rows and indptr[-1]
+            else np.empty(0, np.int64)
+        )
+        X = sp.csr_matrix(
+            (np.ones(indices.size, np.float32), indices, indptr), shape=(len(rows), n_items)
+        )
         X.sum_duplicates()
         X.data[:] = 1.0  # a history is binary, as in training
         res = self.model.recommend(X, k=self.k, filter_seen=self.filter_seen)
@@ -556,13 +626,16 @@ def recommend_all(
     from .models import Recommender
 
     if not isinstance(model, Recommender):
-        raise TypeError(f"model must be a fitted recfast model (AutoEncoder, EASE, Popularity), "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a fitted recfast model (AutoEncoder, EASE, Popularity), "
+            f"got {type(model).__name__}"
+        )
     if not hasattr(model, "n_items_"):
         raise ValueError(f"this {type(model).__name__} is not fitted yet: call fit(X) first")
     if not isinstance(interactions, ray.data.Dataset):
-        raise TypeError(f"interactions must be a ray.data.Dataset, got "
-                        f"{type(interactions).__name__}")
+        raise TypeError(
+            f"interactions must be a ray.data.Dataset, got {type(interactions).__name__}"
+        )
     k = _check_positive(k, "k", allow_none=False)  # type: ignore[assignment]
     if not isinstance(filter_seen, (bool, np.bool_)):
         raise TypeError(f"filter_seen must be True or False, got {type(filter_seen).__name__}")
@@ -576,9 +649,14 @@ def recommend_all(
     ref = [ray.put(model)]
     return histories.map_batches(
         _ModelWorker,
-        fn_constructor_kwargs=dict(model_ref=ref, k=k, filter_seen=bool(filter_seen),
-                                   user_column=user_column, items_column=item_column,
-                                   num_threads=threads),
+        fn_constructor_kwargs=dict(
+            model_ref=ref,
+            k=k,
+            filter_seen=bool(filter_seen),
+            user_column=user_column,
+            items_column=item_column,
+            num_threads=threads,
+        ),
         batch_size=batch,
         batch_format="numpy",
         zero_copy_batch=True,
@@ -587,8 +665,9 @@ def recommend_all(
     )
 
 
-def user_histories(interactions: Any, *, user_column: str = "user",
-                   item_column: str = "item") -> Any:
+def user_histories(
+    interactions: Any, *, user_column: str = "user", item_column: str = "item"
+) -> Any:
     """One row per user (`user_column`, `item_column`: the list of the user's items) from a
     Ray dataset of (user, item) rows, grouped in the cluster; a dataset whose `item_column`
     already holds lists is returned as it is."""
@@ -599,8 +678,9 @@ def user_histories(interactions: Any, *, user_column: str = "user",
     names = list(schema.names)
     for name, col in (("user_column", user_column), ("item_column", item_column)):
         if col not in names:
-            raise ValueError(f"{name} {col!r} is not a column of the interactions (columns: "
-                             f"{names})")
+            raise ValueError(
+                f"{name} {col!r} is not a column of the interactions (columns: {names})"
+            )
     import pyarrow as pa
 
     item_type = dict(zip(schema.names, schema.types))[item_column]
@@ -610,9 +690,15 @@ def user_histories(interactions: Any, *, user_column: str = "user",
 
     def gather(group: dict[str, np.ndarray]) -> dict[str, Any]:
         items = np.asarray(group[item_column])
-        return {user_column: group[user_column][:1],
-                item_column: np.array([np.unique(items.astype(np.int64))], dtype=object)
-                if items.dtype.kind in "iu" else np.array([items], dtype=object)}
+        return {
+            user_column: group[user_column][:1],
+            item_column: np.array([np.unique(items.astype(np.int64))], dtype=object)
+            if items.dtype.kind in "iu"
+            else np.array([items], dtype=object),
+        }
 
-    return (interactions.select_columns([user_column, item_column])
-            .groupby(user_column).map_groups(gather, batch_format="numpy"))
+    return (
+        interactions.select_columns([user_column, item_column])
+        .groupby(user_column)
+        .map_groups(gather, batch_format="numpy")
+    )

@@ -139,7 +139,7 @@ def coverage(ranked_ids: Any, n_items: int, k: int | None = None) -> float:
     if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
         raise ValueError(f"n_items must be a positive int, got {n_items!r}")
     if k is not None:
-        ids = ids[:, :_check_k(k, ids.shape[1])]
+        ids = ids[:, : _check_k(k, ids.shape[1])]
     if ids.size and (ids.min() < -1 or ids.max() >= n_items):
         raise ValueError(f"ranked_ids must be item ids in [0, {n_items}) or -1 (padding)")
     seen = np.zeros(int(n_items), dtype=bool)
@@ -163,8 +163,10 @@ def evaluate(
     if not sp.issparse(input_csr) or not sp.issparse(target_csr):
         raise TypeError("input_csr and target_csr must be scipy.sparse matrices")
     if input_csr.shape != target_csr.shape:
-        raise ValueError(f"input_csr {input_csr.shape} and target_csr {target_csr.shape} "
-                         f"must have the same shape")
+        raise ValueError(
+            f"input_csr {input_csr.shape} and target_csr {target_csr.shape} "
+            f"must have the same shape"
+        )
     x = sp.csr_matrix(input_csr)
     t = sp.csr_matrix(target_csr)
     keep = np.diff(t.indptr) > 0
@@ -174,8 +176,9 @@ def evaluate(
     kmax = ks[-1]
     ids = np.asarray(model.recommend(x, k=kmax).ids)
     if ids.ndim != 2 or ids.shape[0] != x.shape[0] or ids.shape[1] < kmax:
-        raise ValueError(f"model.recommend returned ids of shape {ids.shape}, expected "
-                         f"({x.shape[0]}, {kmax})")
+        raise ValueError(
+            f"model.recommend returned ids of shape {ids.shape}, expected ({x.shape[0]}, {kmax})"
+        )
     out: dict[str, float] = {}
     for k in ks:
         out[f"recall@{k}"] = recall_at_k(ids, t, k)

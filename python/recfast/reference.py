@@ -68,8 +68,9 @@ def _sparse_pairs(exclude: Any, n_rows: int, n_cols: int) -> Pairs:
         return rows, cols
     order = np.lexsort((cols, rows))  # by row, then column; stable
     rows, cols, vals = rows[order], cols[order], vals[order]
-    first = np.flatnonzero(np.concatenate(([True], (rows[1:] != rows[:-1]) |
-                                           (cols[1:] != cols[:-1]))))
+    first = np.flatnonzero(
+        np.concatenate(([True], (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])))
+    )
     total = np.add.reduceat(vals, first)  # each (row, column) pair's stored values summed
     keep = first[total != 0]
     return rows[keep], cols[keep]
@@ -82,8 +83,11 @@ def _sequence_pairs(exclude: Any, n_rows: int, n_cols: int, single: bool) -> Pai
             "exclude must be None, a scipy.sparse matrix or a sequence of integer arrays, "
             f"got {type(exclude).__name__}"
         )
-    if single and (exclude.ndim == 1 if isinstance(exclude, np.ndarray)
-                   else all(np.ndim(v) == 0 for v in exclude)):
+    if single and (
+        exclude.ndim == 1
+        if isinstance(exclude, np.ndarray)
+        else all(np.ndim(v) == 0 for v in exclude)
+    ):
         exclude = [exclude]  # one flat list of ids
     if len(exclude) != n_rows:
         raise ValueError(f"exclude has {len(exclude)} rows but there are {n_rows} queries")

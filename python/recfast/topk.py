@@ -162,23 +162,30 @@ def _merge_part(part: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"{name} must be a (TopK, id_offset) pair, got {type(part).__name__}")
     res, offset = part
     if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
-        raise TypeError(f"{name}: id_offset must be an integer, got {type(offset).__name__} "
-                        "(each part is a (TopK, id_offset) pair)")
+        raise TypeError(
+            f"{name}: id_offset must be an integer, got {type(offset).__name__} "
+            "(each part is a (TopK, id_offset) pair)"
+        )
     offset = int(offset)
     if not 0 <= offset <= _INT64_MAX:
         raise ValueError(f"{name}: id_offset must be in [0, 2**63 - 1], got {offset}")
     if not (isinstance(res, (tuple, list)) and len(res) == 2):
-        raise TypeError(f"{name} must be a (TopK, id_offset) pair; its first element is a "
-                        f"{type(res).__name__}, not a TopK")
+        raise TypeError(
+            f"{name} must be a (TopK, id_offset) pair; its first element is a "
+            f"{type(res).__name__}, not a TopK"
+        )
     s, i = np.asarray(res[0]), np.asarray(res[1])
     if s.dtype.kind not in "fiu":
-        raise TypeError(f"{name}: scores must be real numbers (floats or integers), "
-                        f"got dtype {s.dtype}")
+        raise TypeError(
+            f"{name}: scores must be real numbers (floats or integers), got dtype {s.dtype}"
+        )
     if i.dtype.kind not in "iu":
         raise TypeError(f"{name}: ids must be integers, got dtype {i.dtype}")
     if s.shape != i.shape or s.ndim not in (1, 2):
-        raise ValueError(f"{name}: scores and ids must have the same 1-D or 2-D shape, "
-                         f"got {s.shape} and {i.shape}")
+        raise ValueError(
+            f"{name}: scores and ids must have the same 1-D or 2-D shape, "
+            f"got {s.shape} and {i.shape}"
+        )
     if i.size:
         lo, hi = int(i.min()), int(i.max())
         if lo < -1:
@@ -207,7 +214,9 @@ def merge_topk(parts: Sequence[tuple[TopK, int]], k: int) -> TopK:
     """
     k = check_k(k)
     if isinstance(parts, (str, bytes)) or not hasattr(parts, "__len__"):
-        raise TypeError(f"parts must be a sequence of (TopK, id_offset) pairs, got {type(parts).__name__}")
+        raise TypeError(
+            f"parts must be a sequence of (TopK, id_offset) pairs, got {type(parts).__name__}"
+        )
     if len(parts) == 0:
         raise ValueError("parts must hold at least one (TopK, id_offset) pair")
     scores_list, ids_list, ndims = [], [], set()

@@ -80,8 +80,14 @@ class Truth:
         return Truth(self.ids[:b, :k], self.scores[:b, :k], self.tol[:b], self.n_items, self.rounds)
 
     def save(self, path: str) -> None:
-        np.savez(path, ids=self.ids, scores=self.scores, tol=self.tol,
-                 n_items=np.int64(self.n_items), rounds=np.int64(self.rounds))
+        np.savez(
+            path,
+            ids=self.ids,
+            scores=self.scores,
+            tol=self.tol,
+            n_items=np.int64(self.n_items),
+            rounds=np.int64(self.rounds),
+        )
 
     @classmethod
     def load(cls, path: str) -> Truth:
@@ -156,8 +162,9 @@ def _candidates(q: np.ndarray, items: np.ndarray, m: int) -> tuple[np.ndarray, n
     return best_i, best_s.min(axis=1).astype(np.float64)
 
 
-def exact_topk(queries: Any, items: Any, k: int, *, tol: float | None = None,
-               margin: int = DEFAULT_MARGIN) -> Truth:
+def exact_topk(
+    queries: Any, items: Any, k: int, *, tol: float | None = None, margin: int = DEFAULT_MARGIN
+) -> Truth:
     """The float64 top-k of each query over the items (see the module docstring).
 
     queries (B, d) and items (N, d) are converted to float32 for the candidate pass (items in
@@ -166,7 +173,9 @@ def exact_topk(queries: Any, items: Any, k: int, *, tol: float | None = None,
     q = np.ascontiguousarray(_as_2d("queries", queries), dtype=np.float32)
     x = _as_2d("items", items)
     if x.shape[1] != q.shape[1]:
-        raise ValueError(f"items: expected {q.shape[1]} columns (the queries' dimension), got {x.shape[1]}")
+        raise ValueError(
+            f"items: expected {q.shape[1]} columns (the queries' dimension), got {x.shape[1]}"
+        )
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k: expected an integer >= 1, got {k!r}")
     if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
@@ -220,9 +229,16 @@ class CheckResult:
         return self.bad == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "exact": self.exact, "tie": self.tie, "bad": self.bad,
-                "score_errors": self.score_errors, "max_place_gap": self.max_place_gap,
-                "max_score_error": self.max_score_error, "problems": list(self.problems)}
+        return {
+            "rows": self.rows,
+            "exact": self.exact,
+            "tie": self.tie,
+            "bad": self.bad,
+            "score_errors": self.score_errors,
+            "max_place_gap": self.max_place_gap,
+            "max_score_error": self.max_score_error,
+            "problems": list(self.problems),
+        }
 
 
 def check_topk(ids: Any, scores: Any, exact: Any, truth: Truth) -> CheckResult:
@@ -237,8 +253,10 @@ def check_topk(ids: Any, scores: Any, exact: Any, truth: Truth) -> CheckResult:
     res = CheckResult(rows=b)
     if ids.shape != want or np.shape(scores) != want or np.shape(exact) != want:
         res.bad = b
-        res.problems.append(f"shape: ids {ids.shape}, scores {np.shape(scores)}, float64 scores "
-                            f"{np.shape(exact)}; expected {want}")
+        res.problems.append(
+            f"shape: ids {ids.shape}, scores {np.shape(scores)}, float64 scores "
+            f"{np.shape(exact)}; expected {want}"
+        )
         return res
     if b == 0:
         return res
@@ -288,20 +306,37 @@ def check_topk(ids: Any, scores: Any, exact: Any, truth: Truth) -> CheckResult:
         res.max_score_error = float("inf")
 
     for r in np.flatnonzero(bad)[:_MAX_PROBLEMS]:
-        res.problems.append(f"query row {r}: " + _explain(r, ids, reported, c, truth, nv, bad_id, bad_pad,
-                                                           dup, place_bad, missing, score_bad))
+        res.problems.append(
+            f"query row {r}: "
+            + _explain(
+                r, ids, reported, c, truth, nv, bad_id, bad_pad, dup, place_bad, missing, score_bad
+            )
+        )
     if res.bad > _MAX_PROBLEMS:
         res.problems.append(f"... and {res.bad - _MAX_PROBLEMS} more query row(s)")
     return res
 
 
-def _explain(r: int, ids: np.ndarray, reported: np.ndarray, c: np.ndarray, truth: Truth, nv: int,
-             bad_id: np.ndarray, bad_pad: np.ndarray, dup: np.ndarray, place_bad: np.ndarray,
-             missing: np.ndarray, score_bad: np.ndarray) -> str:
+def _explain(
+    r: int,
+    ids: np.ndarray,
+    reported: np.ndarray,
+    c: np.ndarray,
+    truth: Truth,
+    nv: int,
+    bad_id: np.ndarray,
+    bad_pad: np.ndarray,
+    dup: np.ndarray,
+    place_bad: np.ndarray,
+    missing: np.ndarray,
+    score_bad: np.ndarray,
+) -> str:
     n, tol = truth.n_items, float(truth.tol[r])
     if bad_id[r]:
         j = int(np.flatnonzero((ids[r, :nv] < 0) | (ids[r, :nv] >= n))[0])
-        return f"place {j}: id {ids[r, j]} is not in [0, {n})" + (" (padding before the end)" if ids[r, j] == -1 else "")
+        return f"place {j}: id {ids[r, j]} is not in [0, {n})" + (
+            " (padding before the end)" if ids[r, j] == -1 else ""
+        )
     if bad_pad[r]:
         j = nv + int(np.flatnonzero(ids[r, nv:] != -1)[0])
         return f"place {j}: expected padding id -1 (only {n} items), got {ids[r, j]}"
@@ -310,22 +345,32 @@ def _explain(r: int, ids: np.ndarray, reported: np.ndarray, c: np.ndarray, truth
         return f"id {int(vals[counts > 1][0])} returned more than once"
     if missing[r].any():
         j = int(np.flatnonzero(missing[r])[0])
-        return (f"id {truth.ids[r, j]} (float64 score {truth.scores[r, j]:.9g}, place {j} of the float64 top-k, "
-                f"above the k-th best {truth.scores[r, nv - 1]:.9g} by more than the tolerance {tol:.3g}) "
-                "is missing")
+        return (
+            f"id {truth.ids[r, j]} (float64 score {truth.scores[r, j]:.9g}, place {j} of the float64 top-k, "
+            f"above the k-th best {truth.scores[r, nv - 1]:.9g} by more than the tolerance {tol:.3g}) "
+            "is missing"
+        )
     if place_bad[r].any():
         j = int(np.flatnonzero(place_bad[r])[0])
-        return (f"place {j}: id {ids[r, j]} has float64 score {c[r, j]:.9g}, the float64 place-{j} score is "
-                f"{truth.scores[r, j]:.9g} (id {truth.ids[r, j]}): off by {abs(c[r, j] - truth.scores[r, j]):.3g}, "
-                f"tolerance {tol:.3g} (wrong item or wrong order)")
+        return (
+            f"place {j}: id {ids[r, j]} has float64 score {c[r, j]:.9g}, the float64 place-{j} score is "
+            f"{truth.scores[r, j]:.9g} (id {truth.ids[r, j]}): off by {abs(c[r, j] - truth.scores[r, j]):.3g}, "
+            f"tolerance {tol:.3g} (wrong item or wrong order)"
+        )
     j = int(np.flatnonzero(score_bad[r])[0])
-    return (f"place {j}: reported score {reported[r, j]:.9g} for id {ids[r, j]}, its float64 score is "
-            f"{c[r, j]:.9g} (off by {abs(reported[r, j] - c[r, j]):.3g}, tolerance {tol:.3g})")
+    return (
+        f"place {j}: reported score {reported[r, j]:.9g} for id {ids[r, j]}, its float64 score is "
+        f"{c[r, j]:.9g} (off by {abs(reported[r, j] - c[r, j]):.3g}, tolerance {tol:.3g})"
+    )
 
 
 def verify(queries: Any, items: Any, ids: Any, scores: Any, truth: Truth) -> CheckResult:
     """`check_topk` after rescoring the ids in float64 (for benchmarks that hold the data)."""
     ids = np.asarray(ids)
-    if ids.ndim != 2 or ids.shape[0] != np.shape(queries)[0] or not np.issubdtype(ids.dtype, np.integer):
+    if (
+        ids.ndim != 2
+        or ids.shape[0] != np.shape(queries)[0]
+        or not np.issubdtype(ids.dtype, np.integer)
+    ):
         return check_topk(ids, scores, np.zeros(ids.shape), truth)
     return check_topk(ids, scores, rescore(np.asarray(queries), _as_2d("items", items), ids), truth)

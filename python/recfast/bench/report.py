@@ -29,7 +29,18 @@ ROWS = [
 LABELS = dict(ROWS)
 BASELINE = "recfast-dot"
 # Columns of the summary table (one per library, best FAISS only).
-SUMMARY = ["recfast-dot", "recfast-cosine", "index-float32", "index-float16", "index-int8", "reference", "faiss-default", "faiss-best", "torch", "implicit"]
+SUMMARY = [
+    "recfast-dot",
+    "recfast-cosine",
+    "index-float32",
+    "index-float16",
+    "index-int8",
+    "reference",
+    "faiss-default",
+    "faiss-best",
+    "torch",
+    "implicit",
+]
 
 
 def gflops(n: int, d: int, b: int, seconds: float) -> float:
@@ -42,9 +53,16 @@ def check_row(npz: str, truth: _bench_check.Truth) -> dict[str, Any]:
         ids, scores, exact = f["ids"], f["scores"], f["exact"]
     b, k = ids.shape if ids.ndim == 2 else (0, 0)
     if not (1 <= k <= truth.k and b <= truth.ids.shape[0]):
-        return {"rows": int(truth.ids.shape[0]), "exact": 0, "tie": 0, "bad": max(1, b), "score_errors": 0,
-                "max_place_gap": 0.0, "max_score_error": 0.0,
-                "problems": [f"shape: ids {ids.shape}, expected (B, k) with k <= {truth.k}"]}
+        return {
+            "rows": int(truth.ids.shape[0]),
+            "exact": 0,
+            "tie": 0,
+            "bad": max(1, b),
+            "score_errors": 0,
+            "max_place_gap": 0.0,
+            "max_score_error": 0.0,
+            "problems": [f"shape: ids {ids.shape}, expected (B, k) with k <= {truth.k}"],
+        }
     return _bench_check.check_topk(ids, scores, exact, truth.prefix(b, k)).to_dict()
 
 
@@ -113,9 +131,18 @@ def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> st
     """One line per shape: each library's ms and its time relative to recfast dot ("!": failed or
     unchecked)."""
     present = [t for t in SUMMARY if any(t in table.get(s, {}) for s in shapes)]
-    names = {"recfast-dot": "recfast dot", "recfast-cosine": "recfast cos", "reference": "NumPy ref",
-             "index-float32": "index fp32", "index-float16": "index fp16", "index-int8": "index int8",
-             "faiss-default": "FAISS dflt", "faiss-best": "FAISS best", "torch": "torch", "implicit": "implicit"}
+    names = {
+        "recfast-dot": "recfast dot",
+        "recfast-cosine": "recfast cos",
+        "reference": "NumPy ref",
+        "index-float32": "index fp32",
+        "index-float16": "index fp16",
+        "index-int8": "index int8",
+        "faiss-default": "FAISS dflt",
+        "faiss-best": "FAISS best",
+        "torch": "torch",
+        "implicit": "implicit",
+    }
     head = f"{'d':>4} {'B':>5} {'k':>4}  " + " ".join(f"{names[t]:>17}" for t in present)
     lines = [f"Summary, N={n:,}: ms (time / recfast dot time)", head]
     for s in shapes:
@@ -181,9 +208,15 @@ def plot(path: str, n: int, shapes: list[tuple[int, int, int]], table: dict) -> 
 
 # (tag, column heading) of the README table, in its order.
 README_COLUMNS = [
-    ("recfast-dot", "recfast dot"), ("recfast-cosine", "recfast cosine"), ("index-float32", "ItemIndex fp32"),
-    ("index-int8", "ItemIndex int8 (exact)"), ("index-float16", "ItemIndex fp16 (exact)"),
-    ("reference", "NumPy ref"), ("faiss-best", "FAISS best"), ("torch", "torch"), ("implicit", "implicit"),
+    ("recfast-dot", "recfast dot"),
+    ("recfast-cosine", "recfast cosine"),
+    ("index-float32", "ItemIndex fp32"),
+    ("index-int8", "ItemIndex int8 (exact)"),
+    ("index-float16", "ItemIndex fp16 (exact)"),
+    ("reference", "NumPy ref"),
+    ("faiss-best", "FAISS best"),
+    ("torch", "torch"),
+    ("implicit", "implicit"),
 ]
 
 
@@ -202,7 +235,9 @@ def machine_slug(machine: dict) -> str:
         model = model.replace(noise, " ")
     model = model.split("@")[0]
     words = "".join(ch if ch.isalnum() else " " for ch in model).split()
-    return "-".join(words[:5] + [f"{machine.get('cpus_available') or machine.get('logical_cpus') or '?'}cpu"])
+    return "-".join(
+        words[:5] + [f"{machine.get('cpus_available') or machine.get('logical_cpus') or '?'}cpu"]
+    )
 
 
 def markdown_table(data: dict, source: str = "") -> str:
@@ -211,21 +246,37 @@ def markdown_table(data: dict, source: str = "") -> str:
     Raises ValueError when the run is not one to quote: a row failed or missed its float64
     check, or a worker or shape failed.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list) or "config" not in data:
-        raise ValueError("not a result file of `python -m recfast.bench` (expected the keys 'config' and 'results')")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("results"), list)
+        or "config" not in data
+    ):
+        raise ValueError(
+            "not a result file of `python -m recfast.bench` (expected the keys 'config' and 'results')"
+        )
     if data.get("schema", 1) < 2:
-        raise ValueError(f"written before every row was checked against float64 (schema {data.get('schema', 1)}); "
-                         "rerun `python -m recfast.bench`")
+        raise ValueError(
+            f"written before every row was checked against float64 (schema {data.get('schema', 1)}); "
+            "rerun `python -m recfast.bench`"
+        )
     rows = data["results"]
     wrong = [r for r in rows if "error" not in r and failed(r.get("check"))]
     unchecked = [r for r in rows if "error" not in r and not r.get("check")]
     broken = [r for r in rows if "error" in r]
     problems = []
-    for what, bad in (("failed the float64 check", wrong), ("have no float64 check", unchecked),
-                      ("failed to run", broken)):
+    for what, bad in (
+        ("failed the float64 check", wrong),
+        ("have no float64 check", unchecked),
+        ("failed to run", broken),
+    ):
         if bad:
-            problems.append(f"{len(bad)} row(s) {what}: " + ", ".join(
-                f"{r.get('label', r.get('tag'))} d={r.get('d')} B={r.get('B')} k={r.get('k')}" for r in bad[:6]))
+            problems.append(
+                f"{len(bad)} row(s) {what}: "
+                + ", ".join(
+                    f"{r.get('label', r.get('tag'))} d={r.get('d')} B={r.get('B')} k={r.get('k')}"
+                    for r in bad[:6]
+                )
+            )
     if data.get("errors"):
         problems.append(f"{len(data['errors'])} worker/shape error(s)")
     if problems:
@@ -242,7 +293,8 @@ def markdown_table(data: dict, source: str = "") -> str:
     lines = [
         f"N = {data['config']['n_items']:,}; {m.get('cpu_model', '?')}, {m.get('cpus_available', '?')} CPUs; "
         f"ms and time relative to recfast dot, all from one run (`{argv}`, {when}, {minutes:.1f} minutes"
-        + (f", `{source}`" if source else "") + "); every cell passed the float64 check.",
+        + (f", `{source}`" if source else "")
+        + "); every cell passed the float64 check.",
         "",
         "| d | B | k | " + " | ".join(h for _, h in cols) + " |",
         "|" + "---|" * (3 + len(cols)),

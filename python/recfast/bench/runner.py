@@ -46,7 +46,14 @@ FULL_DIMS = (64, 128)
 FULL_BATCHES = (1, 16, 128, 1024)
 FULL_KS = (10, 100)
 # Issue 2's target shapes: (d, B, k).
-DEFAULT_SHAPES = [(128, 1, 10), (128, 16, 10), (128, 128, 10), (128, 1024, 10), (128, 1024, 100), (64, 1024, 10)]
+DEFAULT_SHAPES = [
+    (128, 1, 10),
+    (128, 16, 10),
+    (128, 128, 10),
+    (128, 1024, 10),
+    (128, 1024, 100),
+    (64, 1024, 10),
+]
 QUICK_SHAPES = [(128, 1, 10), (128, 16, 10), (128, 128, 10), (128, 1024, 10)]
 DEFAULT_N = 1_000_000
 QUICK_N = 100_000
@@ -81,19 +88,54 @@ SHARDS_MAX_BATCH = 1
 # Which OpenBLAS build each library computes with (torch uses MKL, recfast none).
 OPENBLAS_OF = {"reference": "numpy", "implicit": "numpy", "faiss": "faiss"}
 DISTRIBUTIONS = {
-    "recfast": "recfast", "numpy": "numpy", "scipy": "scipy", "faiss": "faiss-cpu",
-    "torch": "torch", "implicit": "implicit", "matplotlib": "matplotlib", "psutil": "psutil",
+    "recfast": "recfast",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "faiss": "faiss-cpu",
+    "torch": "torch",
+    "implicit": "implicit",
+    "matplotlib": "matplotlib",
+    "psutil": "psutil",
 }
-ENV_REPORTED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-                "RECFAST_SIMD", "OMP_PROC_BIND", "OMP_WAIT_POLICY", "KMP_AFFINITY")
+ENV_REPORTED = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "RECFAST_SIMD",
+    "OMP_PROC_BIND",
+    "OMP_WAIT_POLICY",
+    "KMP_AFFINITY",
+)
 
 # OpenBLAS core names by the widest x86 vector extension their kernels use.
 _CORE_TIER = {
-    "prescott": 0, "core2": 0, "penryn": 0, "dunnington": 0, "nehalem": 0, "atom": 0,
-    "opteron": 0, "opteron_sse3": 0, "barcelona": 0, "bobcat": 0, "katmai": 0, "coppermine": 0,
-    "northwood": 0, "banias": 0, "athlon": 0, "generic": 0,
-    "sandybridge": 1, "bulldozer": 1, "piledriver": 1, "steamroller": 1, "excavator": 1,
-    "haswell": 2, "zen": 2, "skylakex": 3, "cooperlake": 3, "sapphirerapids": 3,
+    "prescott": 0,
+    "core2": 0,
+    "penryn": 0,
+    "dunnington": 0,
+    "nehalem": 0,
+    "atom": 0,
+    "opteron": 0,
+    "opteron_sse3": 0,
+    "barcelona": 0,
+    "bobcat": 0,
+    "katmai": 0,
+    "coppermine": 0,
+    "northwood": 0,
+    "banias": 0,
+    "athlon": 0,
+    "generic": 0,
+    "sandybridge": 1,
+    "bulldozer": 1,
+    "piledriver": 1,
+    "steamroller": 1,
+    "excavator": 1,
+    "haswell": 2,
+    "zen": 2,
+    "skylakex": 3,
+    "cooperlake": 3,
+    "sapphirerapids": 3,
 }
 
 
@@ -134,8 +176,23 @@ def _cpu_info() -> dict[str, Any]:
         physical = psutil.cpu_count(logical=False)
     except ImportError:
         pass
-    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                        "avx512_bf16", "avx512_fp16", "amx_tile") if f in flags]
+    simd = [
+        f
+        for f in (
+            "sse4_2",
+            "avx",
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512_vnni",
+            "avx512_bf16",
+            "avx512_fp16",
+            "amx_tile",
+        )
+        if f in flags
+    ]
     return {
         "cpu_model": model,
         "logical_cpus": os.cpu_count(),
@@ -190,7 +247,9 @@ def _worker_cmd(*args: str) -> list[str]:
 
 
 def _probe(libs: list[str], env: dict[str, str]) -> dict:
-    proc = subprocess.run(_worker_cmd("--probe", *libs), env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        _worker_cmd("--probe", *libs), env=env, capture_output=True, text=True, timeout=300
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -234,7 +293,9 @@ def _run_worker(spec: dict, env: dict[str, str], timeout: float) -> dict:
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     try:
-        proc = subprocess.run(_worker_cmd(spec_path), env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            _worker_cmd(spec_path), env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"tag": spec["tag"], "error": f"worker timed out after {timeout:.0f} s"}
     result = None
@@ -262,32 +323,75 @@ def _parser() -> argparse.ArgumentParser:
         "implicit), each in its own process, on the same normalized data.",
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="reduced run, under a minute (N=100,000, d=128, k=10)")
-    mode.add_argument("--full", action="store_true", help="whole matrix: d in 64,128; B in 1,16,128,1024; k in 10,100")
-    p.add_argument("--n-items", type=int, help=f"items N (default {DEFAULT_N:,}; --quick {QUICK_N:,})")
-    p.add_argument("--dims", type=_int_list, help="dimensions, e.g. '64,128' (with --batches/--ks: their product)")
+    mode.add_argument(
+        "--quick", action="store_true", help="reduced run, under a minute (N=100,000, d=128, k=10)"
+    )
+    mode.add_argument(
+        "--full",
+        action="store_true",
+        help="whole matrix: d in 64,128; B in 1,16,128,1024; k in 10,100",
+    )
+    p.add_argument(
+        "--n-items", type=int, help=f"items N (default {DEFAULT_N:,}; --quick {QUICK_N:,})"
+    )
+    p.add_argument(
+        "--dims",
+        type=_int_list,
+        help="dimensions, e.g. '64,128' (with --batches/--ks: their product)",
+    )
     p.add_argument("--batches", type=_int_list, help="queries per call B, e.g. '1,16,128,1024'")
     p.add_argument("--ks", type=_int_list, help="k values, e.g. '10,100'")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per shape after the warm-up; the best counts (3)")
-    p.add_argument("--slow-seconds", type=float, default=5.0,
-                   help="a warm-up longer than this is followed by 1 timed call instead of --repeats (5)")
-    p.add_argument("--peers", default=None,
-                   help=f"comma list from {','.join(PEERS)} or 'none' (default: every installed one)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed calls per shape after the warm-up; the best counts (3)",
+    )
+    p.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=5.0,
+        help="a warm-up longer than this is followed by 1 timed call instead of --repeats (5)",
+    )
+    p.add_argument(
+        "--peers",
+        default=None,
+        help=f"comma list from {','.join(PEERS)} or 'none' (default: every installed one)",
+    )
     p.add_argument("--no-cosine", action="store_true", help="skip the recfast metric='cosine' row")
-    p.add_argument("--simd", choices=("generic", "avx2", "avx512"), help="force recfast's instruction set")
-    p.add_argument("--openblas-coretype", default=os.environ.get("RECFAST_BENCH_OPENBLAS_CORETYPE", "auto"),
-                   help="OPENBLAS_CORETYPE for peers using OpenBLAS: 'auto' (only when misdetected), 'none', or a name")
+    p.add_argument(
+        "--simd", choices=("generic", "avx2", "avx512"), help="force recfast's instruction set"
+    )
+    p.add_argument(
+        "--openblas-coretype",
+        default=os.environ.get("RECFAST_BENCH_OPENBLAS_CORETYPE", "auto"),
+        help="OPENBLAS_CORETYPE for peers using OpenBLAS: 'auto' (only when misdetected), 'none', or a name",
+    )
     p.add_argument("--seed", type=int, default=0, help="data seed (0)")
-    p.add_argument("--tol", type=float, default=None,
-                   help="relative tolerance of the float64 check, times |q| * max|x| (default 2*d*2^-24, twice "
-                   "the worst-case float32 rounding error of a d-term dot product: 1.5e-5 at d=128)")
-    p.add_argument("--out", default="bench_results", help="folder for topk.json and topk.png (bench_results)")
-    p.add_argument("--save-json", metavar="PATH",
-                   help="also write the results to PATH; a folder (e.g. bench/results/) gets <date>-<machine>.json")
-    p.add_argument("--markdown", metavar="JSON",
-                   help="print the README's table from a saved run (e.g. bench/results/<file>.json) and exit")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=None,
+        help="relative tolerance of the float64 check, times |q| * max|x| (default 2*d*2^-24, twice "
+        "the worst-case float32 rounding error of a d-term dot product: 1.5e-5 at d=128)",
+    )
+    p.add_argument(
+        "--out", default="bench_results", help="folder for topk.json and topk.png (bench_results)"
+    )
+    p.add_argument(
+        "--save-json",
+        metavar="PATH",
+        help="also write the results to PATH; a folder (e.g. bench/results/) gets <date>-<machine>.json",
+    )
+    p.add_argument(
+        "--markdown",
+        metavar="JSON",
+        help="print the README's table from a saved run (e.g. bench/results/<file>.json) and exit",
+    )
     p.add_argument("--no-plot", action="store_true", help="do not write topk.png")
-    p.add_argument("--worker-timeout", type=float, default=3600.0, help="seconds allowed per worker process")
+    p.add_argument(
+        "--worker-timeout", type=float, default=3600.0, help="seconds allowed per worker process"
+    )
     return p
 
 
@@ -296,10 +400,17 @@ def _shapes(args: argparse.Namespace) -> list[tuple[int, int, int]]:
         dims = args.dims or ([128] if args.quick else list(FULL_DIMS if args.full else (128,)))
         batches = args.batches or list(FULL_BATCHES)
         ks = args.ks or ([10] if not args.full else list(FULL_KS))
-        return [(d, b, k) for d, k, b in itertools.product(sorted(set(dims), reverse=True), sorted(set(ks)),
-                                                           sorted(set(batches)))]
+        return [
+            (d, b, k)
+            for d, k, b in itertools.product(
+                sorted(set(dims), reverse=True), sorted(set(ks)), sorted(set(batches))
+            )
+        ]
     if args.full:
-        return [(d, b, k) for d, k, b in itertools.product(sorted(FULL_DIMS, reverse=True), FULL_KS, FULL_BATCHES)]
+        return [
+            (d, b, k)
+            for d, k, b in itertools.product(sorted(FULL_DIMS, reverse=True), FULL_KS, FULL_BATCHES)
+        ]
     return list(QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
 
 
@@ -329,7 +440,11 @@ def _markdown(path: str) -> int:
     try:
         print(report.markdown_table(data, source=path))
     except (ValueError, KeyError, TypeError) as exc:
-        msg = str(exc) if isinstance(exc, ValueError) else f"unexpected content ({type(exc).__name__}: {exc})"
+        msg = (
+            str(exc)
+            if isinstance(exc, ValueError)
+            else f"unexpected content ({type(exc).__name__}: {exc})"
+        )
         print(f"error: --markdown {path}: {msg}", file=sys.stderr)
         return 1
     return 0
@@ -350,12 +465,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.save_json:
         target = args.save_json
-        folder = target if target.endswith(("/", os.sep)) else os.path.dirname(os.path.abspath(target))
-        if not os.path.isdir(target) and not target.endswith(("/", os.sep)) and not os.path.isdir(folder):
-            print(f"error: --save-json {target}: the folder {folder} does not exist "
-                  "(end the path with / to have a folder created)", file=sys.stderr)
+        folder = (
+            target if target.endswith(("/", os.sep)) else os.path.dirname(os.path.abspath(target))
+        )
+        if (
+            not os.path.isdir(target)
+            and not target.endswith(("/", os.sep))
+            and not os.path.isdir(folder)
+        ):
+            print(
+                f"error: --save-json {target}: the folder {folder} does not exist "
+                "(end the path with / to have a folder created)",
+                file=sys.stderr,
+            )
             return 2
-    installed = {p for p in PEERS if importlib.util.find_spec(VARIANTS[PEER_TAGS[p][0]][2]) is not None}
+    installed = {
+        p for p in PEERS if importlib.util.find_spec(VARIANTS[PEER_TAGS[p][0]][2]) is not None
+    }
     if args.peers is None:
         peers = [p for p in PEERS if p in installed]
     elif args.peers.strip().lower() == "none":
@@ -365,8 +491,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [p for p in peers if p not in PEERS]
         missing = [p for p in peers if p in PEERS and p not in installed]
         if unknown or missing:
-            print(f"error: --peers: unknown {unknown} / not installed {missing}; choose from {list(PEERS)}",
-                  file=sys.stderr)
+            print(
+                f"error: --peers: unknown {unknown} / not installed {missing}; choose from {list(PEERS)}",
+                file=sys.stderr,
+            )
             return 2
     skipped = [p for p in PEERS if p not in installed]
     tags = ["recfast-dot"] + ([] if args.no_cosine else ["recfast-cosine"])
@@ -381,31 +509,45 @@ def main(argv: list[str] | None = None) -> int:
     levels = ["generic", "avx2", "avx512"]
     detected = _native.detected_simd_level()
     if args.simd and detected in levels and levels.index(args.simd) > levels.index(detected):
-        print(f"error: --simd {args.simd}: recfast can use at most {detected} here", file=sys.stderr)
+        print(
+            f"error: --simd {args.simd}: recfast can use at most {detected} here", file=sys.stderr
+        )
         return 2
     blas_users = sorted({OPENBLAS_OF[p] for p in peers if p in OPENBLAS_OF})
     coretype, blas_info = _decide_coretype(args.openblas_coretype, blas_users, machine)
 
     n_queries = max(b for _, b, _ in shapes)
-    print(f"recfast bench: N={n:,}, {len(shapes)} shapes, repeats={args.repeats}, libraries: {', '.join(tags)}")
-    print(f"machine: {machine['cpu_model']}, {machine['cpus_available']} CPUs, simd {' '.join(machine['simd_flags'])}, "
-          f"recfast simd_level={recfast.simd_level()}" + (f" (forced {args.simd})" if args.simd else ""))
+    print(
+        f"recfast bench: N={n:,}, {len(shapes)} shapes, repeats={args.repeats}, libraries: {', '.join(tags)}"
+    )
+    print(
+        f"machine: {machine['cpu_model']}, {machine['cpus_available']} CPUs, simd {' '.join(machine['simd_flags'])}, "
+        f"recfast simd_level={recfast.simd_level()}"
+        + (f" (forced {args.simd})" if args.simd else "")
+    )
     if skipped:
         print(f"peers not installed (skipped): {', '.join(skipped)}")
     for lib, builds in blas_info.get("probe", {}).get("libs", {}).items():
         cores = ", ".join(str(b.get("corename")) for b in builds.get("builds", []))
         after = blas_info.get("probe_after", {}).get("libs", {}).get(lib, {}).get("builds", [])
         after_txt = ", ".join(str(b.get("corename")) for b in after) or "?"
-        print(f"OpenBLAS of {lib}: detected core {cores or '?'}" +
-              (f" -> OPENBLAS_CORETYPE={coretype[lib]} set for its workers (then detects {after_txt})"
-               if lib in coretype else ""))
+        print(
+            f"OpenBLAS of {lib}: detected core {cores or '?'}"
+            + (
+                f" -> OPENBLAS_CORETYPE={coretype[lib]} set for its workers (then detects {after_txt})"
+                if lib in coretype
+                else ""
+            )
+        )
     if blas_info.get("inherited"):
         print(f"OPENBLAS_CORETYPE={blas_info['inherited']} inherited from the environment")
 
     load_start = _loadavg()
     if load_start is not None and load_start > 0.5 * (machine["cpus_available"] or 1):
-        print(f"warning: load average {load_start:.1f} on {machine['cpus_available']} CPUs before starting: other "
-              "processes are running, so times are inflated and noisy; compare ratios from one run.")
+        print(
+            f"warning: load average {load_start:.1f} on {machine['cpus_available']} CPUs before starting: other "
+            "processes are running, so times are inflated and noisy; compare ratios from one run."
+        )
     work_dir = tempfile.mkdtemp(prefix="recfast-bench-")
     worker_env: dict[str, dict[str, str]] = {}
     results: list[dict] = []
@@ -421,7 +563,9 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((d, tag, sub))
     try:
         for i, (d, tag, sub) in enumerate(jobs, 1):
-            library, variant, _, extra_env = VARIANTS[tag] if tag != TRUTH_TAG else ("truth", "", "numpy", {})
+            library, variant, _, extra_env = (
+                VARIANTS[tag] if tag != TRUTH_TAG else ("truth", "", "numpy", {})
+            )
             env = dict(os.environ)
             env.update(extra_env)
             blas_user = "numpy" if library == "truth" else OPENBLAS_OF.get(library)
@@ -431,23 +575,44 @@ def main(argv: list[str] | None = None) -> int:
                 env["RECFAST_SIMD"] = args.simd
             worker_env[tag] = {k: env[k] for k in ENV_REPORTED if k in env}
             spec = {
-                "tag": tag, "library": library, "variant": variant, "n": n, "d": d, "n_queries": n_queries,
-                "seed": args.seed, "shapes": sub, "repeats": args.repeats, "slow_seconds": args.slow_seconds,
-                "simd": args.simd, "work_dir": work_dir,
+                "tag": tag,
+                "library": library,
+                "variant": variant,
+                "n": n,
+                "d": d,
+                "n_queries": n_queries,
+                "seed": args.seed,
+                "shapes": sub,
+                "repeats": args.repeats,
+                "slow_seconds": args.slow_seconds,
+                "simd": args.simd,
+                "work_dir": work_dir,
                 "result_path": os.path.join(work_dir, f"{tag}_d{d}.result.json"),
             }
             if tag == TRUTH_TAG:
-                spec.update(k=sub[0][1], tol=args.tol, truth_path=os.path.join(work_dir, f"truth_d{d}.npz"))
+                spec.update(
+                    k=sub[0][1], tol=args.tol, truth_path=os.path.join(work_dir, f"truth_d{d}.npz")
+                )
                 what = f"B={n_queries} k={sub[0][1]}"
             else:
                 what = f"{len(sub)} shape(s)"
-            print(f"[{i}/{len(jobs)}] {LABEL_OF.get(tag, tag):<27} d={d:<4} {what} ...", end=" ", flush=True)
+            print(
+                f"[{i}/{len(jobs)}] {LABEL_OF.get(tag, tag):<27} d={d:<4} {what} ...",
+                end=" ",
+                flush=True,
+            )
             t0 = time.perf_counter()
             res = _run_worker(spec, env, args.worker_timeout)
             res.setdefault("d", d)
             res["worker_wall_s"] = time.perf_counter() - t0
             results.append(res)
-            status = "ERROR" if "error" in res else "failed shapes" if any("error" in s for s in res["shapes"]) else "done"
+            status = (
+                "ERROR"
+                if "error" in res
+                else "failed shapes"
+                if any("error" in s for s in res["shapes"])
+                else "done"
+            )
             print(f"{status} in {time.perf_counter() - t0:.1f} s", flush=True)
             if "error" in res:
                 print("    " + res["error"].strip().replace("\n", "\n    ")[-1500:], flush=True)
@@ -465,15 +630,19 @@ def main(argv: list[str] | None = None) -> int:
     data_methods = sorted({r["memory_method"] for r in results if r.get("memory_method")})
     wrong = [r for r in rows if r["tag"] != "faiss-best" and report.failed(r.get("check"))]
     print()
-    print(f"extra MB: peak RSS during the calls minus RSS after the data (and index) were built, minus the outputs "
-          f"({', '.join(data_methods) or '?'}).")
+    print(
+        f"extra MB: peak RSS during the calls minus RSS after the data (and index) were built, minus the outputs "
+        f"({', '.join(data_methods) or '?'})."
+    )
     print(report.index_candidates(results))
     recfast_info: dict[str, Any] = next(
         (r.get("info", {}) for r in results if r.get("library") == "recfast" and "info" in r), {}
     )
     if recfast_info:
-        print(f"recfast simd_level in its worker: {recfast_info.get('simd_level')} "
-              f"(this machine: {machine['recfast_simd_level']})")
+        print(
+            f"recfast simd_level in its worker: {recfast_info.get('simd_level')} "
+            f"(this machine: {machine['recfast_simd_level']})"
+        )
 
     os.makedirs(args.out, exist_ok=True)
     data = {
@@ -485,18 +654,33 @@ def main(argv: list[str] | None = None) -> int:
         "recfast": recfast_info,
         "versions": versions,
         "load_average_1min": {"start": load_start, "end": load_end},
-        "worker_wall_s": {f"{r.get('tag')} d={r.get('d')}": r.get("worker_wall_s") for r in results},
-        "config": {
-            "n_items": n, "shapes_dBk": shapes, "repeats": args.repeats, "slow_seconds": args.slow_seconds,
-            "seed": args.seed, "tol": args.tol if args.tol is not None else "2*d*2^-24 (default)",
-            "simd": args.simd, "peers": peers, "peers_not_installed": skipped,
-            "faiss_shards_max_batch": SHARDS_MAX_BATCH, "data": "standard normal rows scaled to unit norm, float32",
+        "worker_wall_s": {
+            f"{r.get('tag')} d={r.get('d')}": r.get("worker_wall_s") for r in results
         },
-        "env": {"inherited": {k: os.environ[k] for k in ENV_REPORTED if k in os.environ}, "per_worker": worker_env},
+        "config": {
+            "n_items": n,
+            "shapes_dBk": shapes,
+            "repeats": args.repeats,
+            "slow_seconds": args.slow_seconds,
+            "seed": args.seed,
+            "tol": args.tol if args.tol is not None else "2*d*2^-24 (default)",
+            "simd": args.simd,
+            "peers": peers,
+            "peers_not_installed": skipped,
+            "faiss_shards_max_batch": SHARDS_MAX_BATCH,
+            "data": "standard normal rows scaled to unit norm, float32",
+        },
+        "env": {
+            "inherited": {k: os.environ[k] for k in ENV_REPORTED if k in os.environ},
+            "per_worker": worker_env,
+        },
         "openblas": blas_info,
         "libraries": {r["tag"]: r.get("info", {}) for r in results if "tag" in r},
         "memory_method": data_methods,
-        "check": {"against": "float64 top-k (recfast.bench.check.exact_topk), per dimension", "truth": truth_info},
+        "check": {
+            "against": "float64 top-k (recfast.bench.check.exact_topk), per dimension",
+            "truth": truth_info,
+        },
         "results": rows,
         "errors": errors,
         "mismatches": len(wrong),
@@ -514,10 +698,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f", {png}" if png else " (matplotlib not installed: no plot)", end="")
     print(f"; total {elapsed:.0f} s")
     if wrong:
-        print(f"\n!!! {len(wrong)} row(s) fail the float64 check (wrong ids, order or scores beyond near-ties):")
+        print(
+            f"\n!!! {len(wrong)} row(s) fail the float64 check (wrong ids, order or scores beyond near-ties):"
+        )
         for r in wrong:
             c = r["check"]
-            print(f"!!! {r['label']} at d={r['d']} B={r['B']} k={r['k']}: {c['bad']}/{c['rows']} query rows wrong")
+            print(
+                f"!!! {r['label']} at d={r['d']} B={r['B']} k={r['k']}: {c['bad']}/{c['rows']} query rows wrong"
+            )
             for p in c["problems"]:
                 print(f"      {p}")
         return 1
@@ -545,23 +733,46 @@ def _collect(results: list[dict], n: int) -> tuple[dict, list[dict], list[dict],
             continue
         for s in res["shapes"]:
             key = (res["d"], s["B"], s["k"])
-            row = {"tag": res["tag"], "library": res["library"], "variant": res["variant"], "label": report.LABELS[res["tag"]],
-                   "n": n, "d": res["d"], "B": s["B"], "k": s["k"]}
+            row = {
+                "tag": res["tag"],
+                "library": res["library"],
+                "variant": res["variant"],
+                "label": report.LABELS[res["tag"]],
+                "n": n,
+                "d": res["d"],
+                "B": s["B"],
+                "k": s["k"],
+            }
             if "error" in s:
                 row["error"] = s["error"]
-                errors.append({"what": f"{res['tag']} d={res['d']} B={s['B']} k={s['k']}", "error": s["traceback"]})
+                errors.append(
+                    {
+                        "what": f"{res['tag']} d={res['d']} B={s['B']} k={s['k']}",
+                        "error": s["traceback"],
+                    }
+                )
             else:
-                row.update({
-                    "best_s": s["best_s"], "ms": s["best_s"] * 1e3, "times_ms": [t * 1e3 for t in s["times_s"]],
-                    "warmup_ms": s["warmup_s"] * 1e3, "repeats": s["repeats"],
-                    "gflops": report.gflops(n, res["d"], s["B"], s["best_s"]),
-                    "extra_peak_mb": s["extra_peak_mb"], "peak_rss_mb": s["peak_rss_mb"],
-                })
+                row.update(
+                    {
+                        "best_s": s["best_s"],
+                        "ms": s["best_s"] * 1e3,
+                        "times_ms": [t * 1e3 for t in s["times_s"]],
+                        "warmup_ms": s["warmup_s"] * 1e3,
+                        "repeats": s["repeats"],
+                        "gflops": report.gflops(n, res["d"], s["B"], s["best_s"]),
+                        "extra_peak_mb": s["extra_peak_mb"],
+                        "peak_rss_mb": s["peak_rss_mb"],
+                    }
+                )
                 truth = truths.get(res["d"])
                 if truth is None:
                     row["check"] = None
-                    errors.append({"what": f"{res['tag']} d={res['d']} B={s['B']} k={s['k']}",
-                                   "error": "unchecked: no float64 answer for this dimension"})
+                    errors.append(
+                        {
+                            "what": f"{res['tag']} d={res['d']} B={s['B']} k={s['k']}",
+                            "error": "unchecked: no float64 answer for this dimension",
+                        }
+                    )
                 else:
                     row["check"] = report.check_row(s["npz"], truth)
             table.setdefault(key, {})[res["tag"]] = row
@@ -570,10 +781,16 @@ def _collect(results: list[dict], n: int) -> tuple[dict, list[dict], list[dict],
         for row in rows.values():
             if base and "best_s" in base and "best_s" in row:
                 row["ratio_to_recfast"] = row["best_s"] / base["best_s"]
-        faiss = [rows[t] for t in ("faiss-default", "faiss-blas", "faiss-shards") if "best_s" in rows.get(t, {})]
+        faiss = [
+            rows[t]
+            for t in ("faiss-default", "faiss-blas", "faiss-shards")
+            if "best_s" in rows.get(t, {})
+        ]
         if faiss:
             best = min(faiss, key=lambda r: r["best_s"])
-            rows["faiss-best"] = dict(best, tag="faiss-best", label=report.LABELS["faiss-best"], **{"from": best["tag"]})
+            rows["faiss-best"] = dict(
+                best, tag="faiss-best", label=report.LABELS["faiss-best"], **{"from": best["tag"]}
+            )
     flat = []
     for key in sorted(table):
         for tag, _ in report.ROWS:

@@ -223,7 +223,9 @@ def _prepare_faiss(items: np.ndarray, variant: str, spec: dict) -> tuple[Search,
             sub.add(np.ascontiguousarray(part))
             keep.append(sub)
             index.add_shard(sub)
-        settings.append(f"IndexShards(2 x IndexFlatIP, threaded), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+        settings.append(
+            f"IndexShards(2 x IndexFlatIP, threaded), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+        )
     else:
         if variant == "blas":
             faiss.cvar.distance_compute_blas_threshold = 1
@@ -259,7 +261,9 @@ def _prepare_torch(items: np.ndarray, variant: str, spec: dict) -> tuple[Search,
             if qt.shape[0] <= block:
                 vals, ids = torch.topk(qt @ x.T, k)
             else:
-                parts = [torch.topk(qt[s : s + block] @ x.T, k) for s in range(0, qt.shape[0], block)]
+                parts = [
+                    torch.topk(qt[s : s + block] @ x.T, k) for s in range(0, qt.shape[0], block)
+                ]
                 vals = torch.cat([p[0] for p in parts])
                 ids = torch.cat([p[1] for p in parts])
         return vals.numpy(), ids.numpy()
@@ -279,7 +283,10 @@ def _prepare_implicit(items: np.ndarray, variant: str, spec: dict) -> tuple[Sear
         ids, scores = implicit_topk(items, q, k, num_threads=0)
         return scores, ids
 
-    return search, {"version": implicit.__version__, "settings": "implicit.cpu.topk.topk(items, queries, k, num_threads=0)"}
+    return search, {
+        "version": implicit.__version__,
+        "settings": "implicit.cpu.topk.topk(items, queries, k, num_threads=0)",
+    }
 
 
 PREPARE = {
@@ -304,9 +311,19 @@ def run_truth(spec: dict) -> dict:
     truth = _bench_check.exact_topk(queries, items, k, tol=spec.get("tol"))
     seconds = time.perf_counter() - t0
     truth.save(spec["truth_path"])
-    return {"tag": spec["tag"], "library": "truth", "variant": "", "d": d, "n": n, "k": k,
-            "truth_npz": spec["truth_path"], "seconds": seconds, "rounds": truth.rounds,
-            "tol": float(truth.tol.max(initial=0.0)), "shapes": []}
+    return {
+        "tag": spec["tag"],
+        "library": "truth",
+        "variant": "",
+        "d": d,
+        "n": n,
+        "k": k,
+        "truth_npz": spec["truth_path"],
+        "seconds": seconds,
+        "rounds": truth.rounds,
+        "tol": float(truth.tol.max(initial=0.0)),
+        "shapes": [],
+    }
 
 
 def run(spec: dict) -> dict:
@@ -447,7 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run(spec)
         code = 0
     except Exception as exc:
-        result = {"tag": spec.get("tag"), "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        result = {
+            "tag": spec.get("tag"),
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+        }
         code = 1
     text = json.dumps(result).encode("utf-8")
     atomic_write(spec["result_path"], lambda f: f.write(text))

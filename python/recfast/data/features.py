@@ -32,8 +32,9 @@ def _columns(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     if not isinstance(value, Sequence):
-        raise TypeError(f"{what} must be a column name or a list of column names, got "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"{what} must be a column name or a list of column names, got {type(value).__name__}"
+        )
     return list(value)
 
 
@@ -41,8 +42,16 @@ def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v))
 
 
-def item_features(df: Any, *, categorical: Any = (), multi_valued: Any = (), numeric: Any = (),
-                  embedding: Any = (), sep: str = "|", sparse: bool = True) -> ItemFeatures:
+def item_features(
+    df: Any,
+    *,
+    categorical: Any = (),
+    multi_valued: Any = (),
+    numeric: Any = (),
+    embedding: Any = (),
+    sep: str = "|",
+    sparse: bool = True,
+) -> ItemFeatures:
     """Build an items x features matrix from a DataFrame with one row per item.
 
     Parameters
@@ -90,22 +99,26 @@ def item_features(df: Any, *, categorical: Any = (), multi_valued: Any = (), num
         raise ValueError(f"sep must be a non-empty string, got {sep!r}")
     if not isinstance(sparse, (bool, np.bool_)):
         raise TypeError(f"sparse must be True or False, got {type(sparse).__name__}")
-    groups = {"categorical": _columns(categorical, "categorical"),
-              "multi_valued": _columns(multi_valued, "multi_valued"),
-              "numeric": _columns(numeric, "numeric"),
-              "embedding": _columns(embedding, "embedding")}
+    groups = {
+        "categorical": _columns(categorical, "categorical"),
+        "multi_valued": _columns(multi_valued, "multi_valued"),
+        "numeric": _columns(numeric, "numeric"),
+        "embedding": _columns(embedding, "embedding"),
+    }
     seen: dict[Any, str] = {}
     for group, cols in groups.items():
         for c in cols:
             if c not in df.columns:
-                raise ValueError(f"{group}: column {c!r} not found; the columns are "
-                                 f"{list(df.columns)}")
+                raise ValueError(
+                    f"{group}: column {c!r} not found; the columns are {list(df.columns)}"
+                )
             if c in seen:
                 raise ValueError(f"column {c!r} is named in both {seen[c]} and {group}")
             seen[c] = group
     if not seen:
-        raise ValueError("name at least one column (categorical, multi_valued, numeric or "
-                         "embedding)")
+        raise ValueError(
+            "name at least one column (categorical, multi_valued, numeric or embedding)"
+        )
     n = len(df)
     blocks: list[Any] = []
     names: list[str] = []
@@ -113,8 +126,9 @@ def item_features(df: Any, *, categorical: Any = (), multi_valued: Any = (), num
         cells = [None if _is_missing(v) else str(v) for v in df[c].tolist()]
         blocks.append(_hot(c, [[v] if v is not None else [] for v in cells], names))
     for c in groups["multi_valued"]:
-        blocks.append(_hot(c, [_split(c, v, sep, r) for r, v in zip(df.index, df[c].tolist())],
-                           names))
+        blocks.append(
+            _hot(c, [_split(c, v, sep, r) for r, v in zip(df.index, df[c].tolist())], names)
+        )
     for c in groups["numeric"]:
         blocks.append(sp.csr_matrix(_standardized(df[c], c, pd)[:, None]))
         names.append(str(c))
@@ -135,8 +149,10 @@ def _split(col: Any, v: Any, sep: str, row: Any) -> list[str]:
     elif isinstance(v, (list, tuple, set, frozenset)):
         parts = [str(x) for x in v]
     else:
-        raise TypeError(f"multi_valued column {col!r}, row {row!r}: expected a string of values "
-                        f"joined by {sep!r} or a list of values, got {type(v).__name__}")
+        raise TypeError(
+            f"multi_valued column {col!r}, row {row!r}: expected a string of values "
+            f"joined by {sep!r} or a list of values, got {type(v).__name__}"
+        )
     return [p for p in (s.strip() for s in parts) if p]
 
 
@@ -150,8 +166,9 @@ def _hot(col: Any, cells: list[list[str]], names: list[str]) -> sp.csr_matrix:
             rows.append(r)
             cols.append(j)
     names += [f"{col}={v}" for v in values]
-    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                         shape=(len(cells), len(values)))
+    return sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(cells), len(values))
+    )
 
 
 def _standardized(series: Any, col: Any, pd: Any) -> np.ndarray:
@@ -159,8 +176,9 @@ def _standardized(series: Any, col: Any, pd: Any) -> np.ndarray:
         numbers_ = pd.to_numeric(series, errors="coerce")
         text = series[numbers_.isna() & series.notna()]
         if len(text):
-            raise TypeError(f"numeric column {col!r} holds text: row {text.index[0]!r} is "
-                            f"{text.iloc[0]!r}")
+            raise TypeError(
+                f"numeric column {col!r} holds text: row {text.index[0]!r} is {text.iloc[0]!r}"
+            )
         series = numbers_
     if series.dtype == bool:
         series = series.astype(np.float64)
@@ -170,8 +188,10 @@ def _standardized(series: Any, col: Any, pd: Any) -> np.ndarray:
     bad = ~np.isfinite(x)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"numeric column {col!r} holds a missing or non-finite value at row "
-                         f"{series.index[pos]!r}; fill or drop it first")
+        raise ValueError(
+            f"numeric column {col!r} holds a missing or non-finite value at row "
+            f"{series.index[pos]!r}; fill or drop it first"
+        )
     if x.size == 0:
         return x
     sd = x.std()
@@ -182,15 +202,21 @@ def _embedding(series: Any, col: Any) -> np.ndarray:
     rows: list[np.ndarray] = []
     for r, v in zip(series.index, series.tolist()):
         if isinstance(v, (str, bytes)) or _is_missing(v) or isinstance(v, numbers.Number):
-            raise TypeError(f"embedding column {col!r}, row {r!r}: expected a vector (list or "
-                            f"array of numbers), got {type(v).__name__}")
+            raise TypeError(
+                f"embedding column {col!r}, row {r!r}: expected a vector (list or "
+                f"array of numbers), got {type(v).__name__}"
+            )
         a = np.asarray(v)
         if a.ndim != 1 or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-            raise TypeError(f"embedding column {col!r}, row {r!r}: expected a 1-D vector of "
-                            f"numbers, got shape {a.shape}, dtype {a.dtype}")
+            raise TypeError(
+                f"embedding column {col!r}, row {r!r}: expected a 1-D vector of "
+                f"numbers, got shape {a.shape}, dtype {a.dtype}"
+            )
         if rows and a.shape[0] != rows[0].shape[0]:
-            raise ValueError(f"embedding column {col!r}: row {r!r} has {a.shape[0]} dimensions "
-                             f"but the first row has {rows[0].shape[0]}")
+            raise ValueError(
+                f"embedding column {col!r}: row {r!r} has {a.shape[0]} dimensions "
+                f"but the first row has {rows[0].shape[0]}"
+            )
         a = a.astype(np.float64)
         if not np.all(np.isfinite(a)):
             raise ValueError(f"embedding column {col!r}, row {r!r} holds NaN or infinite values")

@@ -46,8 +46,11 @@ class Interactions:
         self.ratings = None if ratings is None else _ratings_array(ratings)
         self.timestamps = None if timestamps is None else np.asarray(timestamps)
         n = len(self.users)
-        for name, arr in (("items", self.items), ("ratings", self.ratings),
-                          ("timestamps", self.timestamps)):
+        for name, arr in (
+            ("items", self.items),
+            ("ratings", self.ratings),
+            ("timestamps", self.timestamps),
+        ):
             if arr is not None and len(arr) != n:
                 raise ValueError(f"{name} has {len(arr)} entries but users has {n}")
         if n and (self.users.min() < 0 or self.users.max() >= len(self.user_ids)):
@@ -75,13 +78,20 @@ class Interactions:
         for name, ids in (("users", users), ("items", items)):
             if ids.dtype.kind == "f" and not np.isfinite(ids).all():
                 pos = int(np.flatnonzero(~np.isfinite(ids))[0])
-                raise ValueError(f"{name}[{pos}] is {_shown(ids[pos])}; expected an id (NaN and "
-                                 f"infinity identify nothing)")
+                raise ValueError(
+                    f"{name}[{pos}] is {_shown(ids[pos])}; expected an id (NaN and "
+                    f"infinity identify nothing)"
+                )
         user_ids, u = _factorize(users)
         item_ids, i = _factorize(items)
-        return cls(u, i, user_ids, item_ids,
-                   None if ratings is None else _ratings_array(ratings),
-                   None if timestamps is None else np.asarray(timestamps))
+        return cls(
+            u,
+            i,
+            user_ids,
+            item_ids,
+            None if ratings is None else _ratings_array(ratings),
+            None if timestamps is None else np.asarray(timestamps),
+        )
 
     @classmethod
     def from_dataframe(
@@ -100,8 +110,9 @@ class Interactions:
         """
         from .readers import from_dataframe
 
-        return from_dataframe(df, user_col=user_col, item_col=item_col, rating_col=rating_col,
-                              time_col=time_col)
+        return from_dataframe(
+            df, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col
+        )
 
     @classmethod
     def from_csv(
@@ -117,8 +128,14 @@ class Interactions:
         """Read a delimited text file with a header line naming the columns."""
         from .readers import read_csv
 
-        return read_csv(path, user_col=user_col, item_col=item_col, rating_col=rating_col,
-                        time_col=time_col, sep=sep)
+        return read_csv(
+            path,
+            user_col=user_col,
+            item_col=item_col,
+            rating_col=rating_col,
+            time_col=time_col,
+            sep=sep,
+        )
 
     @classmethod
     def from_parquet(
@@ -133,8 +150,9 @@ class Interactions:
         """Read a Parquet file (needs pyarrow or fastparquet)."""
         from .readers import read_parquet
 
-        return read_parquet(path, user_col=user_col, item_col=item_col, rating_col=rating_col,
-                            time_col=time_col)
+        return read_parquet(
+            path, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col
+        )
 
     # -- sizes and lookups --------------------------------------------------------------------
 
@@ -153,11 +171,14 @@ class Interactions:
 
     def __repr__(self) -> str:
         extra = "".join(
-            f", {name}" for name, v in (("ratings", self.ratings), ("timestamps", self.timestamps))
+            f", {name}"
+            for name, v in (("ratings", self.ratings), ("timestamps", self.timestamps))
             if v is not None
         )
-        return (f"Interactions({len(self)} interactions, {self.n_users} users, "
-                f"{self.n_items} items{extra})")
+        return (
+            f"Interactions({len(self)} interactions, {self.n_users} users, "
+            f"{self.n_items} items{extra})"
+        )
 
     def user_index(self, raw_ids: Any) -> np.ndarray:
         """Internal indices (int64) of raw user ids; ValueError naming any unknown id.
@@ -221,14 +242,18 @@ class Interactions:
         keep = np.ones(len(self), dtype=bool)
         if min_rating is not None or rating_above is not None:
             if self.ratings is None:
-                raise ValueError("min_rating/rating_above need ratings, and these interactions "
-                                 "have none (pass rating_col when reading)")
+                raise ValueError(
+                    "min_rating/rating_above need ratings, and these interactions "
+                    "have none (pass rating_col when reading)"
+                )
             if min_rating is not None:
                 keep &= self.ratings >= float(min_rating)
             if rating_above is not None:
                 keep &= self.ratings > float(rating_above)
-        for name, value in (("min_user_interactions", min_user_interactions),
-                            ("min_item_interactions", min_item_interactions)):
+        for name, value in (
+            ("min_user_interactions", min_user_interactions),
+            ("min_item_interactions", min_item_interactions),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         if min_item_interactions > 0:
@@ -268,13 +293,13 @@ def _index_array(values: Any, name: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         whole = np.isfinite(arr)
         whole[whole] = arr[whole] == np.round(arr[whole])
-        whole &= np.abs(np.where(whole, arr, 0)) < 2.0 ** 63
+        whole &= np.abs(np.where(whole, arr, 0)) < 2.0**63
         if not whole.all():
             pos = int(np.flatnonzero(~whole)[0])
             raise ValueError(f"{name}[{pos}] is {_shown(arr[pos])}; expected an integer index")
     elif arr.dtype.kind not in "iu" and arr.size:
         raise TypeError(f"{name} must hold integer indices, got dtype {arr.dtype}")
-    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2 ** 63:
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) >= 2**63:
         raise ValueError(f"{name} holds an index beyond int64 ({int(arr.max())})")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
@@ -297,14 +322,16 @@ def _ratings_array(ratings: Any) -> np.ndarray:
     bad = _beyond_float32(arr)
     if bad.any():
         pos = int(np.flatnonzero(bad.reshape(-1))[0])
-        raise ValueError(f"ratings[{pos}] is {_shown(arr.reshape(-1)[pos])}; expected a finite "
-                         f"number within float32 range (|x| <= {_FLOAT32_MAX:.4g})")
+        raise ValueError(
+            f"ratings[{pos}] is {_shown(arr.reshape(-1)[pos])}; expected a finite "
+            f"number within float32 range (|x| <= {_FLOAT32_MAX:.4g})"
+        )
     return arr
 
 
 # A float64 holds every integer up to 2**53 exactly; an id written as a float beyond that may
 # already have been rounded to a neighbour (two ids could become one).
-_FLOAT_EXACT = 2 ** 53
+_FLOAT_EXACT = 2**53
 
 
 def _bad_float_id(values: np.ndarray) -> tuple[int, str] | None:
@@ -318,9 +345,11 @@ def _bad_float_id(values: np.ndarray) -> tuple[int, str] | None:
     pos = int(np.flatnonzero(~exact)[0])
     if not ok[pos]:
         return pos, f"expected an integer id, got {_shown(values[pos])}"
-    return pos, (f"expected an integer id, got {_shown(values[pos])}: a number written with a "
-                 f"decimal point or exponent holds integers exactly only up to 2**53 = "
-                 f"{_FLOAT_EXACT} (write ids as plain integers or as text)")
+    return pos, (
+        f"expected an integer id, got {_shown(values[pos])}: a number written with a "
+        f"decimal point or exponent holds integers exactly only up to 2**53 = "
+        f"{_FLOAT_EXACT} (write ids as plain integers or as text)"
+    )
 
 
 def _shown(value: Any) -> str:
@@ -335,8 +364,11 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return uniques, codes.reshape(-1)
     except TypeError:  # mixed types that do not compare
         mapping: dict[Any, int] = {}
-        codes = np.fromiter((mapping.setdefault(v, len(mapping)) for v in values.tolist()),
-                            dtype=np.int64, count=len(values))
+        codes = np.fromiter(
+            (mapping.setdefault(v, len(mapping)) for v in values.tolist()),
+            dtype=np.int64,
+            count=len(values),
+        )
         uniques = np.empty(len(mapping), dtype=object)
         uniques[:] = list(mapping)
         return uniques, codes

@@ -26,13 +26,19 @@ def _find_file(path: str | os.PathLike[str], names: tuple, what: str) -> Path:
         if (p / name).is_file():
             return p / name
     # e.g. the parent folder of an unzipped ml-100k/: exactly one subfolder may match
-    found = [d / name for d in sorted(d for d in p.iterdir() if d.is_dir()) for name in names
-             if (d / name).is_file()]
+    found = [
+        d / name
+        for d in sorted(d for d in p.iterdir() if d.is_dir())
+        for name in names
+        if (d / name).is_file()
+    ]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
-        raise ValueError(f"{p}: several MovieLens {what} files found "
-                         f"({', '.join(str(f.relative_to(p)) for f in found)}); name one")
+        raise ValueError(
+            f"{p}: several MovieLens {what} files found "
+            f"({', '.join(str(f.relative_to(p)) for f in found)}); name one"
+        )
     raise ValueError(f"{p}: no MovieLens {what} file found; expected one of {list(names)}")
 
 
@@ -55,23 +61,28 @@ def load_movielens(path: str | os.PathLike[str]) -> Interactions:
     p = _find_file(path, _RATING_FILES, "ratings")
     layout = _layout(p, _RATING_FILES)
     if layout == "ratings.csv":
-        return Interactions.from_csv(p, user_col="userId", item_col="movieId",
-                                     rating_col="rating", time_col="timestamp")
+        return Interactions.from_csv(
+            p, user_col="userId", item_col="movieId", rating_col="rating", time_col="timestamp"
+        )
     names = ["user", "item", "rating", "timestamp"]
     sep = "\t" if layout == "u.data" else "::"
     df = _read_text(p, sep=sep, columns=names, header=False)
     bad = df["timestamp"].isna().to_numpy()
     if bad.any():  # too few fields on a line
         line = int(df.index[np.flatnonzero(bad)[0]]) + 1
-        raise ValueError(f"{p}: line {line}: expected 4 fields (user, item, rating, timestamp) "
-                         f"separated by {sep!r}")
+        raise ValueError(
+            f"{p}: line {line}: expected 4 fields (user, item, rating, timestamp) "
+            f"separated by {sep!r}"
+        )
     for col in ("user", "item"):
         numbers = _numeric(df[col], _pandas())
         bad = _bad_float_id(numbers)
         if bad is not None:
             pos = bad[0]
-            raise ValueError(f"{p}: line {int(df.index[pos]) + 1}, column {col!r}: expected an "
-                             f"integer id, got {_shown(df[col].iloc[pos])}")
+            raise ValueError(
+                f"{p}: line {int(df.index[pos]) + 1}, column {col!r}: expected an "
+                f"integer id, got {_shown(df[col].iloc[pos])}"
+            )
         df[col] = numbers.astype(np.int64)
     return _from_frame(df, "user", "item", "rating", "timestamp", source=str(p), line_offset=1)
 
@@ -86,8 +97,9 @@ def load_movielens_titles(path: str | os.PathLike[str]) -> dict[Any, str]:
         try:
             df = pd.read_csv(p, dtype={"title": str}, keep_default_na=False)
         except pd.errors.EmptyDataError:
-            raise ValueError(f"{p}: the file is empty; expected a header "
-                             f"'movieId,title,genres'") from None
+            raise ValueError(
+                f"{p}: the file is empty; expected a header 'movieId,title,genres'"
+            ) from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{p}: {_one_line(exc)}") from None
         _check_columns(p, list(df.columns), ["movieId", "title"])
@@ -95,8 +107,10 @@ def load_movielens_titles(path: str | os.PathLike[str]) -> dict[Any, str]:
         bad = _bad_float_id(ids)
         if bad is not None:
             pos = bad[0]
-            raise ValueError(f"{p}: line {pos + 2}, column 'movieId': expected an integer id, "
-                             f"got {_shown(df['movieId'].iloc[pos])}")
+            raise ValueError(
+                f"{p}: line {pos + 2}, column 'movieId': expected an integer id, "
+                f"got {_shown(df['movieId'].iloc[pos])}"
+            )
         return dict(zip(ids.astype(np.int64).tolist(), df["title"].tolist()))
     sep = "|" if layout == "u.item" else "::"
     titles: dict[Any, str] = {}
@@ -111,8 +125,9 @@ def load_movielens_titles(path: str | os.PathLike[str]) -> dict[Any, str]:
             try:
                 item = int(fields[0])
             except ValueError:
-                raise ValueError(f"{p}: line {lineno}: expected an integer item id, got "
-                                 f"{fields[0]!r}") from None
+                raise ValueError(
+                    f"{p}: line {lineno}: expected an integer item id, got {fields[0]!r}"
+                ) from None
             titles[item] = fields[1]
     if not titles:
         raise ValueError(f"{p}: the file is empty; expected lines 'id{sep}title{sep}...'")
@@ -124,9 +139,27 @@ def load_movielens_titles(path: str | os.PathLike[str]) -> dict[Any, str]:
 # --------------------------------------------------------------------------------------------
 
 # ml-100k's u.item ends in 19 genre flags in this order (the dataset's u.genre).
-ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-                 "Romance", "Sci-Fi", "Thriller", "War", "Western")
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 _NO_GENRES = "(no genres listed)"  # ml-latest's movies.csv marker for an empty list
 _TAG_FILES = ("tags.csv",)
 
@@ -148,8 +181,9 @@ def load_movielens_genres(path: str | os.PathLike[str]) -> Any:
         try:
             df = pd.read_csv(p, dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:
-            raise ValueError(f"{p}: the file is empty; expected a header "
-                             f"'movieId,title,genres'") from None
+            raise ValueError(
+                f"{p}: the file is empty; expected a header 'movieId,title,genres'"
+            ) from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{p}: {_one_line(exc)}") from None
         _check_columns(p, list(df.columns), ["movieId", "title", "genres"])
@@ -165,13 +199,17 @@ def load_movielens_genres(path: str | os.PathLike[str]) -> Any:
             if layout == "u.item":
                 fields = line.split("|")
                 if len(fields) != 5 + len(ML100K_GENRES):
-                    raise ValueError(f"{p}: line {lineno}: expected {5 + len(ML100K_GENRES)} "
-                                     f"fields separated by '|' (id, title, release date, video "
-                                     f"release date, url, 19 genre flags), got {len(fields)}")
+                    raise ValueError(
+                        f"{p}: line {lineno}: expected {5 + len(ML100K_GENRES)} "
+                        f"fields separated by '|' (id, title, release date, video "
+                        f"release date, url, 19 genre flags), got {len(fields)}"
+                    )
                 flags = fields[5:]
                 if any(v not in ("0", "1") for v in flags):
-                    raise ValueError(f"{p}: line {lineno}: the genre flags must be 0 or 1, got "
-                                     f"{'|'.join(flags)!r}")
+                    raise ValueError(
+                        f"{p}: line {lineno}: the genre flags must be 0 or 1, got "
+                        f"{'|'.join(flags)!r}"
+                    )
                 genres = "|".join(g for g, v in zip(ML100K_GENRES, flags) if v == "1")
             else:
                 fields = line.split("::")
@@ -181,14 +219,16 @@ def load_movielens_genres(path: str | os.PathLike[str]) -> Any:
             try:
                 rows_item.append(int(fields[0]))
             except ValueError:
-                raise ValueError(f"{p}: line {lineno}: expected an integer item id, got "
-                                 f"{fields[0]!r}") from None
+                raise ValueError(
+                    f"{p}: line {lineno}: expected an integer item id, got {fields[0]!r}"
+                ) from None
             rows_title.append(fields[1])
             rows_genres.append(genres)
     if not rows_item:
         raise ValueError(f"{p}: the file is empty; expected one line per movie")
-    return pd.DataFrame({"item": np.array(rows_item, np.int64), "title": rows_title,
-                         "genres": rows_genres})
+    return pd.DataFrame(
+        {"item": np.array(rows_item, np.int64), "title": rows_title, "genres": rows_genres}
+    )
 
 
 def load_movielens_tags(path: str | os.PathLike[str], *, sep: str = "|") -> Any:
@@ -207,8 +247,9 @@ def load_movielens_tags(path: str | os.PathLike[str], *, sep: str = "|") -> Any:
     try:
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{p}: the file is empty; expected a header "
-                         f"'userId,movieId,tag,timestamp'") from None
+        raise ValueError(
+            f"{p}: the file is empty; expected a header 'userId,movieId,tag,timestamp'"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{p}: {_one_line(exc)}") from None
     _check_columns(p, list(df.columns), ["movieId", "tag"])
@@ -217,8 +258,9 @@ def load_movielens_tags(path: str | os.PathLike[str], *, sep: str = "|") -> Any:
     long = pd.DataFrame({"item": items, "tag": tags})
     long = long[long["tag"] != ""].drop_duplicates()
     grouped = long.groupby("item", sort=True)["tag"].agg(lambda t: sep.join(sorted(t)))
-    return pd.DataFrame({"item": grouped.index.to_numpy(np.int64),
-                         "tags": grouped.to_numpy(dtype=object)})
+    return pd.DataFrame(
+        {"item": grouped.index.to_numpy(np.int64), "tags": grouped.to_numpy(dtype=object)}
+    )
 
 
 def _int_ids(p: Path, column: Any, name: str, *, header_lines: int) -> np.ndarray:

@@ -31,16 +31,29 @@ def _pandas() -> Any:
     return pd
 
 
-def from_dataframe(df: Any, *, user_col: str, item_col: str, rating_col: str | None = None,
-                   time_col: str | None = None) -> Interactions:
+def from_dataframe(
+    df: Any,
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+) -> Interactions:
     """`Interactions` from a DataFrame whose columns the caller names."""
-    return _from_frame(df, user_col, item_col, rating_col, time_col,
-                       source="DataFrame", line_offset=None)
+    return _from_frame(
+        df, user_col, item_col, rating_col, time_col, source="DataFrame", line_offset=None
+    )
 
 
-def read_csv(path: str | os.PathLike[str], *, user_col: str, item_col: str,
-             rating_col: str | None = None, time_col: str | None = None,
-             sep: str = ",") -> Interactions:
+def read_csv(
+    path: str | os.PathLike[str],
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+    sep: str = ",",
+) -> Interactions:
     """`Interactions` from a delimited text file with a header line naming the columns."""
     pd = _pandas()
     _check_sep(sep)
@@ -49,17 +62,26 @@ def read_csv(path: str | os.PathLike[str], *, user_col: str, item_col: str,
     try:
         header = pd.read_csv(path, sep=sep, nrows=0)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty; expected a header line with the "
-                         f"columns {wanted}") from None
+        raise ValueError(
+            f"{path}: the file is empty; expected a header line with the columns {wanted}"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the header line: {_one_line(exc)}") from None
     _check_columns(path, list(header.columns), wanted)
     df = _read_text(path, sep=sep, columns=wanted, header=True)
-    return _from_frame(df, user_col, item_col, rating_col, time_col,
-                       source=str(path), line_offset=2)
+    return _from_frame(
+        df, user_col, item_col, rating_col, time_col, source=str(path), line_offset=2
+    )
 
-def read_parquet(path: str | os.PathLike[str], *, user_col: str, item_col: str,
-                 rating_col: str | None = None, time_col: str | None = None) -> Interactions:
+
+def read_parquet(
+    path: str | os.PathLike[str],
+    *,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+) -> Interactions:
     """`Interactions` from a Parquet file (needs pyarrow or fastparquet)."""
     pd = _pandas()
     path = _existing_file(path)
@@ -71,8 +93,10 @@ def read_parquet(path: str | os.PathLike[str], *, user_col: str, item_col: str,
     except Exception as exc:  # pyarrow raises its own types for corrupt files
         raise ValueError(f"{path}: not a readable Parquet file: {_one_line(exc)}") from None
     _check_columns(path, [str(c) for c in df.columns], wanted)
-    return _from_frame(df, user_col, item_col, rating_col, time_col,
-                       source=str(path), line_offset=None)
+    return _from_frame(
+        df, user_col, item_col, rating_col, time_col, source=str(path), line_offset=None
+    )
+
 
 def _existing_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
@@ -85,8 +109,9 @@ def _existing_file(path: str | os.PathLike[str]) -> Path:
 
 def _check_sep(sep: Any) -> None:
     if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
-        raise ValueError(f"sep must be one character other than a quote or a line break, "
-                         f"got {sep!r}")
+        raise ValueError(
+            f"sep must be one character other than a quote or a line break, got {sep!r}"
+        )
 
 
 def _wanted(user_col: str, item_col: str, rating_col: str | None, time_col: str | None) -> list:
@@ -102,8 +127,9 @@ def _check_columns(path: Path | str, have: list, wanted: list) -> None:
         raise ValueError(f"{path}: column {missing[0]!r} not found; the columns are {have}")
 
 
-def _read_text(path: Path, *, sep: str, columns: list, header: bool,
-               encoding: str = "utf-8") -> Any:
+def _read_text(
+    path: Path, *, sep: str, columns: list, header: bool, encoding: str = "utf-8"
+) -> Any:
     """Read `columns` from a delimited file with pandas; errors become ValueErrors naming the
     file and the line. header=True: a header line names the columns (others are ignored);
     header=False: each line holds exactly len(columns) fields, in that order."""
@@ -112,8 +138,13 @@ def _read_text(path: Path, *, sep: str, columns: list, header: bool,
     what = f"{fields} fields ({', '.join(map(str, columns))}) separated by {sep!r}"
     if header:
         what = f"a header line, then as many fields per line, separated by {sep!r}"
-    kwargs: dict[str, Any] = dict(sep=sep, header=0 if header else None,
-                                  skip_blank_lines=False, low_memory=False, encoding=encoding)
+    kwargs: dict[str, Any] = dict(
+        sep=sep,
+        header=0 if header else None,
+        skip_blank_lines=False,
+        low_memory=False,
+        encoding=encoding,
+    )
     positions = list(range(fields))
     if header:
         kwargs["index_col"] = False  # a line with an extra field is an error, not an index
@@ -154,8 +185,16 @@ def _read_text(path: Path, *, sep: str, columns: list, header: bool,
     return df
 
 
-def _from_frame(df: Any, user_col: str, item_col: str, rating_col: str | None,
-                time_col: str | None, *, source: str, line_offset: int | None) -> Interactions:
+def _from_frame(
+    df: Any,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    time_col: str | None,
+    *,
+    source: str,
+    line_offset: int | None,
+) -> Interactions:
     pd = _pandas()
     wanted = _wanted(user_col, item_col, rating_col, time_col)
     _check_columns(source, list(df.columns), wanted)
@@ -172,8 +211,9 @@ def _from_frame(df: Any, user_col: str, item_col: str, rating_col: str | None,
         if missing.any():
             pos = int(np.flatnonzero(missing)[0])
             expected = "a number" if col in (rating_col, time_col) else "an id"
-            raise ValueError(f"{source}: {where(pos)}, column {col!r}: missing value; "
-                             f"expected {expected}")
+            raise ValueError(
+                f"{source}: {where(pos)}, column {col!r}: missing value; expected {expected}"
+            )
 
     check_present(user_col)
     check_present(item_col)
@@ -184,14 +224,18 @@ def _from_frame(df: Any, user_col: str, item_col: str, rating_col: str | None,
         bad = ~np.isfinite(ratings)
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{source}: {where(pos)}, column {rating_col!r}: expected a "
-                             f"number, got {df[rating_col].iloc[pos]!r}")
+            raise ValueError(
+                f"{source}: {where(pos)}, column {rating_col!r}: expected a "
+                f"number, got {df[rating_col].iloc[pos]!r}"
+            )
         bad = _beyond_float32(ratings)
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{source}: {where(pos)}, column {rating_col!r}: expected a "
-                             f"number within float32 range (|x| <= {_FLOAT32_MAX:.4g}), got "
-                             f"{_shown(df[rating_col].iloc[pos])}")
+            raise ValueError(
+                f"{source}: {where(pos)}, column {rating_col!r}: expected a "
+                f"number within float32 range (|x| <= {_FLOAT32_MAX:.4g}), got "
+                f"{_shown(df[rating_col].iloc[pos])}"
+            )
     timestamps = None
     if time_col is not None:
         check_present(time_col)
@@ -234,7 +278,8 @@ def _timestamps(col: Any, pd: Any, source: str, name: str, where: Any) -> np.nda
     bad = parsed.isna().to_numpy()
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{source}: {where(pos)}, column {name!r}: expected a number or a "
-                         f"date, got {col.iloc[pos]!r}")
+        raise ValueError(
+            f"{source}: {where(pos)}, column {name!r}: expected a number or a "
+            f"date, got {col.iloc[pos]!r}"
+        )
     return parsed.to_numpy().astype("datetime64[ns]").astype(np.int64)
-

@@ -44,8 +44,10 @@ def _as_csr(X: Any, name: str = "X") -> sp.csr_matrix:
         bad = _beyond_float32(np.asarray(X.data, dtype=np.float64))
         if bad.any():
             value = _shown(X.data[np.flatnonzero(bad)[0]])
-            raise ValueError(f"{name} holds {value}; expected finite values within float32 range "
-                             f"(|x| <= {_FLOAT32_MAX:.4g})")
+            raise ValueError(
+                f"{name} holds {value}; expected finite values within float32 range "
+                f"(|x| <= {_FLOAT32_MAX:.4g})"
+            )
     X = sp.csr_matrix(X, dtype=np.float32, copy=True)
     X.sum_duplicates()
     X.eliminate_zeros()
@@ -97,31 +99,37 @@ def strong_generalization_split(
     if isinstance(n_heldout_users, bool) or not isinstance(
         n_heldout_users, (int, float, np.integer, np.floating)
     ):
-        raise TypeError(f"n_heldout_users must be an int or a float fraction, "
-                        f"got {n_heldout_users!r}")
+        raise TypeError(
+            f"n_heldout_users must be an int or a float fraction, got {n_heldout_users!r}"
+        )
     if isinstance(n_heldout_users, (float, np.floating)):
         if not 0.0 < n_heldout_users < 0.5:
-            raise ValueError(f"n_heldout_users as a fraction must be in (0, 0.5), "
-                             f"got {n_heldout_users}")
+            raise ValueError(
+                f"n_heldout_users as a fraction must be in (0, 0.5), got {n_heldout_users}"
+            )
         n_heldout = max(1, int(round(n_heldout_users * n_users)))
     else:
         n_heldout = int(n_heldout_users)
     if n_heldout < 1 or 2 * n_heldout >= n_users:
-        raise ValueError(f"n_heldout_users={n_heldout_users} leaves no training users: need "
-                         f"1 <= 2 * n_heldout_users < n_users = {n_users}")
+        raise ValueError(
+            f"n_heldout_users={n_heldout_users} leaves no training users: need "
+            f"1 <= 2 * n_heldout_users < n_users = {n_users}"
+        )
     if not 0.0 < fold_in < 1.0:
         raise ValueError(f"fold_in must be in (0, 1), got {fold_in}")
     counts = np.diff(X.indptr)
     if (counts < 2).any():
-        raise ValueError(f"{int((counts < 2).sum())} user(s) have fewer than 2 items; a "
-                         f"strong-generalization split needs >= 2 per user (use "
-                         f"Interactions.filter(min_user_interactions=...))")
+        raise ValueError(
+            f"{int((counts < 2).sum())} user(s) have fewer than 2 items; a "
+            f"strong-generalization split needs >= 2 per user (use "
+            f"Interactions.filter(min_user_interactions=...))"
+        )
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_users)
     n_train = n_users - 2 * n_heldout
     train_users = perm[:n_train]
-    valid_users = perm[n_train:n_train + n_heldout]
-    test_users = perm[n_train + n_heldout:]
+    valid_users = perm[n_train : n_train + n_heldout]
+    test_users = perm[n_train + n_heldout :]
     parts: list[sp.csr_matrix] = []
     for users in (valid_users, test_users):
         H = X[users]
@@ -131,8 +139,16 @@ def strong_generalization_split(
         row_of = np.repeat(np.arange(H.shape[0]), n)
         parts.extend(_split_rows(H, rank < n_target[row_of]))
     valid_input, valid_target, test_input, test_target = parts
-    return StrongSplit(X[train_users], valid_input, valid_target, test_input, test_target,
-                       train_users=train_users, valid_users=valid_users, test_users=test_users)
+    return StrongSplit(
+        X[train_users],
+        valid_input,
+        valid_target,
+        test_input,
+        test_target,
+        train_users=train_users,
+        valid_users=valid_users,
+        test_users=test_users,
+    )
 
 
 def random_holdout_split(
@@ -167,8 +183,10 @@ def leave_last_n_split(
         raise TypeError("interactions must be an Interactions (timestamps are needed)")
     timestamps = interactions.timestamps
     if timestamps is None:
-        raise ValueError("leave_last_n_split needs timestamps; these interactions have none "
-                         "(pass time_col when reading)")
+        raise ValueError(
+            "leave_last_n_split needs timestamps; these interactions have none "
+            "(pass time_col when reading)"
+        )
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     d = interactions
@@ -189,8 +207,9 @@ def leave_last_n_split(
     shape = (d.n_users, d.n_items)
 
     def build(mask: np.ndarray) -> sp.csr_matrix:
-        m = sp.csr_matrix((np.ones(int(mask.sum()), dtype=np.float32), (u[mask], i[mask])),
-                          shape=shape)
+        m = sp.csr_matrix(
+            (np.ones(int(mask.sum()), dtype=np.float32), (u[mask], i[mask])), shape=shape
+        )
         m.sort_indices()
         return m
 
@@ -241,8 +260,10 @@ def cold_start_split(X: Any, *, frac_items: float = 0.1, seed: int = 0) -> ColdS
         raise ValueError(f"frac_items must be in (0, 1), got {frac_items}")
     active = np.flatnonzero(np.diff(X.tocsc().indptr) > 0)
     if len(active) < 2:
-        raise ValueError(f"X has {len(active)} item(s) with interactions; a cold-start split "
-                         "needs at least 2 (one held out, one kept)")
+        raise ValueError(
+            f"X has {len(active)} item(s) with interactions; a cold-start split "
+            "needs at least 2 (one held out, one kept)"
+        )
     n_cold = int(min(max(1, round(frac_items * len(active))), len(active) - 1))
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(active, size=n_cold, replace=False)).astype(np.int64)

@@ -14,10 +14,20 @@ from .base import Recommender
 from .ease import EASE
 from .popularity import Popularity
 
-__all__ = ["AutoEncoder", "AutoEncoderConfig", "EASE", "Explanation", "Popularity", "Recommender", "load_model"]
+__all__ = [
+    "AutoEncoder",
+    "AutoEncoderConfig",
+    "EASE",
+    "Explanation",
+    "Popularity",
+    "Recommender",
+    "load_model",
+]
 
 _TYPES: dict[str, type[Recommender]] = {
-    "AutoEncoder": AutoEncoder, "EASE": EASE, "Popularity": Popularity
+    "AutoEncoder": AutoEncoder,
+    "EASE": EASE,
+    "Popularity": Popularity,
 }
 
 

@@ -46,16 +46,20 @@ def check_history(history: Any, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     if sp.issparse(history):
         m = as_interactions(history, "history", n_items=n_items)
         if m.shape[0] != 1:
-            raise ValueError(f"history as a sparse matrix must have one row (one user), got "
-                             f"shape {m.shape}")
+            raise ValueError(
+                f"history as a sparse matrix must have one row (one user), got shape {m.shape}"
+            )
         return m.indices.astype(np.int64), m.data.astype(np.float32)
     if isinstance(history, (str, bytes)) or history is None or np.isscalar(history):
-        raise TypeError(f"history must be a sequence of item ids or a sparse row of {n_items} "
-                        f"items, got {type(history).__name__}")
+        raise TypeError(
+            f"history must be a sequence of item ids or a sparse row of {n_items} "
+            f"items, got {type(history).__name__}"
+        )
     ids = np.asarray(history)
     if ids.ndim != 1:
-        raise ValueError(f"history must be a 1-D sequence of item ids (or a sparse row), got "
-                         f"shape {ids.shape}")
+        raise ValueError(
+            f"history must be a 1-D sequence of item ids (or a sparse row), got shape {ids.shape}"
+        )
     if ids.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     if not np.issubdtype(ids.dtype, np.integer):
@@ -84,8 +88,7 @@ def check_n(n: Any) -> int:
     return check_positive_int(n, "n")
 
 
-def ranked(item: int, ids: np.ndarray, linear: np.ndarray, deep: np.ndarray,
-           n: int) -> Explanation:
+def ranked(item: int, ids: np.ndarray, linear: np.ndarray, deep: np.ndarray, n: int) -> Explanation:
     """The n history items of largest linear + deep contribution (ties: lower id first)."""
     linear = np.asarray(linear, np.float32)
     deep = np.asarray(deep, np.float32)

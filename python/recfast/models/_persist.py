@@ -68,8 +68,10 @@ def open_model_zip(path: str | os.PathLike) -> tuple[str, zipfile.ZipFile]:
     try:
         for info in zf.infolist():
             if info.header_offset < 0 or info.header_offset + info.compress_size > size:
-                raise ValueError(f"member {info.filename!r} claims {info.compress_size} bytes "
-                                 f"at offset {info.header_offset} in a file of {size}")
+                raise ValueError(
+                    f"member {info.filename!r} claims {info.compress_size} bytes "
+                    f"at offset {info.header_offset} in a file of {size}"
+                )
             if info.compress_type == zipfile.ZIP_STORED:
                 ok = info.file_size == info.compress_size
             elif info.compress_type == zipfile.ZIP_DEFLATED:
@@ -77,8 +79,10 @@ def open_model_zip(path: str | os.PathLike) -> tuple[str, zipfile.ZipFile]:
             else:
                 raise ValueError(f"member {info.filename!r} uses an unsupported compression")
             if not ok:
-                raise ValueError(f"member {info.filename!r} claims {info.file_size} bytes from "
-                                 f"{info.compress_size} stored")
+                raise ValueError(
+                    f"member {info.filename!r} claims {info.file_size} bytes from "
+                    f"{info.compress_size} stored"
+                )
     except ValueError as exc:
         zf.close()
         raise damaged(p, exc) from None
@@ -105,8 +109,10 @@ def _read_npy(zf: zipfile.ZipFile, name: str, path: str, ndim: int | None = None
                 raise ValueError(f"{what} has shape {shape}, expected {ndim}-D")
             nbytes = math.prod(shape) * dtype.itemsize
             if nbytes != info.file_size - f.tell():
-                raise ValueError(f"{what} claims shape {shape} ({nbytes} bytes) but the file "
-                                 f"holds {info.file_size - f.tell()} bytes of it")
+                raise ValueError(
+                    f"{what} claims shape {shape} ({nbytes} bytes) but the file "
+                    f"holds {info.file_size - f.tell()} bytes of it"
+                )
             return _read_data(f, shape, fortran, dtype)
     except MemoryError:
         raise
@@ -136,8 +142,9 @@ def _read_header(zf: zipfile.ZipFile, path: str) -> dict:
     return header
 
 
-def load_npz(path: str | os.PathLike, model_type: str,
-             arrays: dict[str, int]) -> tuple[dict, dict[str, np.ndarray]]:
+def load_npz(
+    path: str | os.PathLike, model_type: str, arrays: dict[str, int]
+) -> tuple[dict, dict[str, np.ndarray]]:
     """(header, arrays) of a file written by save_npz for `model_type`.
 
     `arrays` names the arrays the model needs and the number of dimensions of each; every one
@@ -160,8 +167,9 @@ def load_npz(path: str | os.PathLike, model_type: str,
                 raise ValueError(f"{p}: the array {name!r} is missing; damaged model file")
             arr = _read_npy(zf, f"{name}.npy", p, ndim=ndim)
             if arr.size and not np.isfinite(arr).all():
-                raise ValueError(f"{p}: the array {name!r} holds NaN or infinite values; "
-                                 f"damaged model file")
+                raise ValueError(
+                    f"{p}: the array {name!r} holds NaN or infinite values; damaged model file"
+                )
             out[name] = arr
     return header, out
 
@@ -170,8 +178,10 @@ def header_n_items(header: dict, path: str | os.PathLike, n_items: int) -> None:
     """Check the item count a header states (files of older versions state none)."""
     stated = header.get("n_items", n_items)
     if isinstance(stated, bool) or not isinstance(stated, int) or stated != n_items:
-        raise ValueError(f"{os.fspath(path)}: the header states {stated!r} items but the arrays "
-                         f"hold {n_items}; damaged model file")
+        raise ValueError(
+            f"{os.fspath(path)}: the header states {stated!r} items but the arrays "
+            f"hold {n_items}; damaged model file"
+        )
 
 
 def stored_model_type(path: str | os.PathLike) -> str:

@@ -44,8 +44,11 @@ def build_exclusion(X: sp.csr_matrix, filter_seen: bool, filter_items: Any) -> E
                 ids = np.unique(ids)
                 rows = np.repeat(np.arange(n_users), ids.size)
                 cols = np.tile(ids, n_users)
-                parts.append(sp.csr_matrix(
-                    (np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items)))
+                parts.append(
+                    sp.csr_matrix(
+                        (np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items)
+                    )
+                )
     if not parts:
         return None
     if len(parts) == 1 and parts[0] is X:
@@ -75,8 +78,9 @@ def cosine_similar_items(emb: np.ndarray, item_ids: Any, k: int) -> TopK:
 SCORE_BLOCK_USERS = 1024
 
 
-def item_item_scores(m: sp.csr_matrix, item_item: np.ndarray,
-                     dense: np.ndarray | None = None) -> np.ndarray:
+def item_item_scores(
+    m: sp.csr_matrix, item_item: np.ndarray, dense: np.ndarray | None = None
+) -> np.ndarray:
     """Scores X @ item_item (+ `dense`, updated in place when given) of the histories m.
 
     X is sparse, so this costs nnz(X) x n_items multiply-adds (natively, cache-blocked), where
@@ -86,8 +90,13 @@ def item_item_scores(m: sp.csr_matrix, item_item: np.ndarray,
     return _native.csr_dense_accumulate(m, item_item, out, num_threads=available_cpus())
 
 
-def item_item_topk(m: sp.csr_matrix, item_item: np.ndarray, k: int, exclude: Exclusion | None,
-                   dense_part: Any = None) -> TopK:
+def item_item_topk(
+    m: sp.csr_matrix,
+    item_item: np.ndarray,
+    k: int,
+    exclude: Exclusion | None,
+    dense_part: Any = None,
+) -> TopK:
     """recfast.select_topk over the score rows X @ item_item (+ dense_part(X)), by blocks.
 
     dense_part(block) gives the float32 dense scores of a block of histories (or None).

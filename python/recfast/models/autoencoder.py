@@ -108,14 +108,26 @@ class AutoEncoderConfig:
 # its hidden layer of 300 ranked as well as 600 (5 paired seeds: ml-latest-small NDCG@100
 # +0.0029 +- 0.0033, ml-100k -0.0015 +- 0.0083) at half the output layer's cost in recommend.
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "hybrid": dict(latent_dim=200, hidden=(300,), dropout=0.5, epochs=15, batch_size=500,
-                   weight_decay=0.0, linear_rank=512, linear_l2=200.0, loss="mse"),
-    "dae": dict(latent_dim=200, hidden=(), dropout=0.5, epochs=100, batch_size=500,
-                weight_decay=0.0),
-    "vae": dict(latent_dim=200, hidden=(600,), dropout=0.5, epochs=100, batch_size=500,
-                weight_decay=0.0),
-    "ae": dict(latent_dim=200, hidden=(600,), dropout=0.0, epochs=100, batch_size=500,
-               weight_decay=0.0),
+    "hybrid": dict(
+        latent_dim=200,
+        hidden=(300,),
+        dropout=0.5,
+        epochs=15,
+        batch_size=500,
+        weight_decay=0.0,
+        linear_rank=512,
+        linear_l2=200.0,
+        loss="mse",
+    ),
+    "dae": dict(
+        latent_dim=200, hidden=(), dropout=0.5, epochs=100, batch_size=500, weight_decay=0.0
+    ),
+    "vae": dict(
+        latent_dim=200, hidden=(600,), dropout=0.5, epochs=100, batch_size=500, weight_decay=0.0
+    ),
+    "ae": dict(
+        latent_dim=200, hidden=(600,), dropout=0.0, epochs=100, batch_size=500, weight_decay=0.0
+    ),
 }
 
 
@@ -125,7 +137,9 @@ def _resolve_device(device: str, torch: Any) -> Any:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch has no CUDA here; use device='cpu'")
     return dev
@@ -172,8 +186,12 @@ def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
             self._init()
 
         def _init(self) -> None:
-            for w in [self.w_in, *[m.weight for m in self.enc], *[m.weight for m in self.dec],
-                      self.out.weight]:
+            for w in [
+                self.w_in,
+                *[m.weight for m in self.enc],
+                *[m.weight for m in self.dec],
+                self.out.weight,
+            ]:
                 nn.init.xavier_uniform_(w)
             for m in [*self.enc, *self.dec, self.out]:
                 nn.init.normal_(m.bias, std=0.001)
@@ -197,7 +215,7 @@ def _build_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
                 if not (vae and i == n - 1):
                     h = torch.tanh(h)
             if vae:
-                return h[:, : cfg.latent_dim], h[:, cfg.latent_dim:]
+                return h[:, : cfg.latent_dim], h[:, cfg.latent_dim :]
             return h, None
 
         def hidden_of(self, z: Any) -> Any:
@@ -276,7 +294,9 @@ class AutoEncoder(Recommender):
         if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
             hidden = (int(hidden),)
         if not isinstance(hidden, (tuple, list)):
-            raise TypeError(f"hidden must be a sequence of layer sizes, got {type(hidden).__name__}")
+            raise TypeError(
+                f"hidden must be a sequence of layer sizes, got {type(hidden).__name__}"
+            )
         hidden = tuple(check_positive_int(h, "hidden") for h in hidden)
         if not isinstance(device, str):
             raise TypeError(f"device must be a string, got {type(device).__name__}")
@@ -291,10 +311,15 @@ class AutoEncoder(Recommender):
             lr=check_float(lr, "lr", strict_min=True),
             batch_size=check_positive_int(pick(batch_size, "batch_size"), "batch_size"),
             weight_decay=check_float(pick(weight_decay, "weight_decay"), "weight_decay"),
-            linear_rank=check_positive_int(pick(linear_rank, "linear_rank") if variant == "hybrid"
-                                           else (linear_rank or 0), "linear_rank", minimum=0),
-            linear_l2=check_float(pick(linear_l2, "linear_l2") if variant == "hybrid"
-                                  else (linear_l2 or 0.0), "linear_l2"),
+            linear_rank=check_positive_int(
+                pick(linear_rank, "linear_rank") if variant == "hybrid" else (linear_rank or 0),
+                "linear_rank",
+                minimum=0,
+            ),
+            linear_l2=check_float(
+                pick(linear_l2, "linear_l2") if variant == "hybrid" else (linear_l2 or 0.0),
+                "linear_l2",
+            ),
             anneal_cap=check_float(anneal_cap, "anneal_cap"),
             anneal_steps=check_positive_int(anneal_steps, "anneal_steps"),
             random_state=check_positive_int(random_state, "random_state", minimum=0),
@@ -303,10 +328,12 @@ class AutoEncoder(Recommender):
         )
         if variant == "hybrid":
             self.config.full_rank_max_items = check_positive_int(
-                full_rank_max_items, "full_rank_max_items", minimum=0)
+                full_rank_max_items, "full_rank_max_items", minimum=0
+            )
             self.config.linear_steps = check_positive_int(linear_steps, "linear_steps")
-            grid = tuple(check_float(g, "linear_l2_grid", strict_min=True)
-                         for g in (linear_l2_grid or ()))
+            grid = tuple(
+                check_float(g, "linear_l2_grid", strict_min=True) for g in (linear_l2_grid or ())
+            )
             self.config.linear_l2_grid = tuple(sorted(set(grid), reverse=True))
         if self.config.loss not in ("mult", "mse"):
             raise ValueError(f"loss must be 'mult' or 'mse', got {loss!r}")
@@ -314,7 +341,9 @@ class AutoEncoder(Recommender):
             raise ValueError("linear_rank must be >= 1 for variant='hybrid' (use variant='dae')")
         self.device = device
         self.verbose = bool(verbose)
-        self.num_threads = None if num_threads is None else check_positive_int(num_threads, "num_threads")
+        self.num_threads = (
+            None if num_threads is None else check_positive_int(num_threads, "num_threads")
+        )
         _resolve_device(device, require_torch())  # validate now
 
     def _repr_params(self) -> dict:
@@ -340,8 +369,9 @@ class AutoEncoder(Recommender):
         idx = torch.stack([rows, cols])
 
         def make(v: Any) -> Any:
-            return torch.sparse_coo_tensor(idx, v, m.shape, is_coalesced=True,
-                                           check_invariants=False).to(self._dev)
+            return torch.sparse_coo_tensor(
+                idx, v, m.shape, is_coalesced=True, check_invariants=False
+            ).to(self._dev)
 
         # the deep path reads the normalized rows, the linear shortcut the raw ones
         if getattr(self.net_, "full", False):  # B was fitted on clean rows: it reads them
@@ -373,7 +403,9 @@ class AutoEncoder(Recommender):
         return logits, kl
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, *, validation: Any = None, callback: Callable | None = None) -> AutoEncoder:
+    def fit(
+        self, X: Any, *, validation: Any = None, callback: Callable | None = None
+    ) -> AutoEncoder:
         """Train on the users x items matrix X (rows of CSR sparse, batches made per step).
 
         validation: (input_csr, target_csr) of held-out users: NDCG@100 is measured every
@@ -435,8 +467,12 @@ class AutoEncoder(Recommender):
         opt = torch.optim.Adam(groups, lr=cfg.lr)
         from tqdm.auto import tqdm
 
-        bar = tqdm(range(cfg.epochs), disable=not self.verbose, desc=f"AutoEncoder[{cfg.variant}]",
-                   unit="epoch")
+        bar = tqdm(
+            range(cfg.epochs),
+            disable=not self.verbose,
+            desc=f"AutoEncoder[{cfg.variant}]",
+            unit="epoch",
+        )
         self.history_ = []
         best = -math.inf
         best_state = None
@@ -448,7 +484,7 @@ class AutoEncoder(Recommender):
             order = torch.randperm(n_users, generator=gen).numpy()
             total, count = 0.0, 0
             for s in range(0, n_users, cfg.batch_size):
-                rows = np.sort(order[s:s + cfg.batch_size])
+                rows = np.sort(order[s : s + cfg.batch_size])
                 batch = m[rows]
                 xs = self._sparse_batch(batch, train=True, gen=gen)
                 target = torch.from_numpy(batch.toarray()).to(self._dev)
@@ -469,7 +505,9 @@ class AutoEncoder(Recommender):
                 total += float(loss.detach()) * len(rows)
                 count += len(rows)
             logs = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0}
-            if validation is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1):
+            if validation is not None and (
+                (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1
+            ):
                 net.eval()
                 self._drop_inference_caches()
                 ndcg = self._validation_ndcg(*validation)
@@ -505,15 +543,19 @@ class AutoEncoder(Recommender):
         n = m.shape[1]
         chunks = []
         for s in range(0, m.shape[0], 8192):
-            c = m[s:s + 8192].tocoo()
+            c = m[s : s + 8192].tocoo()
             idx = torch.from_numpy(np.vstack([c.row, c.col]).astype(np.int64))
-            chunks.append(torch.sparse_coo_tensor(idx, torch.from_numpy(c.data), c.shape,
-                                                  check_invariants=False)
-                          .coalesce().to(dev))
+            chunks.append(
+                torch.sparse_coo_tensor(
+                    idx, torch.from_numpy(c.data), c.shape, check_invariants=False
+                )
+                .coalesce()
+                .to(dev)
+            )
         # G = X'X: the co-occurrence counts (sparse product, then dense n x n)
         gram = torch.from_numpy((m.T @ m).toarray().astype(np.float32)).to(dev)
         # torch's sparse @ dense runs ~30-50x below dense GEMM speed on CPU: weigh flops so
-        dense_path = 2.0 * n ** 3 <= 30 * 4.0 * m.nnz * n
+        dense_path = 2.0 * n**3 <= 30 * 4.0 * m.nnz * n
         chunks_t = [c.t().coalesce() for c in chunks]
 
         def hess(b: Any) -> Any:  # G b
@@ -527,7 +569,11 @@ class AutoEncoder(Recommender):
         diag_g = gram.diagonal().clone()
         gen = torch.Generator().manual_seed(cfg.random_state)
         b = torch.zeros(n, n, device=dev)
-        grid = cfg.linear_l2_grid if (validation is not None and cfg.linear_l2_grid) else (cfg.linear_l2,)
+        grid = (
+            cfg.linear_l2_grid
+            if (validation is not None and cfg.linear_l2_grid)
+            else (cfg.linear_l2,)
+        )
         best: tuple[float, Any, Any] = (-math.inf, None, None)  # (validation NDCG, lambda, B)
         for i, lam in enumerate(grid):
             pinv = 1.0 / (diag_g + lam)
@@ -571,7 +617,7 @@ class AutoEncoder(Recommender):
         out = []
         k = min(100, b.shape[0])
         for s in range(0, v_in.shape[0], 2048):
-            x = torch.from_numpy(v_in[s:s + 2048].toarray()).to(b.device)
+            x = torch.from_numpy(v_in[s : s + 2048].toarray()).to(b.device)
             sc = x @ b
             sc[x > 0] = -math.inf
             out.append(torch.topk(sc, k, dim=1).indices.cpu().numpy())
@@ -605,7 +651,7 @@ class AutoEncoder(Recommender):
         outs = []
         with torch.no_grad():
             for s in range(0, m.shape[0], batch_size):
-                xb = self._sparse_batch(m[s:s + batch_size], train=False)
+                xb = self._sparse_batch(m[s : s + batch_size], train=False)
                 outs.append(self._user_vectors(xb).cpu().numpy())
         dim = self.item_embeddings().shape[1]
         return np.concatenate(outs) if outs else np.empty((0, dim), np.float32)
@@ -653,7 +699,9 @@ class AutoEncoder(Recommender):
         torch's CPU GEMM here), tanh in NumPy."""
         w_in, b_in, layers = self._dense_weights()
         norms = np.sqrt(np.asarray(m.multiply(m).sum(1)).ravel()).astype(np.float32)
-        xn = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, np.float32(1e-12))) @ m, dtype=np.float32)
+        xn = sp.csr_matrix(
+            sp.diags(1.0 / np.maximum(norms, np.float32(1e-12))) @ m, dtype=np.float32
+        )
         h = np.repeat(b_in[None, :], m.shape[0], axis=0)
         item_item_scores(xn, w_in, h)
         threads = available_cpus()
@@ -674,8 +722,9 @@ class AutoEncoder(Recommender):
             def arr(t: Any) -> np.ndarray:
                 return np.ascontiguousarray(t.detach().float().cpu().numpy())
 
-            layers = [(arr(lin.weight), arr(lin.bias)[None, :])
-                      for lin in [*net.enc, *net.dec, net.out]]
+            layers = [
+                (arr(lin.weight), arr(lin.bias)[None, :]) for lin in [*net.enc, *net.dec, net.out]
+            ]
             cache = (arr(net.w_in), arr(net.b_in), layers)
             self._w_cache = cache
         return cache
@@ -697,8 +746,9 @@ class AutoEncoder(Recommender):
             self._ii_cache = cache
         return cache
 
-    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
-                  filter_items: Any = None) -> TopK:
+    def recommend(
+        self, X: Any, k: int = 10, *, filter_seen: bool = True, filter_items: Any = None
+    ) -> TopK:
         """Top-k items for each row of X (a user's history, known or new).
 
         User vectors [h_u, x~_u U, 1] against item vectors [W_j, V_j, b_j] through
@@ -758,8 +808,13 @@ class AutoEncoder(Recommender):
         ids, x = check_history(history, self.n_items_)
         item = check_item(item, self.n_items_)
         n = check_n(n)
-        return ranked(item, ids, self._linear_contributions(ids, x, item),
-                      self._deep_attribution(ids, x, item), n)
+        return ranked(
+            item,
+            ids,
+            self._linear_contributions(ids, x, item),
+            self._deep_attribution(ids, x, item),
+            n,
+        )
 
     def _linear_contributions(self, ids: np.ndarray, x: np.ndarray, item: int) -> np.ndarray:
         net = self.net_
@@ -797,8 +852,13 @@ class AutoEncoder(Recommender):
         cfg["hidden"] = list(cfg["hidden"])
         cfg["linear_l2_grid"] = list(cfg["linear_l2_grid"])
         state = {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}
-        payload = {"model_type": "AutoEncoder", "format_version": FORMAT_VERSION,
-                   "config": cfg, "n_items": self.n_items_, "state_dict": state}
+        payload = {
+            "model_type": "AutoEncoder",
+            "format_version": FORMAT_VERSION,
+            "config": cfg,
+            "n_items": self.n_items_,
+            "state_dict": state,
+        }
         atomic_write(path, lambda f: torch.save(payload, f))
 
     @classmethod
@@ -837,18 +897,23 @@ class AutoEncoder(Recommender):
         expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         if set(expected) != set(state):
             missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-            raise ValueError(f"{p}: the weights do not match the config (missing {missing}, "
-                             f"unexpected {extra}); damaged model file")
+            raise ValueError(
+                f"{p}: the weights do not match the config (missing {missing}, "
+                f"unexpected {extra}); damaged model file"
+            )
         weights = {}
         for name, shape in expected.items():
             t = state[name]
             if tuple(t.shape) != shape:
-                raise ValueError(f"{p}: weight {name!r} has shape {tuple(t.shape)} but the "
-                                 f"config ({n_items} items, variant {model.config.variant!r}) "
-                                 f"makes it {shape}; damaged model file")
+                raise ValueError(
+                    f"{p}: weight {name!r} has shape {tuple(t.shape)} but the "
+                    f"config ({n_items} items, variant {model.config.variant!r}) "
+                    f"makes it {shape}; damaged model file"
+                )
             if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{p}: weight {name!r} does not hold finite floats; damaged "
-                                 f"model file")
+                raise ValueError(
+                    f"{p}: weight {name!r} does not hold finite floats; damaged model file"
+                )
             weights[name] = t.detach().to(torch.float32).contiguous()
         net.load_state_dict(weights, assign=True)
         model._torch = torch
@@ -875,11 +940,13 @@ def _checked_payload(payload: Any, path: str) -> tuple[dict[str, Any], int, dict
     if unknown:
         raise ValueError(f"{path}: unknown config settings {unknown}; damaged model file")
     if isinstance(n_items, bool) or not isinstance(n_items, int) or n_items < 1:
-        raise ValueError(f"{path}: n_items must be a positive int, got {n_items!r}; damaged "
-                         f"model file")
+        raise ValueError(
+            f"{path}: n_items must be a positive int, got {n_items!r}; damaged model file"
+        )
     torch = require_torch()
     if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ValueError(f"{path}: the file has no state_dict of tensors; damaged model file")
     return dict(cfg), n_items, state
 

@@ -50,7 +50,9 @@ class EASE(Recommender):
         if memory_limit is not None:
             memory_limit = int(memory_limit)
             if memory_limit <= 0:
-                raise ValueError(f"memory_limit must be a positive number of bytes, got {memory_limit}")
+                raise ValueError(
+                    f"memory_limit must be a positive number of bytes, got {memory_limit}"
+                )
         self.memory_limit = memory_limit
 
     def _repr_params(self) -> dict:
@@ -85,8 +87,9 @@ class EASE(Recommender):
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
-    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
-                  filter_items: Any = None) -> TopK:
+    def recommend(
+        self, X: Any, k: int = 10, *, filter_seen: bool = True, filter_items: Any = None
+    ) -> TopK:
         """Top-k items by x @ B for each row (user history) of X.
 
         The scores x @ B are computed from the sparse rows block by block and selected by
@@ -138,8 +141,9 @@ class EASE(Recommender):
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
-        save_npz(path, "EASE", {"config": {"l2": self.l2}, "n_items": self.n_items_},
-                 {"B": self.B_})
+        save_npz(
+            path, "EASE", {"config": {"l2": self.l2}, "n_items": self.n_items_}, {"B": self.B_}
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EASE:
@@ -147,17 +151,20 @@ class EASE(Recommender):
         header, arrays = load_npz(path, "EASE", {"B": 2})
         config = header["config"]
         if set(config) != {"l2"}:
-            raise ValueError(f"{os.fspath(path)}: the config holds {sorted(config)}, expected "
-                             f"['l2']; damaged model file")
+            raise ValueError(
+                f"{os.fspath(path)}: the config holds {sorted(config)}, expected "
+                f"['l2']; damaged model file"
+            )
         try:
             model = cls(l2=config["l2"])
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{os.fspath(path)}: bad config ({exc}); damaged model "
-                             f"file") from None
+            raise ValueError(f"{os.fspath(path)}: bad config ({exc}); damaged model file") from None
         b = arrays["B"]
         if b.shape[0] != b.shape[1]:
-            raise ValueError(f"{os.fspath(path)}: B has shape {b.shape}, expected items x items; "
-                             f"damaged model file")
+            raise ValueError(
+                f"{os.fspath(path)}: B has shape {b.shape}, expected items x items; "
+                f"damaged model file"
+            )
         header_n_items(header, path, int(b.shape[0]))
         model.B_ = np.ascontiguousarray(b, dtype=np.float32)
         model.n_items_ = int(model.B_.shape[0])

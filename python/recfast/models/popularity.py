@@ -27,8 +27,9 @@ class Popularity(Recommender):
     def _repr_params(self) -> dict:
         return {}
 
-    def recommend(self, X: Any, k: int = 10, *, filter_seen: bool = True,
-                  filter_items: Any = None) -> TopK:
+    def recommend(
+        self, X: Any, k: int = 10, *, filter_seen: bool = True, filter_items: Any = None
+    ) -> TopK:
         """Top-k unseen items by popularity for each row (user history) of X."""
         self._check_fitted()
         k = check_k(k)
@@ -39,20 +40,27 @@ class Popularity(Recommender):
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
-        save_npz(path, "Popularity", {"config": {}, "n_items": self.n_items_},
-                 {"item_counts": self.item_counts_})
+        save_npz(
+            path,
+            "Popularity",
+            {"config": {}, "n_items": self.n_items_},
+            {"item_counts": self.item_counts_},
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Popularity:
         """A Popularity written by save(); ValueError naming the file when it is damaged."""
         header, arrays = load_npz(path, "Popularity", {"item_counts": 1})
         if header["config"]:
-            raise ValueError(f"{os.fspath(path)}: the config holds {sorted(header['config'])}, "
-                             f"expected nothing; damaged model file")
+            raise ValueError(
+                f"{os.fspath(path)}: the config holds {sorted(header['config'])}, "
+                f"expected nothing; damaged model file"
+            )
         counts = arrays["item_counts"]
         if counts.size and counts.min() < 0:
-            raise ValueError(f"{os.fspath(path)}: item_counts must be non-negative counts; "
-                             f"damaged model file")
+            raise ValueError(
+                f"{os.fspath(path)}: item_counts must be non-negative counts; damaged model file"
+            )
         header_n_items(header, path, int(counts.shape[0]))
         model = cls()
         model.item_counts_ = counts.astype(np.float32)
