@@ -3,7 +3,11 @@
 //      pages (what B = 1 scans approach: int8 reads 1 byte per dimension, float16 2);
 //   2. issue rate of the AVX2 integer multiplies the int8 kernels use (vpmaddubsw, vpmaddwd),
 //      alone and mixed with the adds and broadcasts around them, in cycles per op, taking
-//      vfmadd231ps at 2 per cycle as the clock reference (what B = 1024 int8 scans approach).
+//      vfmadd231ps at 2 per cycle as the clock reference (what B = 1024 int8 scans approach);
+//   3. the float32 FMA rate with 256- and 512-bit vectors, on 1 and all threads, and the float16
+//      conversion rate (the probes of cpp/src/runtime/hw_probe.cpp, which `python -m
+//      recfast.bench` also runs for its floor column): the compute floor of float32 scans is
+//      2 B N d flops at the best of these rates.
 //
 //   bash bench/hw_floors.sh            (builds this file and runs it)
 #include <sys/mman.h>
@@ -16,6 +20,8 @@
 #include <vector>
 
 #include <immintrin.h>
+
+#include "recfast/hw_probe.h"
 
 namespace {
 
@@ -120,5 +126,16 @@ int main(int argc, char** argv) {
   const int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::thread::hardware_concurrency());
   report_read_rate(mib, threads);
   report_issue_rates();
+  for (int bits : {256, 512}) {
+    const double one = recfast::probe_fma_gflops(bits, 1);
+    if (one == 0.0) {
+      std::printf("float32 FMA, %d-bit vectors: not on this CPU\n", bits);
+      continue;
+    }
+    std::printf("float32 FMA, %d-bit vectors: %.0f GFLOP/s on 1 thread, %.0f on %d threads\n",
+                bits, one, recfast::probe_fma_gflops(bits, threads), threads);
+  }
+  std::printf("float16 -> float32 conversion (vcvtph2ps): %.1f G floats/s on %d threads\n",
+              recfast::probe_f16_gfloats(threads), threads);
   return 0;
 }

@@ -273,10 +273,17 @@ def test_bench_saves_json_for_the_readme_table(
     rows = data["results"]
     assert {r["tag"] for r in rows} == {"recfast-dot", "recfast-cosine"}
     assert all(r["check"]["bad"] == 0 and r["check"]["rows"] == r["B"] for r in rows)
+    # Every row has its measured floor, and short calls were timed 30 times for the median/p99.
+    floors = data["machine"]["floors"]
+    assert floors["read_gbs"] > 0 and floors["fma256_gflops"] + floors["fma512_gflops"] > 0
+    for r in rows:
+        assert r["floor_s"] >= 16 * 2000 * 4 / (floors["read_gbs"] * 1e9)
+        assert r["repeats"] >= 30 or sum(r["times_ms"]) >= 1000
+        assert r["best_s"] <= r["median_s"] <= r["p99_s"]
     capsys.readouterr()
     assert bench.main(["--markdown", str(saved)]) == 0
     table = capsys.readouterr().out
-    assert "| d | B | k | recfast dot | recfast cosine |" in table
+    assert "| d | B | k | floor (recfast dot's share) | recfast dot | recfast cosine |" in table
     assert "| 16 | 4 | 5 | " in table and "every cell passed the float64 check" in table
 
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "recfast/bindings/toolkit.h"
+#include "recfast/hw_probe.h"
 #include "recfast/simd.h"
 #include "recfast/test_hooks.h"
 #include "recfast/topk.h"
@@ -95,6 +96,34 @@ PYBIND11_MODULE(_core, m) {
       },
       "The levels set_simd_level accepts here, lowest first, then 'avx512_emulated' (the AVX-512 "
       "top-k kernels over SIMDe) in builds with RECFAST_SIMDE_TEST=ON.");
+  m.def(
+      "hw_floors",
+      [](int64_t read_mib, int threads) {
+        if (read_mib < 1) throw py::value_error("read_mib must be >= 1");
+        rb::check_num_threads(threads);
+        double read = 0, fma256 = 0, fma256_1 = 0, fma512 = 0, fma512_1 = 0, f16 = 0;
+        rb::run_without_gil([&] {
+          read = recfast::probe_read_gbs(static_cast<size_t>(read_mib) << 20, threads, 5);
+          fma256_1 = recfast::probe_fma_gflops(256, 1);
+          fma256 = recfast::probe_fma_gflops(256, threads);
+          fma512_1 = recfast::probe_fma_gflops(512, 1);
+          fma512 = recfast::probe_fma_gflops(512, threads);
+          f16 = recfast::probe_f16_gfloats(threads);
+        });
+        py::dict d;
+        d["threads"] = threads;
+        d["read_gbs"] = read;
+        d["fma256_gflops_1thread"] = fma256_1;
+        d["fma256_gflops"] = fma256;
+        d["fma512_gflops_1thread"] = fma512_1;
+        d["fma512_gflops"] = fma512;
+        d["f16_gfloats"] = f16;
+        return d;
+      },
+      py::arg("read_mib"), py::arg("threads"),
+      "Measured machine rates (a fraction of a second): streaming read GB/s over read_mib MiB, "
+      "float32 FMA GFLOP/s with 256- and 512-bit vectors (1 thread and `threads`; 0 where the "
+      "CPU lacks the width) and float16 conversions in billions per second.");
   register_index(m);
   register_score_rows(m);
 }

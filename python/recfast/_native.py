@@ -178,6 +178,13 @@ def simd_levels() -> list[str]:
     return list(_core._simd_levels())
 
 
+def hw_floors(read_mib: int = 256, threads: int = 1) -> dict[str, float]:
+    """This machine's measured rates (about half a second): streaming read GB/s, float32 FMA
+    GFLOP/s with 256- and 512-bit vectors on 1 and `threads` threads (0 where the CPU lacks the
+    width) and float16 conversions in billions per second. The benchmarks' floors."""
+    return dict(_core.hw_floors(int(read_mib), int(threads)))
+
+
 def quant_kernel() -> str:
     """The kernel set the quantized scans use now."""
     return _core.quant_kernel()

@@ -16,6 +16,9 @@ enum class SimdLevel { Generic = 0, AVX2 = 1, AVX512 = 2, AVX512Emulated = 3 };
 // RECFAST_SIMD=generic|avx2|avx512 (a level above what the CPU has is ignored). Detected once.
 SimdLevel detect();
 
+// The best level of the CPU and OS alone, whatever RECFAST_SIMD says (hw_probe.h).
+SimdLevel detect_cpu();
+
 // The level the compute kernels use; equal to detect() unless set_level() changed it.
 SimdLevel active_level();
 

@@ -62,8 +62,13 @@ std::atomic<int> g_active{-1};
 
 }  // namespace
 
+SimdLevel detect_cpu() {
+  static const SimdLevel level = cpu_level();
+  return level;
+}
+
 SimdLevel detect() {
-  static const SimdLevel level = env_level(cpu_level());
+  static const SimdLevel level = env_level(detect_cpu());
   return level;
 }
 

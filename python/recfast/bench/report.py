@@ -47,6 +47,37 @@ def gflops(n: int, d: int, b: int, seconds: float) -> float:
     return 2.0 * b * n * d / seconds / 1e9
 
 
+# Bytes per stored item value of each row's scan (the rest stream float32).
+_VALUE_BYTES = {"index-float16": 2, "index-int8": 1}
+
+
+def floor_seconds(tag: str, n: int, d: int, b: int, floors: dict | None) -> float | None:
+    """The hardware floor of one call: the larger of reading the N x d items once at the
+    measured read rate and 2 B N d flops at the machine's measured float32 FMA rate (its widest
+    vectors, all threads). int8 rows get the read floor only (their multiplies are integer).
+    None without measured floors."""
+    if not floors:
+        return None
+    read = float(floors.get("read_gbs") or 0.0)
+    fma = max(float(floors.get("fma256_gflops") or 0.0), float(floors.get("fma512_gflops") or 0.0))
+    t_read = n * d * _VALUE_BYTES.get(tag, 4) / (read * 1e9) if read > 0 else 0.0
+    t_fma = 2.0 * b * n * d / (fma * 1e9) if fma > 0 and tag != "index-int8" else 0.0
+    return max(t_read, t_fma) or None
+
+
+def floors_text(floors: dict | None) -> str:
+    """One line of the measured machine rates the floors come from."""
+    if not floors:
+        return "floors: not measured"
+    return (
+        f"floors measured here ({floors['threads']} threads): read {floors['read_gbs']:.1f} GB/s, "
+        f"float32 FMA {floors['fma256_gflops']:.0f} GFLOP/s (256-bit), "
+        f"{floors['fma512_gflops']:.0f} GFLOP/s (512-bit; 0: none), "
+        f"float16 conversion {floors['f16_gfloats']:.1f} G/s; "
+        "floor = max(items read once, 2 B N d flops at the best FMA rate)"
+    )
+
+
 def check_row(npz: str, truth: _bench_check.Truth) -> dict[str, Any]:
     """The float64 check (`recfast.bench.check.check_topk`) of one worker's saved answer."""
     with np.load(npz) as f:
@@ -96,7 +127,10 @@ def shape_table(n: int, d: int, b: int, k: int, rows: dict[str, dict]) -> str:
     base = rows.get(BASELINE)
     head = f"N={n:,} d={d} B={b} k={k}"
     lines = [head, "-" * len(head)]
-    cols = f"{'library':<27} {'ms':>9} {'GFLOP/s':>8} {'x recfast':>9} {'extra MB':>9}  {'reps':>4}  check"
+    cols = (
+        f"{'library':<27} {'median ms':>9} {'p99 ms':>8} {'floor ms':>8} {'of floor':>8} "
+        f"{'GFLOP/s':>8} {'x recfast':>9} {'extra MB':>9}  {'reps':>4}  check"
+    )
     lines.append(cols)
     for tag, label in ROWS:
         r = rows.get(tag)
@@ -105,10 +139,14 @@ def shape_table(n: int, d: int, b: int, k: int, rows: dict[str, dict]) -> str:
         if "error" in r:
             lines.append(f"{label:<27} {'ERROR':>9}  {r['error'][:80]}")
             continue
-        ratio = f"{r['best_s'] / base['best_s']:.2f}x" if base and "best_s" in base else "-"
+        ratio = f"{r['median_s'] / base['median_s']:.2f}x" if base and "median_s" in base else "-"
         note = f" (= {LABELS[r['from']]})" if tag == "faiss-best" else ""
+        floor = r.get("floor_s")
+        floor_ms = _fmt_ms(floor) if floor else "-"
+        share = f"{floor / r['median_s']:.0%}" if floor else "-"
         lines.append(
-            f"{label:<27} {_fmt_ms(r['best_s']):>9} {r['gflops']:>8.1f} {ratio:>9} "
+            f"{label:<27} {_fmt_ms(r['median_s']):>9} {_fmt_ms(r['p99_s']):>8} {floor_ms:>8} "
+            f"{share:>8} {r['gflops']:>8.1f} {ratio:>9} "
             f"{r['extra_peak_mb']:>9.1f}  {r['repeats']:>4}  {check_text(r.get('check'))}{note}"
         )
     return "\n".join(lines)
@@ -144,10 +182,10 @@ def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> st
         "implicit": "implicit",
     }
     head = f"{'d':>4} {'B':>5} {'k':>4}  " + " ".join(f"{names[t]:>17}" for t in present)
-    lines = [f"Summary, N={n:,}: ms (time / recfast dot time)", head]
+    lines = [f"Summary, N={n:,}: median ms (time / recfast dot time)", head]
     for s in shapes:
         rows = table.get(s, {})
-        base = rows.get(BASELINE, {}).get("best_s")
+        base = rows.get(BASELINE, {}).get("median_s")
         cells = []
         for t in present:
             r = rows.get(t)
@@ -157,8 +195,8 @@ def summary_table(n: int, shapes: list[tuple[int, int, int]], table: dict) -> st
                 cells.append(f"{'ERROR':>17}")
             else:
                 flag = "!" if failed(r.get("check")) or not r.get("check") else ""
-                ratio = f"({r['best_s'] / base:.2f}x){flag}" if base else ""
-                cells.append(f"{_fmt_ms(r['best_s']) + ' ' + ratio:>17}")
+                ratio = f"({r['median_s'] / base:.2f}x){flag}" if base else ""
+                cells.append(f"{_fmt_ms(r['median_s']) + ' ' + ratio:>17}")
         d, b, k = s
         lines.append(f"{d:>4} {b:>5} {k:>4}  " + " ".join(cells))
     return "\n".join(lines)
@@ -180,9 +218,9 @@ def plot(path: str, n: int, shapes: list[tuple[int, int, int]], table: dict) -> 
             if tag in ("faiss-blas", "faiss-shards"):
                 continue  # shown through "FAISS best"
             pts = sorted(
-                (b, table[(dd, b, kk)][tag]["best_s"] * 1e3)
+                (b, table[(dd, b, kk)][tag]["median_s"] * 1e3)
                 for (dd, b, kk) in shapes
-                if dd == d and kk == k and "best_s" in table.get((dd, b, kk), {}).get(tag, {})
+                if dd == d and kk == k and "median_s" in table.get((dd, b, kk), {}).get(tag, {})
             )
             if pts:
                 xs, ys = zip(*pts)
@@ -191,7 +229,7 @@ def plot(path: str, n: int, shapes: list[tuple[int, int, int]], table: dict) -> 
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("queries per call (B)")
-        ax.set_ylabel("ms per call (best of repeats)")
+        ax.set_ylabel("ms per call (median of repeats)")
         ax.set_title(f"top-{k}, N={n:,}, d={d}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -292,12 +330,12 @@ def markdown_table(data: dict, source: str = "") -> str:
     argv = " ".join(["python -m recfast.bench", *data.get("argv", [])])
     lines = [
         f"N = {data['config']['n_items']:,}; {m.get('cpu_model', '?')}, {m.get('cpus_available', '?')} CPUs; "
-        f"ms and time relative to recfast dot, all from one run (`{argv}`, {when}, {minutes:.1f} minutes"
+        f"median ms and time relative to recfast dot, all from one run (`{argv}`, {when}, {minutes:.1f} minutes"
         + (f", `{source}`" if source else "")
         + "); every cell passed the float64 check.",
         "",
-        "| d | B | k | " + " | ".join(h for _, h in cols) + " |",
-        "|" + "---|" * (3 + len(cols)),
+        "| d | B | k | floor (recfast dot's share) | " + " | ".join(h for _, h in cols) + " |",
+        "|" + "---|" * (4 + len(cols)),
     ]
     for s in shapes:
         cells = []
@@ -309,5 +347,10 @@ def markdown_table(data: dict, source: str = "") -> str:
                 cells.append(_fmt_readme_ms(r["ms"]))
             else:
                 cells.append(f"{_fmt_readme_ms(r['ms'])} ({_fmt_ratio(r['ratio_to_recfast'])})")
-        lines.append(f"| {s[0]} | {s[1]} | {s[2]} | " + " | ".join(cells) + " |")
+        base = table.get(s, {}).get(BASELINE, {})
+        floor = base.get("floor_s")
+        floor_cell = (
+            f"{_fmt_readme_ms(floor * 1e3)} ({floor / base['median_s']:.0%})" if floor else "-"
+        )
+        lines.append(f"| {s[0]} | {s[1]} | {s[2]} | {floor_cell} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

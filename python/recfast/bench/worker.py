@@ -6,7 +6,8 @@ so that no library's idle threads or global settings touch another's measurement
 
 1. builds the data from the seed (never pickled: every worker makes the same arrays);
 2. prepares the library (e.g. builds the FAISS index) and records the RSS after that;
-3. for each (B, k): resets the RSS high-water mark, runs one warm-up call and R timed calls,
+3. for each (B, k): resets the RSS high-water mark, runs one warm-up call and the timed calls
+   (at least R, and up to 30 or 1 s in all for short calls: median and p99 are reported),
    reads the high-water mark, and saves the ids, the scores it returned and the exact (float64)
    scores of those ids to an .npz for the parent's check;
 4. writes a JSON result to the path named in the spec.
@@ -42,6 +43,9 @@ Search = Callable[[np.ndarray, int], "tuple[np.ndarray, np.ndarray]"]
 # torch scores queries in blocks whose score matrix holds at most this many float32 elements
 # (the same bound as the NumPy reference: 128 MiB).
 TORCH_BLOCK_ELEMENTS = 32 * 1024 * 1024
+# Calls are repeated until this many were timed or this long was spent (after the warm-up).
+MIN_TIMED_CALLS = 30
+MIN_TIMED_SECONDS = 1.0
 # Rows are generated and normalized this many elements at a time (bounds the RSS while building).
 _GEN_CHUNK_ELEMENTS = 1 << 22
 
@@ -350,13 +354,17 @@ def run(spec: dict) -> dict:
             start = time.perf_counter()
             scores, ids = search(q, k)
             warm = time.perf_counter() - start
-            reps = repeats if warm < slow_s else 1
-            times = []
-            for _ in range(reps):
+            # A slow call is timed once; others at least `repeats` times, and short ones until
+            # MIN_TIMED_CALLS calls or MIN_TIMED_SECONDS in all (a stable median and p99).
+            times: list[float] = []
+            while len(times) < (repeats if warm < slow_s else 1) or (
+                warm < slow_s and len(times) < MIN_TIMED_CALLS and sum(times) < MIN_TIMED_SECONDS
+            ):
                 del scores, ids
                 start = time.perf_counter()
                 scores, ids = search(q, k)
                 times.append(time.perf_counter() - start)
+            reps = len(times)
             peak = mem.peak()
             scores = np.asarray(scores, dtype=np.float32)
             ids = np.asarray(ids).astype(np.int64)
@@ -369,6 +377,8 @@ def run(spec: dict) -> dict:
                 warmup_s=warm,
                 times_s=times,
                 best_s=min(times),
+                median_s=float(np.median(times)),
+                p99_s=float(np.percentile(times, 99)),
                 repeats=reps,
                 peak_rss_mb=peak / 2**20,
                 extra_peak_mb=extra / 2**20,
