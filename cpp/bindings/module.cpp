@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -82,6 +83,13 @@ PYBIND11_MODULE(_core, m) {
       "Test hook: run n_tasks no-op tasks on the pool, one of which throws RuntimeError.");
   m.def("simd_level", [] { return recfast::level_name(recfast::active_level()); },
         "The instruction set the kernels use now.");
+  m.def("scan_kernel", [] { return std::string(recfast::scan_kernel_name()); },
+        "The float32 scan's kernel set now: the level's name, or 'avx512+avx2' where the "
+        "AVX-512 level runs the AVX2 kernels for batches of up to 16 queries (measured faster on "
+        "CPUs that split 512-bit operations).");
+  m.def("_set_scan_mixing", &recfast::set_scan_mixing, py::arg("allowed"),
+        "Test hook: False makes each level run only its own scan kernels; True restores the "
+        "per-path choice.");
   m.def("detected_simd_level", [] { return recfast::level_name(recfast::detect()); },
         "The best instruction set of this CPU, after RECFAST_SIMD.");
   m.def("set_simd_level", &set_simd_level, py::arg("level"),
@@ -124,6 +132,10 @@ PYBIND11_MODULE(_core, m) {
       "Measured machine rates (a fraction of a second): streaming read GB/s over read_mib MiB, "
       "float32 FMA GFLOP/s with 256- and 512-bit vectors (1 thread and `threads`; 0 where the "
       "CPU lacks the width) and float16 conversions in billions per second.");
+  // Batches of at most this many queries may score on another path or kernel set than a large
+  // batch (topk.h; dispatch.h): callers that cut one batch into pieces pad the small pieces.
+  m.attr("SMALL_BATCH_MAX") =
+      std::max(recfast::kTopkDirectMaxQueries, recfast::kTopkNarrowSetMaxQueries);
   register_index(m);
   register_score_rows(m);
 }

@@ -163,6 +163,23 @@ def simd_level() -> str:
     return _core.simd_level()
 
 
+# Batches of at most this many queries may score on another path or kernel set than a large
+# batch: a caller that cuts one batch into pieces pads the small pieces past it.
+SMALL_BATCH_MAX: int = int(_core.SMALL_BATCH_MAX)
+
+
+def scan_kernel() -> str:
+    """The float32 scan's kernel set now: the level's name, or 'avx512+avx2' where the AVX-512
+    level runs the AVX2 kernels for batches of up to 16 queries (CPUs that split 512-bit ops)."""
+    return _core.scan_kernel()
+
+
+def set_scan_mixing(allowed: bool) -> None:
+    """Test hook: False makes each level run only its own scan kernels; True restores the
+    per-path choice."""
+    _core._set_scan_mixing(bool(allowed))
+
+
 def detected_simd_level() -> str:
     """The widest instruction set this CPU offers (before any RECFAST_SIMD override)."""
     return _core.detected_simd_level()

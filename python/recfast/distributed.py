@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _native
 from ._types import TopK
 from .index import ItemIndex
 from .topk import merge_topk, topk
@@ -46,8 +47,6 @@ __all__ = ["topk_dataset", "recommend_all", "require_ray"]
 
 _INSTALL_HINT = "pip install recfast[ray]"
 _DEFAULT_BATCH = 1024
-# Batches of at most this many queries are scored on the native scan's direct path.
-_DIRECT_MAX = 8
 # Column names of the parts a shard pool passes on to the next one (internal to a pipeline).
 _PART = "__recfast_part{}_{}"
 
@@ -291,13 +290,14 @@ class _ShardWorker:
 
     def _score(self, q: np.ndarray, excl: list[np.ndarray] | None) -> TopK:
         b = q.shape[0]
-        if 0 < b <= _DIRECT_MAX:
-            # The native scan scores batches of at most 8 queries on another path, whose last
+        if 0 < b <= _native.SMALL_BATCH_MAX:
+            # The native scan may score small batches on another path or kernel set, whose last
             # bits may differ: pad with zero queries so that every row gets the scores of a
             # large batch, however Ray cut the dataset into batches.
-            q = np.concatenate([q, np.zeros((_DIRECT_MAX + 1 - b, q.shape[1]), np.float32)])
+            pad = _native.SMALL_BATCH_MAX + 1 - b
+            q = np.concatenate([q, np.zeros((pad, q.shape[1]), np.float32)])
             if excl is not None:
-                excl = excl + [np.empty(0, np.int64)] * (_DIRECT_MAX + 1 - b)
+                excl = excl + [np.empty(0, np.int64)] * pad
             res = self._score_rows(q, excl)
             return TopK(res.scores[:b], res.ids[:b])
         return self._score_rows(q, excl)

@@ -36,4 +36,8 @@ const char* level_name(SimdLevel level);
 // independent of RECFAST_SIMD and set_level (callers check the level first). Detected once.
 bool cpu_has_avx512_vnni();
 
+// Whether the CPU has AVX-512 but executes each 512-bit operation as two 256-bit halves
+// (AMD Zen 4): there the narrower kernels win on some paths (runtime/dispatch.h). Detected once.
+bool cpu_splits_512bit_ops();
+
 }  // namespace recfast

@@ -33,13 +33,25 @@ struct Exclusion {
 //   B <= kTopkDirectMaxQueries: the direct path (dot products along d, reduced across lanes);
 //   B <= kTopkBroadcastMaxQueries: the broadcast path (item values broadcast against queries);
 //   larger B: the packed path (register-tiled micro-kernel over packed tiles).
-// A score depends only on its query row, its item row, the metric, the instruction set and
-// whether the direct path computed it (the broadcast and packed paths agree bit for bit): never
-// on N, k, the batch's other queries, chunking or thread count. Which path computes it follows
-// TopkParams::batch_size, so a caller that splits one batch into several calls (the quantized
-// search's re-scoring, rows routed elsewhere) still gets the scores of the whole batch.
+// A score depends only on its query row, its item row, the metric, the kernel set (the level;
+// on some CPUs also the batch's size class, see scan_kernel_name) and whether the direct path
+// computed it (the broadcast and packed paths agree bit for bit): never
+// on N, k, the batch's other queries, chunking or thread count. Which path (and set) computes
+// it follows TopkParams::batch_size, so a caller that splits one batch into several calls (the
+// quantized search's re-scoring, rows routed elsewhere) still gets the scores of the batch.
 constexpr int64_t kTopkDirectMaxQueries = 8;
-constexpr int64_t kTopkBroadcastMaxQueries = 16;
+constexpr int64_t kTopkBroadcastMaxQueries = 64;
+// Batches of up to this many queries may run another kernel set than larger ones on some CPUs
+// (scan_kernel_name below).
+constexpr int64_t kTopkNarrowSetMaxQueries = 16;
+
+// The kernel set the scan runs now: the active level's name, or "avx512+avx2" where the AVX512
+// level runs batches of up to 16 queries with the AVX2 set (CPUs that split 512-bit operations,
+// see runtime/dispatch.cpp); like the path, the set follows TopkParams::batch_size.
+const char* scan_kernel_name();
+// Test hook: false makes every level run only its own kernels (so that the tests reach the
+// AVX-512 small-batch kernels on such CPUs too); true (the default) restores the choice.
+void set_scan_mixing(bool allowed);
 
 struct TopkParams {
   int64_t k = 10;

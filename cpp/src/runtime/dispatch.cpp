@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "quant/kernels.h"
 #include "recfast/quant.h"
+#include "recfast/topk.h"
 #include "rows/row_kernels.h"
 #include "scan/kernels.h"
 
@@ -21,6 +23,8 @@ KernelTable<KernelSet> scan_table() {
 #endif
   return {kernels_generic(), kernels_avx2(), kernels_avx512(), emulated};
 }
+
+std::atomic<bool> g_scan_mixing{true};  // set_scan_mixing
 
 // At the AVX512 level the VNNI set when the CPU has VNNI: the level (detected, or forced by
 // RECFAST_SIMD / set_level, which never raise it above the CPU's) says nothing of VNNI, so the
@@ -60,6 +64,27 @@ const KernelSet& scan_kernels() {
   static const KernelTable<KernelSet> table = scan_table();
   return pick_kernels(table, active_level());
 }
+
+// Where 512-bit operations run as two 256-bit halves (cpu_splits_512bit_ops: AMD Zen 4), the
+// AVX2 kernels beat the AVX-512 ones on small batches: with as many FMAs per cycle, they fill
+// their lanes with half as many queries (python -m recfast.bench --simd, N = 1M, d = 128: B = 16
+// took 54 ms with AVX2 and 73 ms with AVX-512; from B = 32 on AVX-512 is as fast or faster).
+// The AVX512 level takes the AVX2 set for those batches on such CPUs: the whole set, so that its
+// broadcast and packed paths still score alike (topk.h).
+const KernelSet& scan_kernels_for_batch(long long batch) {
+  const KernelSet& level_set = scan_kernels();
+  if (batch > kTopkNarrowSetMaxQueries || &level_set != kernels_avx512() ||
+      !g_scan_mixing.load(std::memory_order_relaxed) || !cpu_splits_512bit_ops())
+    return level_set;
+  return *kernels_avx2();
+}
+
+const char* scan_kernel_name() {
+  const KernelSet& level_set = scan_kernels();
+  return &scan_kernels_for_batch(1) != &level_set ? "avx512+avx2" : level_set.name;
+}
+
+void set_scan_mixing(bool allowed) { g_scan_mixing.store(allowed, std::memory_order_relaxed); }
 
 const QuantKernelSet& quant_kernels() {
   const QuantKernelSet* forced = g_forced_quant.load(std::memory_order_relaxed);

@@ -36,6 +36,11 @@ const Set& pick_kernels(const KernelTable<Set>& table, SimdLevel level) {
 
 // The sets each family runs now (at active_level()).
 const KernelSet& scan_kernels();
+// The scan's set for a batch of `batch` queries (TopkParams::batch_size): scan_kernels(), except
+// that on CPUs that split 512-bit operations the AVX512 level runs batches of up to
+// kTopkNarrowSetMaxQueries (recfast/topk.h) queries with the AVX2 set (measured faster there;
+// dispatch.cpp).
+const KernelSet& scan_kernels_for_batch(long long batch);
 const QuantKernelSet& quant_kernels();  // the forced set when set_quant_kernel chose one
 const RowKernelSet& row_kernels();
 

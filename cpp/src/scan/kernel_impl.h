@@ -329,20 +329,24 @@ struct Direct {
 
 // ---------------------------------------------------------------------------------------------
 // Broadcast path for up to kTopkBroadcastMaxQueries queries: the queries are packed transposed
-// (qt[p * QW + b], QW = NQV * W lanes, zero-padded), item rows are read straight from memory
-// (prefetched ahead, no packing) and each item value is broadcast against all queries. An
-// NI x QW block of scores lands in registers as vectors over queries and is compared with the
-// vector of the queries' thresholds. Each score is the same sequence of float operations as on
-// the packed path (q * inv_q, FMAs in p order, times inv_x from row_sumsq), so a (query, item)
-// pair scores bit for bit the same on either path, whatever the batch.
+// in groups of QW = NQV * W lanes (qt[(g * dim + p) * QW + b], zero-padded), item rows are read
+// straight from memory (prefetched ahead, no packing) and each item value is broadcast against
+// a group's queries. An NI x QW block of scores lands in registers as vectors over queries and
+// is compared with the vector of the queries' thresholds. A block of NI items is read from
+// memory by the first group and from L1 by the others, so the items stream from memory once
+// whatever the batch. Each score is the same sequence of float operations as on the packed path
+// (q * inv_q, FMAs in p order, times inv_x from row_sumsq), so a (query, item) pair scores bit
+// for bit the same on either path, whatever the batch.
 
 template <int NQV, int NI>
 struct Broadcast {
   static constexpr int QW = NQV * V::W;
   static constexpr int64_t kPrefetchRows = 4 * NI;
 
+  // Items [j, j + NR) against the group of queries whose lanes start at `lane0` (qt, thr: that
+  // group's). The first group also offers the zero scores of rows that normalize to 0.
   template <int NR>
-  static inline void block(const ScanTask& t, const float* qt, float* thr, int64_t j) {
+  static inline void block(const ScanTask& t, const float* qt, float* thr, int lane0, int64_t j) {
     typename V::R acc[NR][NQV];
     const float* xr[NR];
     for (int r = 0; r < NR; ++r) {
@@ -365,33 +369,35 @@ struct Broadcast {
       if (cosine) {
         inv_x = row_inv_norm(xr[r], dim);
         if (inv_x == 0.0f) {  // normalizes to 0 (finite row) or NaN: see row_finite
-          if (row_finite(xr[r], dim)) zero_row(t, thr, j + r);
+          if (lane0 == 0 && row_finite(xr[r], dim)) zero_row(t, thr, j + r);
           continue;
         }
       }
       for (int v = 0; v < NQV; ++v) {
         typename V::R s = cosine ? V::mul(acc[r][v], V::set1(inv_x)) : acc[r][v];
         unsigned mask = V::ge_mask(s, V::load(thr + v * V::W));
-        if (mask) offer_queries(t, thr, s, mask, v * V::W, j + r);
+        if (mask) offer_queries(t, thr, s, mask, lane0, v * V::W, j + r);
       }
     }
   }
 
-  // Offer item `id` to the queries of `mask` (lanes from `lane0`), refreshing their thresholds.
+  // Offer item `id` to the queries of `mask` (the group's lanes from `lane`), refreshing their
+  // thresholds.
   static inline void offer_queries(const ScanTask& t, float* thr, typename V::R s, unsigned mask,
-                                   int lane0, int64_t id) {
+                                   int lane0, int lane, int64_t id) {
     alignas(64) float tmp[V::W];
     V::store(tmp, s);
     while (mask) {
-      int lane = __builtin_ctz(mask);
+      int b = __builtin_ctz(mask);
       mask &= mask - 1;
-      const int64_t q = t.q0 + lane0 + lane;
-      offer(t, q, tmp[lane], id);
-      thr[lane0 + lane] = root_score(t, q);
+      const int64_t q = t.q0 + lane0 + lane + b;
+      offer(t, q, tmp[b], id);
+      thr[lane + b] = root_score(t, q);
     }
   }
 
-  // A finite item row that normalizes to 0: it scores 0 against every finite query.
+  // A finite item row that normalizes to 0: it scores 0 against every finite query (thr: the
+  // first group's thresholds, the groups' lying one after another).
   static inline void zero_row(const ScanTask& t, float* thr, int64_t id) {
     for (int64_t q = t.q0; q < t.q1; ++q)
       if (0.0f >= thr[q - t.q0] && row_finite(t.queries + q * t.query_stride, t.dim)) {
@@ -403,14 +409,17 @@ struct Broadcast {
   static void scan(const ScanTask& t) {
     const int64_t nq = t.q1 - t.q0;
     if (nq <= 0 || t.j1 <= t.j0) return;
-    // Scratch: the transposed queries, then the thresholds (padding lanes +inf: never offered).
+    const int groups = static_cast<int>((nq + QW - 1) / QW);
+    // Scratch: the transposed query groups, then the thresholds (padding lanes +inf: never
+    // offered).
     float* qt = t.scratch;
-    float* thr = qt + t.dim * QW;
-    for (int b = 0; b < QW; ++b) {
+    float* thr = qt + groups * t.dim * QW;
+    for (int b = 0; b < groups * QW; ++b) {
       const int64_t q = t.q0 + b;
       const float* src = q < t.q1 ? t.queries + q * t.query_stride : nullptr;
       const float scale = (src && t.inv_qnorm) ? t.inv_qnorm[q] : 1.0f;
-      for (int64_t p = 0; p < t.dim; ++p) qt[p * QW + b] = src ? src[p] * scale : 0.0f;
+      float* dst = qt + (b / QW) * t.dim * QW + b % QW;
+      for (int64_t p = 0; p < t.dim; ++p) dst[p * QW] = src ? src[p] * scale : 0.0f;
       thr[b] = src ? root_score(t, q) : kInf;
     }
     const int64_t row_bytes = t.item_stride * 4, line_bytes = t.dim * 4;
@@ -422,19 +431,34 @@ struct Broadcast {
         for (int r = 0; r < NI; ++r)
           for (int64_t off = 0; off < line_bytes; off += 64)
             __builtin_prefetch(ahead + r * row_bytes + off, 0, 3);
-      block<NI>(t, qt, thr, j);
+      for (int g = 0; g < groups; ++g)
+        block<NI>(t, qt + g * t.dim * QW, thr + g * QW, g * QW, j);
     }
-    for (; j < t.j1; ++j) block<1>(t, qt, thr, j);
+    for (; j < t.j1; ++j)
+      for (int g = 0; g < groups; ++g) block<1>(t, qt + g * t.dim * QW, thr + g * QW, g * QW, j);
   }
 
-  static int64_t scratch_floats(int64_t dim) { return dim * QW + QW + 64; }
+  static int64_t scratch_floats(int64_t dim, int64_t queries) {
+    const int64_t lanes = (queries + QW - 1) / QW * QW;
+    return dim * lanes + lanes + 64;
+  }
 };
 
-// Scratch of a task of `queries` queries: the packed path's, or the broadcast path's at most.
+// The broadcast path of a set: one query vector per group (NI1 items per block) up to W queries,
+// else two (NI2 items): as many lanes filled as the batch allows, the registers full.
+template <int NI1, int NI2>
+static void broadcast_by_batch(const ScanTask& t) {
+  if (t.q1 - t.q0 <= V::W) return Broadcast<1, NI1>::scan(t);
+  Broadcast<2, NI2>::scan(t);
+}
+
+// Scratch of a task of `queries` queries: the packed path's, or the broadcast path's at most
+// (its lanes rounded up to 4 vectors, the widest query group of any set).
 template <int MR, int NV>
 static int64_t scratch_floats_impl(int64_t dim, int64_t queries) {
   const int64_t packed = Packed<MR, NV>::scratch_floats(dim, (queries + MR - 1) / MR * MR);
-  const int64_t lanes = (kTopkBroadcastMaxQueries + V::W - 1) / V::W * V::W;
+  const int64_t group = 4 * V::W;
+  const int64_t lanes = (kTopkBroadcastMaxQueries + group - 1) / group * group;
   const int64_t broadcast = dim * lanes + lanes + 64;
   return packed > broadcast ? packed : broadcast;
 }

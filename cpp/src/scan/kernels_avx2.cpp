@@ -20,11 +20,8 @@ namespace isa_avx2 {
 constexpr int kMR = 6, kNV = 2;
 using P = Packed<kMR, kNV>;
 
-// The broadcast path with as many query vectors as the batch needs.
-static void scan_broadcast(const ScanTask& t) {
-  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
-  Broadcast<2, 6>::scan(t);
-}
+// The broadcast path: 12 items x 1 query vector, or 6 x 2 (12 accumulators either way).
+static void scan_broadcast(const ScanTask& t) { broadcast_by_batch<12, 6>(t); }
 
 const KernelSet kSet = {"avx2",         kMR,           &scratch_floats_impl<kMR, kNV>,
                          &P::scan,       &Direct::scan, &scan_broadcast};

@@ -21,11 +21,8 @@ namespace isa_avx512 {
 constexpr int kMR = 12, kNV = 2;
 using P = Packed<kMR, kNV>;
 
-// The broadcast path with as many query vectors as the batch needs.
-static void scan_broadcast(const ScanTask& t) {
-  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
-  Broadcast<1, 24>::scan(t);
-}
+// The broadcast path: 24 items x 1 query vector, or 12 x 2 (24 accumulators either way).
+static void scan_broadcast(const ScanTask& t) { broadcast_by_batch<24, 12>(t); }
 
 const KernelSet kSet = {"avx512",         kMR,           &scratch_floats_impl<kMR, kNV>,
                          &P::scan,       &Direct::scan, &scan_broadcast};

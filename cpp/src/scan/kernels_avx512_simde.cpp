@@ -27,10 +27,7 @@ namespace isa_avx512_emulated {
 constexpr int kMR = 12, kNV = 2;
 using P = Packed<kMR, kNV>;
 
-static void scan_broadcast(const ScanTask& t) {
-  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
-  Broadcast<1, 24>::scan(t);
-}
+static void scan_broadcast(const ScanTask& t) { broadcast_by_batch<24, 12>(t); }
 
 const KernelSet kSet = {"avx512_emulated", kMR,           &scratch_floats_impl<kMR, kNV>,
                         &P::scan,          &Direct::scan, &scan_broadcast};

@@ -19,11 +19,9 @@ namespace isa_generic {
 constexpr int kMR = 4, kNV = 2;
 using P = Packed<kMR, kNV>;
 
-// The broadcast path with as many query vectors as the batch needs.
+// The broadcast path: 3 query vectors x 3 items up to 12 queries, else groups of 4 x 2.
 static void scan_broadcast(const ScanTask& t) {
-  const int64_t nq = t.q1 - t.q0;
-  if (nq <= 12) return Broadcast<3, 3>::scan(t);
-  static_assert(kTopkBroadcastMaxQueries <= 16, "more queries than lanes");
+  if (t.q1 - t.q0 <= 12) return Broadcast<3, 3>::scan(t);
   Broadcast<4, 2>::scan(t);
 }
 

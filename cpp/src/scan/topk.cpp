@@ -214,7 +214,9 @@ void topk_cpu(const float* queries, int64_t n_queries, int64_t query_stride, con
     std::fill(out_ids, out_ids + n_queries * k, int64_t{-1});
     return;
   }
-  const KernelSet& ks = scan_kernels();
+  // The user's batch picks the kernel set as it picks the path (topk.h).
+  const KernelSet& ks =
+      scan_kernels_for_batch(params.batch_size > 0 ? params.batch_size : n_queries);
   const ScanPlan plan = plan_scan(n_queries, n_items, dim, params, ks);
   const TaskGrid grid(n_queries, plan.qblock, n_items, plan.n_chunks, 64);
   const std::vector<float> inv_qnorm =
