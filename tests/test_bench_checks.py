@@ -383,3 +383,15 @@ def test_quality_reports_paired_per_seed_differences() -> None:
         quality.paired_differences(rows, "Mult-VAE")
     with pytest.raises(ValueError, match="not paired"):
         quality.paired_differences([("A", ae[:2]), ("EASE", ease)], "EASE")
+
+
+def test_small_batch_and_serving_presets() -> None:
+    """--small-batches: B in 1..64 at d 64/128/256; --serving: N = 100k at B 1 and 16."""
+    small = bench.runner._shapes(bench.runner._parser().parse_args(["--small-batches"]))
+    assert {d for d, _, _ in small} == {64, 128, 256} and {k for _, _, k in small} == {10}
+    assert sorted({b for _, b, _ in small}) == [1, 2, 4, 8, 16, 32, 64] and len(small) == 21
+    serving = bench.runner._shapes(bench.runner._parser().parse_args(["--serving"]))
+    assert serving == [(128, 1, 10), (128, 16, 10)]
+    assert bench.runner.SERVING_N == 100_000
+    with pytest.raises(SystemExit):  # one preset at a time
+        bench.runner._parser().parse_args(["--serving", "--quick"])

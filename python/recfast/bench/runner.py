@@ -57,6 +57,12 @@ DEFAULT_SHAPES = [
 QUICK_SHAPES = [(128, 1, 10), (128, 16, 10), (128, 128, 10), (128, 1024, 10)]
 DEFAULT_N = 1_000_000
 QUICK_N = 100_000
+# --small-batches: the serving micro-batches at three dimensions (N = 1M).
+SMALL_BATCH_DIMS = (64, 128, 256)
+SMALL_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+# --serving: latency of one user and of a micro-batch over a catalogue of 100k items.
+SERVING_N = 100_000
+SERVING_SHAPES = [(128, 1, 10), (128, 16, 10)]
 
 PEERS = ("index", "reference", "faiss", "torch", "implicit")
 # Variants: tag -> (library, variant, python module that must be importable, extra env).
@@ -331,8 +337,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="whole matrix: d in 64,128; B in 1,16,128,1024; k in 10,100",
     )
+    mode.add_argument(
+        "--small-batches",
+        action="store_true",
+        help="serving micro-batches: d in 64,128,256; B in 1,2,4,8,16,32,64; k=10 (N=1,000,000)",
+    )
+    mode.add_argument(
+        "--serving",
+        action="store_true",
+        help=f"serving latency: N={SERVING_N:,}, d=128, B in 1,16, k=10 (median and p99)",
+    )
     p.add_argument(
-        "--n-items", type=int, help=f"items N (default {DEFAULT_N:,}; --quick {QUICK_N:,})"
+        "--n-items",
+        type=int,
+        help=f"items N (default {DEFAULT_N:,}; --quick and --serving {QUICK_N:,})",
     )
     p.add_argument(
         "--dims",
@@ -412,6 +430,10 @@ def _shapes(args: argparse.Namespace) -> list[tuple[int, int, int]]:
             (d, b, k)
             for d, k, b in itertools.product(sorted(FULL_DIMS, reverse=True), FULL_KS, FULL_BATCHES)
         ]
+    if args.small_batches:
+        return [(d, b, 10) for d in sorted(SMALL_BATCH_DIMS, reverse=True) for b in SMALL_BATCHES]
+    if args.serving:
+        return list(SERVING_SHAPES)
     return list(QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
 
 
@@ -455,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.markdown:
         return _markdown(args.markdown)
-    n = args.n_items or (QUICK_N if args.quick else DEFAULT_N)
+    n = args.n_items or (QUICK_N if args.quick else SERVING_N if args.serving else DEFAULT_N)
     shapes = _shapes(args)
     bad = [s for s in shapes if min(s) < 1]
     if n < 1 or bad or args.repeats < 1:
