@@ -56,17 +56,7 @@ bool cpu_vnni() {
 }
 #else
 SimdLevel cpu_level() { return SimdLevel::Generic; }
-// AMD family 0x19 (Zen 4) runs each 512-bit op as two 256-bit halves.
-bool cpu_split_512() {
-  unsigned a, b, c, d;
-  if (cpu_level() != SimdLevel::AVX512) return false;
-  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-  const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
-  if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
-  const unsigned base = (a >> 8) & 0xF, ext = (a >> 20) & 0xFF;
-  return (base == 0xF ? base + ext : base) == 0x19;
-}
-
+bool cpu_split_512() { return false; }
 bool cpu_vnni() { return false; }
 #endif
 
