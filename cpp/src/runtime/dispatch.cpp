@@ -67,8 +67,9 @@ const KernelSet& scan_kernels() {
 
 // Where 512-bit operations run as two 256-bit halves (cpu_splits_512bit_ops: AMD Zen 4), the
 // AVX2 kernels beat the AVX-512 ones on small batches: with as many FMAs per cycle, they fill
-// their lanes with half as many queries (python -m recfast.bench --simd, N = 1M, d = 128: B = 16
-// took 54 ms with AVX2 and 73 ms with AVX-512; from B = 32 on AVX-512 is as fast or faster).
+// their lanes with half as many queries (recfast.topk timed at each level side by side, N = 1M,
+// d = 128, Zen 4: B = 16 took 54-62 ms with AVX2 and 73-79 ms with AVX-512; from B = 32 on
+// AVX-512 is as fast or faster).
 // The AVX512 level takes the AVX2 set for those batches on such CPUs: the whole set, so that its
 // broadcast and packed paths still score alike (topk.h).
 const KernelSet& scan_kernels_for_batch(long long batch) {

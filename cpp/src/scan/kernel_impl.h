@@ -453,12 +453,10 @@ static void broadcast_by_batch(const ScanTask& t) {
 }
 
 // Scratch of a task of `queries` queries: the packed path's, or the broadcast path's at most
-// (its lanes rounded up to 4 vectors, the widest query group of any set).
+// (its lanes rounded up to groups of 4 vectors, the widest query group of any set).
 template <int MR, int NV>
 static int64_t scratch_floats_impl(int64_t dim, int64_t queries) {
   const int64_t packed = Packed<MR, NV>::scratch_floats(dim, (queries + MR - 1) / MR * MR);
-  const int64_t group = 4 * V::W;
-  const int64_t lanes = (kTopkBroadcastMaxQueries + group - 1) / group * group;
-  const int64_t broadcast = dim * lanes + lanes + 64;
+  const int64_t broadcast = Broadcast<4, 1>::scratch_floats(dim, kTopkBroadcastMaxQueries);
   return packed > broadcast ? packed : broadcast;
 }
