@@ -43,6 +43,13 @@ def add_parser(sub: Any, positive_int: Any) -> None:
     p.add_argument("--item-col", default="item", help="item id column (item)")
     p.add_argument("--include-seen", action="store_true", help="allow already seen items")
     p.add_argument("--batch-size", type=positive_int, default=1024, help="users per batch")
+    p.add_argument(
+        "--item-shards",
+        type=positive_int,
+        default=1,
+        help="split the items into S ranges, each scored by its own workers and merged "
+        "into the exact top-k (1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -132,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         filter_seen=not args.include_seen,
         user_column=user_col,
         item_column=item_col,
+        item_shards=args.item_shards,
         batch_size=args.batch_size,
     )
     if raw_items is not None:

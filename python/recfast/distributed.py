@@ -380,13 +380,21 @@ def _worker_plan(
     the end, and the pipeline would stall. Pools that would ask for more (more shards than
     CPUs) ask for a fraction of a CPU each, so that every pool's actors are alive at once. The
     native threads stay as many as the CPUs asked for by the caller.
+
+    Fractions leave one CPU per node: whole-CPU asks on whole-CPU nodes leave whole free CPUs,
+    so one spare CPU in all is a whole one on some node; fractional ones may leave 0.5 on each
+    of two nodes, where no read task fits, unless the actors leave `nodes` CPUs in all (then
+    some node has at least one CPU free, wherever Ray placed them).
     """
     cpus = _cluster_cpus(ray)
     per = num_cpus_per_worker or 1
     if num_workers is None:
         num_workers = max(1, cpus // (per * pools))
-    room = cpus - 1 if cpus > 1 else cpus / 2
+    room: float = cpus - 1 if cpus > 1 else cpus / 2
     actors = num_workers * pools
+    if actors * per > room:  # fractional asks
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1)
+        room = cpus - nodes if cpus > nodes else room
     ask = float(per) if actors * per <= room else room / actors
     return num_workers, ask, per
 
@@ -541,6 +549,8 @@ class _ModelWorker:
         user_column: str,
         items_column: str,
         num_threads: int,
+        shard: int = 0,
+        shards: int = 1,
     ) -> None:
         import ray
 
@@ -548,6 +558,8 @@ class _ModelWorker:
         self.k, self.filter_seen = k, filter_seen
         self.user_column, self.items_column = user_column, items_column
         self.threads = max(1, int(num_threads))
+        self.shard, self.shards = shard, shards
+        self.lo, self.hi = _shard_bounds(int(self.model.n_items_), shards)[shard]
 
     def __call__(self, batch: dict[str, Any]) -> Any:
         import scipy.sparse as sp
@@ -579,7 +591,20 @@ class _ModelWorker:
         )
         X.sum_duplicates()
         X.data[:] = 1.0  # a history is binary, as in training
-        res = self.model.recommend(X, k=self.k, filter_seen=self.filter_seen)
+        if self.shards == 1:
+            res = self.model.recommend(X, k=self.k, filter_seen=self.filter_seen)
+            return _result_table(users, self.user_column, res, None)
+        res = self.model._recommend_range(X, self.k, self.filter_seen, self.lo, self.hi)
+        if self.shard < self.shards - 1:  # pass the histories on with this shard's part
+            out = dict(batch)
+            out[_PART.format(self.shard, "scores")] = res.scores
+            out[_PART.format(self.shard, "ids")] = res.ids
+            return out
+        parts = [
+            (TopK(batch[_PART.format(s, "scores")], batch[_PART.format(s, "ids")]), 0)
+            for s in range(self.shards - 1)
+        ]
+        res = merge_topk([*parts, (res, 0)], self.k)
         return _result_table(users, self.user_column, res, None)
 
 
@@ -591,6 +616,7 @@ def recommend_all(
     filter_seen: bool = True,
     user_column: str = "user",
     item_column: str = "item",
+    item_shards: int | None = None,
     batch_size: int = _DEFAULT_BATCH,
     num_workers: int | None = None,
     num_cpus_per_worker: int | None = None,
@@ -612,6 +638,10 @@ def recommend_all(
         Never recommend a user's own items (the models' rule).
     user_column, item_column : str
         Column names.
+    item_shards : int or None
+        Split the items into this many contiguous ranges, each scored by its own pool of
+        workers (which keeps only its range's columns of an item-item model); the parts are
+        merged into the exact top-k, equal to the unsharded answer.
     batch_size, num_workers, num_cpus_per_worker : int or None
         As in `topk_dataset`.
 
@@ -639,30 +669,38 @@ def recommend_all(
     k = _check_positive(k, "k", allow_none=False)  # type: ignore[assignment]
     if not isinstance(filter_seen, (bool, np.bool_)):
         raise TypeError(f"filter_seen must be True or False, got {type(filter_seen).__name__}")
+    shards = _check_positive(item_shards, "item_shards") or 1
+    if shards > max(int(model.n_items_), 1):
+        raise ValueError(f"item_shards={shards} is more than the model's {model.n_items_} items")
     batch = _check_positive(batch_size, "batch_size", allow_none=False)
     workers = _check_positive(num_workers, "num_workers")
     per = _check_positive(num_cpus_per_worker, "num_cpus_per_worker")
     if not ray.is_initialized():
         ray.init()
     histories = user_histories(interactions, user_column=user_column, item_column=item_column)
-    workers, ask, threads = _worker_plan(ray, workers, per, 1)
+    workers, ask, threads = _worker_plan(ray, workers, per, shards)
     ref = [ray.put(model)]
-    return histories.map_batches(
-        _ModelWorker,
-        fn_constructor_kwargs=dict(
-            model_ref=ref,
-            k=k,
-            filter_seen=bool(filter_seen),
-            user_column=user_column,
-            items_column=item_column,
-            num_threads=threads,
-        ),
-        batch_size=batch,
-        batch_format="numpy",
-        zero_copy_batch=True,
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=ask,
-    )
+    ds = histories
+    for s in range(shards):
+        ds = ds.map_batches(
+            _ModelWorker,
+            fn_constructor_kwargs=dict(
+                model_ref=ref,
+                k=k,
+                filter_seen=bool(filter_seen),
+                user_column=user_column,
+                items_column=item_column,
+                num_threads=threads,
+                shard=s,
+                shards=shards,
+            ),
+            batch_size=batch,
+            batch_format="numpy",
+            zero_copy_batch=True,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=ask,
+        )
+    return ds
 
 
 def user_histories(

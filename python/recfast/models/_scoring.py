@@ -60,6 +60,28 @@ def build_exclusion(X: sp.csr_matrix, filter_seen: bool, filter_items: Any) -> E
     return from_sparse(sp.csr_matrix(out))
 
 
+def exclusion_in_range(exclude: Exclusion | None, lo: int, hi: int) -> Exclusion | None:
+    """The exclusions among the items [lo, hi), as positions local to that range."""
+    return None if exclude is None else exclude.restricted_to(np.arange(lo, hi, dtype=np.int64))
+
+
+def with_offset(res: TopK, lo: int) -> TopK:
+    """Range-local ids shifted to global ones (padding -1 stays -1)."""
+    return TopK(res.scores, np.where(res.ids >= 0, res.ids + lo, -1))
+
+
+def column_range(owner: Any, name: str, matrix: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """matrix[:, lo:hi] as a contiguous array, made once per (lo, hi) and kept on `owner`
+    (the item-item models score an item range from its own columns)."""
+    if (lo, hi) == (0, matrix.shape[1]):
+        return matrix
+    cache = owner.__dict__.setdefault("_column_ranges", {})
+    key = (name, lo, hi)
+    if key not in cache:
+        cache[key] = np.ascontiguousarray(matrix[:, lo:hi])
+    return cache[key]
+
+
 def dot_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: Exclusion | None) -> TopK:
     """recfast.topk by inner product; an empty batch gives empty results."""
     if users.shape[0] == 0:

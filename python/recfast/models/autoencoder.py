@@ -67,10 +67,13 @@ from ._explain import Explanation, check_history, check_item, check_n, ranked
 from ._persist import damaged, open_model_zip
 from ._scoring import (
     build_exclusion,
+    column_range,
     cosine_similar_items,
     dot_topk,
+    exclusion_in_range,
     item_item_scores,
     item_item_topk,
+    with_offset,
 )
 from ._torch import require_torch
 from .base import Recommender
@@ -768,6 +771,22 @@ class AutoEncoder(Recommender):
         users = self.user_embeddings(m)
         users = np.concatenate([users, np.ones((users.shape[0], 1), np.float32)], 1)
         return dot_topk(users, items, k, excl)
+
+    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
+        self._ensure_inference()
+        k = check_k(k)
+        m = as_interactions(X, n_items=self.n_items_)
+        excl = exclusion_in_range(build_exclusion(m, filter_seen, None), lo, hi)
+        if self.net_.full:
+            ii = column_range(self, "item_item", self._item_item(), lo, hi)
+
+            def deep(rows: sp.csr_matrix) -> np.ndarray:
+                return np.ascontiguousarray(self._deep_scores(rows)[:, lo:hi])
+
+            return with_offset(item_item_topk(m, ii, k, excl, deep), lo)
+        users = self.user_embeddings(m)
+        users = np.concatenate([users, np.ones((users.shape[0], 1), np.float32)], 1)
+        return with_offset(dot_topk(users, self._scoring_items()[lo:hi], k, excl), lo)
 
     def similar_items(self, item_ids: Any, k: int = 10) -> TopK:
         """Cosine neighbours over item_embeddings(), never the item itself."""

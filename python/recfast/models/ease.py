@@ -12,7 +12,14 @@ from .._inputs import as_interactions, check_float, check_k
 from .._types import TopK
 from ._explain import Explanation, check_history, check_item, check_n, ranked
 from ._persist import header_n_items, load_npz, save_npz
-from ._scoring import build_exclusion, cosine_similar_items, item_item_topk
+from ._scoring import (
+    build_exclusion,
+    column_range,
+    cosine_similar_items,
+    exclusion_in_range,
+    item_item_topk,
+    with_offset,
+)
 from .base import Recommender
 
 
@@ -100,6 +107,13 @@ class EASE(Recommender):
         m = as_interactions(X, n_items=self.n_items_)
         excl = build_exclusion(m, filter_seen, filter_items)
         return item_item_topk(m, self.B_, k, excl)
+
+    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
+        self._check_fitted()
+        m = as_interactions(X, n_items=self.n_items_)
+        excl = exclusion_in_range(build_exclusion(m, filter_seen, None), lo, hi)
+        b = column_range(self, "B_", self.B_, lo, hi)
+        return with_offset(item_item_topk(m, b, check_k(k), excl), lo)
 
     def explain(self, history: Any, item: Any, n: int = 5) -> Explanation:
         """The items of one user's history that contributed most to `item`'s score.

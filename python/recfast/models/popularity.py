@@ -10,7 +10,7 @@ import numpy as np
 from .._inputs import as_interactions, check_k
 from .._types import TopK
 from ._persist import header_n_items, load_npz, save_npz
-from ._scoring import build_exclusion, dot_topk
+from ._scoring import build_exclusion, dot_topk, exclusion_in_range, with_offset
 from .base import Recommender
 
 
@@ -37,6 +37,13 @@ class Popularity(Recommender):
         excl = build_exclusion(m, filter_seen, filter_items)
         users = np.ones((m.shape[0], 1), np.float32)
         return dot_topk(users, self.item_counts_[:, None], k, excl)
+
+    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
+        self._check_fitted()
+        m = as_interactions(X, n_items=self.n_items_)
+        excl = exclusion_in_range(build_exclusion(m, filter_seen, None), lo, hi)
+        users = np.ones((m.shape[0], 1), np.float32)
+        return with_offset(dot_topk(users, self.item_counts_[lo:hi, None], check_k(k), excl), lo)
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
