@@ -3,6 +3,7 @@
     python bench/quality.py            # 5 seeds, every AutoEncoder variant, EASE, Popularity
     python bench/quality.py --quick    # 1 seed, the default AutoEncoder, Mult-DAE, EASE, Popularity
     python bench/quality.py --required # 5 seeds, the default AutoEncoder, EASE, Popularity
+    python bench/quality.py --cold-start  # cold items from genres (+ tags): 5 seeds
 
 Data: ../shared/data/ml-100k/u.data and ../shared/data/ml-latest-small/ratings.csv (relative to
 the repository; --data to change). A missing dataset is skipped with a message. Protocol: ratings
@@ -191,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         default="ease",
         help="the row every model is compared with, seed by seed (ease)",
     )
+    ap.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="rank held-out cold items from their genres (and tags): the feature encoder vs "
+        "content k-NN vs random (see bench/cold_start_quality.py)",
+    )
     args = ap.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         ap.error(f"--seeds: expected a positive number, got {args.seeds}")
@@ -203,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         path = args.data / DATASETS[name]
         if not path.exists():
             print(f"skipping {name}: {path} not found (MovieLens is not shipped with recfast)")
+            continue
+        if args.cold_start:
+            from cold_start_quality import run as run_cold_start
+
+            tables.append(run_cold_start(path, name, list(range(n_seeds)), threads))
+            print(tables[-1], flush=True)
             continue
         split = _split(path, 0)
         n_users = split.train.shape[0] + 2 * split.test_input.shape[0]

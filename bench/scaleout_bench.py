@@ -15,7 +15,8 @@ Spark MLlib's ALSModel.recommendForAllUsers, on the same factors, in one run.
    the users as a Ray dataset, the results streamed back and checked against (2), row by row.
 
 Reported: users per second, the engine's cost (Ray / single-process throughput), the speed-up
-over Spark, peak memory (this process; and each Ray worker's peak USS, from Ray Data's stats).
+over Spark, peak memory (this process; each Ray worker's peak RSS and private memory, sampled
+from /proc while it runs: the items in the object store count in RSS, not in private memory).
 """
 
 from __future__ import annotations
@@ -119,6 +120,65 @@ def _single_process(uf: np.ndarray, itf: np.ndarray, k: int, batch: int) -> dict
     }
 
 
+class _WorkerMemory:
+    """Samples the memory of Ray Data's actor-pool workers (processes named MapWorker on this
+    machine) every 0.2 s while a run goes: each one's peak RSS and peak private (anonymous)
+    memory. The items sit in the object store (shared pages, counted in RSS but not in the
+    private figure): a worker that held its own copy would show it in the private one."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak: dict[int, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _WorkerMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in _map_workers():
+                try:
+                    with open(f"/proc/{pid}/smaps_rollup") as f:
+                        fields = {ln.split(":")[0]: ln.split()[1] for ln in f if ":" in ln}
+                except OSError:
+                    continue
+                now = {
+                    "rss_mib": int(fields.get("Rss", 0)) / 1024,
+                    "private_mib": int(fields.get("Anonymous", 0)) / 1024,
+                }
+                old = self.peak.setdefault(pid, now)
+                for key, value in now.items():
+                    old[key] = max(old[key], value)
+
+    def summary(self) -> dict:
+        rows = list(self.peak.values())
+        return {
+            "workers_seen": len(rows),
+            "peak_rss_mib_per_worker": max((r["rss_mib"] for r in rows), default=0.0),
+            "peak_private_mib_per_worker": max((r["private_mib"] for r in rows), default=0.0),
+        }
+
+
+def _map_workers() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"MapWorker" in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
 def _ray_run(
     uf: np.ndarray,
     itf: np.ndarray,
@@ -146,22 +206,24 @@ def _ray_run(
         queries, itf, k, metric="dot", item_shards=shards, batch_size=batch
     )
     rows = mismatched = 0
-    for b in out.iter_batches(batch_format="pyarrow", batch_size=None):
-        uid = b.column("id").to_numpy()
-        got_ids = np.stack(b.column("item_ids").to_numpy(zero_copy_only=False))
-        got_scores = np.stack(b.column("scores").to_numpy(zero_copy_only=False))
-        mismatched += int(
-            (got_ids != want_ids[uid]).any(axis=1).sum()
-            + (got_scores != want_scores[uid]).any(axis=1).sum()
-        )
-        rows += len(uid)
-    seconds = time.perf_counter() - t0
+    with _WorkerMemory() as memory:
+        for b in out.iter_batches(batch_format="pyarrow", batch_size=None):
+            uid = b.column("id").to_numpy()
+            got_ids = np.stack(b.column("item_ids").to_numpy(zero_copy_only=False))
+            got_scores = np.stack(b.column("scores").to_numpy(zero_copy_only=False))
+            mismatched += int(
+                (got_ids != want_ids[uid]).any(axis=1).sum()
+                + (got_scores != want_scores[uid]).any(axis=1).sum()
+            )
+            rows += len(uid)
+        seconds = time.perf_counter() - t0
     stats = out.stats()
     return {
         "seconds": seconds,
         "users_per_second": rows / seconds,
         "rows": rows,
         "rows_differing_from_single_process": mismatched,
+        **memory.summary(),
         "ray_data_stats": stats,
     }
 
@@ -238,10 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Spark vs recfast ids, first {ns} users: {agree:.4%} equal in place, "
         f"{same_sets:.4%} of the top-{args.k} sets shared"
     )
+    item_mib = itf.nbytes / 2**20
     for shards, r in runs.items():
         print(
             f"Ray item_shards={shards}: {r['rows']} rows, "
-            f"{r['rows_differing_from_single_process']} differing from the single process"
+            f"{r['rows_differing_from_single_process']} differing from the single process; "
+            f"{r['workers_seen']} workers, peak RSS {r['peak_rss_mib_per_worker']:.0f} MiB and "
+            f"peak private memory {r['peak_private_mib_per_worker']:.0f} MiB per worker "
+            f"(the items: {item_mib:.0f} MiB, in the object store once)"
         )
     print(
         f"peak RSS of this process {peak_single:.0f} MiB; total {time.perf_counter() - t_all:.0f} s"

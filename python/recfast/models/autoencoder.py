@@ -63,7 +63,9 @@ from .._inputs import as_interactions, available_cpus, check_float, check_k, che
 from .._io import atomic_write
 from .._types import TopK
 from ..metrics import ndcg_at_k
+from ..topk import topk
 from ._explain import Explanation, check_history, check_item, check_n, ranked
+from ._features import MAX_FEATURES, FeatureEncoder, RidgeProblem, check_item_features
 from ._persist import damaged, open_model_zip
 from ._scoring import (
     build_exclusion,
@@ -80,6 +82,19 @@ from .base import Recommender
 
 VARIANTS = ("hybrid", "dae", "vae", "ae")
 FORMAT_VERSION = 2
+# The feature encoder's l2 (times the features' mean variance x items) is picked from these on
+# items held out of its fit, ranked for at most FEATURE_L2_USERS of their users.
+FEATURE_L2_GRID = (0.01, 0.1, 1.0, 10.0)
+FEATURE_L2_USERS = 2000
+# The axes of each weight that run over the items (they grow when items are added).
+_ITEM_AXES = {
+    "w_in": (0,),
+    "out.weight": (0,),
+    "out.bias": (0,),
+    "item_item": (0, 1),
+    "u": (0,),
+    "v": (0,),
+}
 
 
 @dataclass
@@ -407,7 +422,12 @@ class AutoEncoder(Recommender):
 
     # ------------------------------------------------------------------ fit
     def fit(
-        self, X: Any, *, validation: Any = None, callback: Callable | None = None
+        self,
+        X: Any,
+        *,
+        validation: Any = None,
+        callback: Callable | None = None,
+        item_features: Any = None,
     ) -> AutoEncoder:
         """Train on the users x items matrix X (rows of CSR sparse, batches made per step).
 
@@ -416,12 +436,22 @@ class AutoEncoder(Recommender):
             `history_`).
         callback: called as callback(model, epoch, logs) after each epoch; returning False
             stops training.
+        item_features: an items x features matrix (scipy.sparse or dense numbers: one-hot
+            categories, multi-hot genres or tags, standardized numbers, embeddings; see
+            `recfast.data.item_features`). After training, a feature encoder (ridge
+            regression, its l2 picked on items held out of it) learns to map an item's
+            features to its item vector; items without interactions in X get their vector
+            from their features, and `add_items` adds new items the same way
+            (`feature_encoder_`).
         """
         torch = require_torch()
         self._torch = torch
         m = as_interactions(X)
         if m.shape[0] == 0 or m.nnz == 0:
             raise ValueError("X must hold at least one interaction")
+        features = None
+        if item_features is not None:
+            features = check_item_features(item_features, m.shape[1])
         if validation is not None:
             if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
                 raise TypeError("validation must be a pair (input_csr, target_csr)")
@@ -447,7 +477,148 @@ class AutoEncoder(Recommender):
             torch.set_num_threads(old_threads)
         self.net_.eval()
         self._drop_inference_caches()
+        self.feature_encoder_: FeatureEncoder | None = None
+        if features is not None:
+            self._fit_feature_encoder(m, features)
         return self
+
+    # ------------------------------------------------------------------ item features
+    def _fit_feature_encoder(self, m: sp.csr_matrix, F: Any) -> None:
+        """Regress the item vectors of the items with interactions on their features, then
+        give the items without any their predicted vectors."""
+        counts = np.diff(sp.csc_matrix(m).indptr)
+        warm = np.flatnonzero(counts > 0)
+        targets = self._scoring_items()
+        l2 = self._choose_feature_l2(m, F, targets, warm)
+        self.feature_encoder_ = RidgeProblem(F[warm], targets[warm]).solve(l2)
+        cold = np.flatnonzero(counts == 0)
+        if cold.size:
+            self._write_item_vectors(cold, self.feature_encoder_.predict(F[cold]))
+
+    def _choose_feature_l2(
+        self, m: sp.csr_matrix, F: Any, targets: np.ndarray, warm: np.ndarray
+    ) -> float:
+        """The l2 of FEATURE_L2_GRID whose encoder ranks best a tenth of the items held out of
+        its fit: their predicted vectors are ranked for the users who interacted with them
+        (those items removed from the histories), by recfast.metrics' NDCG@100."""
+        grid = FEATURE_L2_GRID
+        rng = np.random.default_rng(self.config.random_state)
+        if warm.size < 20:
+            return grid[len(grid) // 2]
+        held = np.sort(rng.choice(warm, size=max(2, warm.size // 10), replace=False))
+        keep = np.setdiff1d(warm, held)
+        target = sp.csr_matrix(m[:, held])
+        users = np.flatnonzero(np.diff(target.indptr) > 0)
+        if users.size == 0:
+            return grid[len(grid) // 2]
+        if users.size > FEATURE_L2_USERS:
+            users = np.sort(rng.choice(users, FEATURE_L2_USERS, replace=False))
+        mask = np.ones(m.shape[1], np.float32)
+        mask[held] = 0.0
+        history = sp.csr_matrix(m[users] @ sp.diags(mask))
+        history.eliminate_zeros()
+        u = self.user_embeddings(history)
+        u = np.concatenate([u, np.ones((u.shape[0], 1), np.float32)], 1)
+        problem = RidgeProblem(F[keep], targets[keep])
+        k = min(100, held.size)
+        best, best_l2 = -1.0, grid[0]
+        for l2 in grid:
+            items = problem.solve(l2).predict(F[held])
+            ranked_ids = topk(u, items, k, metric="dot").ids
+            score = ndcg_at_k(ranked_ids, target[users], k)
+            if score > best:
+                best, best_l2 = score, l2
+        return best_l2
+
+    def _write_item_vectors(self, cols: np.ndarray, rows: np.ndarray) -> None:
+        """Set the item vectors (rows of `_scoring_items`: [W_j, B_j or V_j, b_j]) of the
+        items `cols` to `rows` in the network's weights."""
+        torch = self._torch
+        net = self.net_
+        h = net.out.weight.shape[1]
+        idx = torch.from_numpy(np.asarray(cols, np.int64)).to(self._dev)
+        r = torch.from_numpy(np.ascontiguousarray(rows, np.float32)).to(self._dev)
+        with torch.no_grad():
+            net.out.weight[idx] = r[:, :h]
+            net.out.bias[idx] = r[:, -1]
+            if net.full:
+                n_rows = net.item_item.shape[0]
+                net.item_item[:, idx] = r[:, h : h + n_rows].T
+            elif net.rank:
+                net.v[idx] = r[:, h : h + net.rank]
+        self._drop_inference_caches()
+
+    def add_items(self, item_features: Any) -> np.ndarray:
+        """New items with no interactions, their vectors from their features.
+
+        The model must have been fit with `item_features` (same columns). The new items get
+        the next ids, n_items_ .. n_items_ + m - 1; `recommend`, `similar_items`, `scores` and
+        `explain` then cover them. Histories passed afterwards have n_items_ columns; an
+        added item in a history is never recommended back (filter_seen) but does not shape
+        the user's vector (the encoder only reads the items it was trained on) until the
+        model is fit again.
+
+        Returns
+        -------
+        numpy.ndarray
+            The new items' ids (int64).
+        """
+        self._ensure_inference()
+        enc = getattr(self, "feature_encoder_", None)
+        if enc is None:
+            raise ValueError(
+                "add_items needs a feature encoder: fit the model with item_features= first"
+            )
+        F = check_item_features(item_features, None)
+        if F.shape[1] != enc.n_features:
+            raise ValueError(
+                f"item_features has {F.shape[1]} columns but the model was fit on "
+                f"{enc.n_features} features"
+            )
+        n_old, n_new = self.n_items_, F.shape[0]
+        if n_new == 0:
+            return np.empty(0, np.int64)
+        rows = enc.predict(F)
+        self.net_ = self._grown_net(n_old + n_new)
+        net = self.net_
+        if net.full:  # predicted columns of B cover the items B was fit on; rows added: 0
+            h = net.out.weight.shape[1]
+            fit_rows = rows.shape[1] - h - 1
+            b = np.zeros((n_new, h + n_old + n_new + 1), np.float32)
+            b[:, :h] = rows[:, :h]
+            b[:, h : h + fit_rows] = rows[:, h : h + fit_rows]
+            b[:, -1] = rows[:, -1]
+            rows = b
+        self.n_items_ = n_old + n_new
+        new = np.arange(n_old, n_old + n_new, dtype=np.int64)
+        self._write_item_vectors(new, rows)
+        return new
+
+    def _grown_net(self, n_items: int) -> Any:
+        """The network for n_items items holding the current weights; the added items' rows
+        of the input layer and of the item-item part are zero (they shape no user vector)."""
+        torch = self._torch
+        old = self.net_
+        if old.full and n_items > self.config.full_rank_max_items:
+            # the item-item part stays full rank: the network's shape follows the config
+            self.config = dataclasses.replace(self.config, full_rank_max_items=n_items)
+        state = {}
+        for name, t in old.state_dict().items():
+            t = t.detach()
+            grow = [
+                n_items - t.shape[d] if name in _ITEM_AXES and d in _ITEM_AXES[name] else 0
+                for d in range(t.dim())
+            ]
+            if any(grow):
+                pad = torch.zeros(
+                    [t.shape[d] + grow[d] for d in range(t.dim())], dtype=t.dtype, device=t.device
+                )
+                pad[tuple(slice(0, t.shape[d]) for d in range(t.dim()))] = t
+                t = pad
+            state[name] = t.contiguous()
+        net = _meta_net(torch, self.config, n_items)
+        net.load_state_dict(state, assign=True)
+        return net.to(self._dev).eval()
 
     def _train(self, m: sp.csr_matrix, validation: Any, callback: Callable | None) -> None:
         torch = self._torch
@@ -878,6 +1049,13 @@ class AutoEncoder(Recommender):
             "n_items": self.n_items_,
             "state_dict": state,
         }
+        enc = getattr(self, "feature_encoder_", None)
+        if enc is not None:
+            payload["feature_encoder"] = {
+                "weight": torch.from_numpy(enc.weight.copy()),
+                "bias": torch.from_numpy(enc.bias.copy()),
+                "l2": float(enc.l2),
+            }
         atomic_write(path, lambda f: torch.save(payload, f))
 
     @classmethod
@@ -940,6 +1118,7 @@ class AutoEncoder(Recommender):
         model.n_items_ = n_items
         model.net_ = net.to(dev).eval()
         model._drop_inference_caches()
+        model.feature_encoder_ = _checked_encoder(payload.get("feature_encoder"), net, p)
         return model
 
 
@@ -968,6 +1147,42 @@ def _checked_payload(payload: Any, path: str) -> tuple[dict[str, Any], int, dict
     ):
         raise ValueError(f"{path}: the file has no state_dict of tensors; damaged model file")
     return dict(cfg), n_items, state
+
+
+def _checked_encoder(saved: Any, net: Any, path: str) -> FeatureEncoder | None:
+    """The saved feature encoder, its shapes checked against the network: it predicts rows of
+    [W_j, B_j or V_j, b_j] (B_j over the items B was fit on, at most all of them now)."""
+    if saved is None:
+        return None
+    torch = require_torch()
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("weight"), torch.Tensor)
+        and isinstance(saved.get("bias"), torch.Tensor)
+        and isinstance(saved.get("l2"), float)
+    ):
+        raise ValueError(
+            f"{path}: the feature encoder is not (weight, bias, l2); damaged model file"
+        )
+    w, b = saved["weight"], saved["bias"]
+    h = int(net.out.weight.shape[1])
+    if net.full:
+        ok = w.dim() == 2 and h + 1 < w.shape[1] <= h + int(net.item_item.shape[0]) + 1
+    else:
+        ok = w.dim() == 2 and w.shape[1] == h + int(net.rank) + 1
+    if not (ok and b.shape == (w.shape[1],) and 1 <= w.shape[0] <= MAX_FEATURES):
+        raise ValueError(
+            f"{path}: feature encoder of shape {tuple(w.shape)} does not fit the network; "
+            f"damaged model file"
+        )
+    for t in (w, b):
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"{path}: the feature encoder is not finite floats; damaged model file"
+            )
+    return FeatureEncoder(
+        w.to(torch.float32).numpy().copy(), b.to(torch.float32).numpy().copy(), saved["l2"]
+    )
 
 
 def _meta_net(torch: Any, cfg: AutoEncoderConfig, n_items: int) -> Any:
