@@ -74,22 +74,24 @@ void report_read_rate(size_t mib, int threads) {
 #define RF_CLOBBER                                                                          \
   "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
       "xmm12", "xmm14", "xmm15"
-#define RF_LOOP(body)                                                                   \
-  [](long iters, const int* mem) {                                                      \
-    const auto t0 = std::chrono::steady_clock::now();                                   \
-    __asm__ volatile(                                                                   \
+#define RF_LOOP(body)                                                                    \
+  [](long iters, const int* mem) {                                                       \
+    const auto t0 = std::chrono::steady_clock::now();                                    \
+    __asm__ volatile(                                                                    \
         "vxorps %%ymm14, %%ymm14, %%ymm14\n vxorps %%ymm15, %%ymm15, %%ymm15\n1:\n" body \
-        "dec %0\n jnz 1b\n"                                                             \
-        : "+r"(iters)                                                                   \
-        : "r"(mem)                                                                      \
-        : RF_CLOBBER);                                                                  \
-    return seconds_since(t0);                                                           \
+        "dec %0\n jnz 1b\n"                                                              \
+        : "+r"(iters)                                                                    \
+        : "r"(mem)                                                                       \
+        : RF_CLOBBER);                                                                   \
+    return seconds_since(t0);                                                            \
   }
 #define RF_OP(op, r) #op " %%ymm14, %%ymm15, %%ymm" #r "\n"
 #define RF_BC(r, off) "vpbroadcastd " #off "(%1), %%ymm" #r "\n"
-#define RF_SAME12(op)                                                                   \
-  RF_OP(op, 1) RF_OP(op, 2) RF_OP(op, 3) RF_OP(op, 4) RF_OP(op, 5) RF_OP(op, 6) RF_OP(op, 7) \
-      RF_OP(op, 8) RF_OP(op, 9) RF_OP(op, 10) RF_OP(op, 11) RF_OP(op, 12)
+// clang-format off
+#define RF_SAME12(op)                                                              \
+  RF_OP(op, 1) RF_OP(op, 2) RF_OP(op, 3) RF_OP(op, 4)  RF_OP(op, 5)  RF_OP(op, 6)  \
+  RF_OP(op, 7) RF_OP(op, 8) RF_OP(op, 9) RF_OP(op, 10) RF_OP(op, 11) RF_OP(op, 12)
+// clang-format on
 
 void report_issue_rates() {
   alignas(64) static int mem[16] = {};
@@ -97,19 +99,20 @@ void report_issue_rates() {
   auto fma = RF_LOOP(RF_SAME12(vfmadd231ps));
   auto mub = RF_LOOP(RF_SAME12(vpmaddubsw));
   auto mwd = RF_LOOP(RF_SAME12(vpmaddwd));
-  auto mub_mwd = RF_LOOP(RF_OP(vpmaddubsw, 1) RF_OP(vpmaddwd, 2) RF_OP(vpmaddubsw, 3)
-                             RF_OP(vpmaddwd, 4) RF_OP(vpmaddubsw, 5) RF_OP(vpmaddwd, 6)
-                                 RF_OP(vpmaddubsw, 7) RF_OP(vpmaddwd, 8) RF_OP(vpmaddubsw, 9)
-                                     RF_OP(vpmaddwd, 10) RF_OP(vpmaddubsw, 11)
-                                         RF_OP(vpmaddwd, 12));
-  auto mub_add = RF_LOOP(RF_OP(vpmaddubsw, 1) RF_OP(vpaddd, 2) RF_OP(vpmaddubsw, 3)
-                             RF_OP(vpaddw, 4) RF_OP(vpmaddubsw, 5) RF_OP(vpaddd, 6)
-                                 RF_OP(vpmaddubsw, 7) RF_OP(vpaddw, 8) RF_OP(vpmaddubsw, 9)
-                                     RF_OP(vpaddd, 10) RF_OP(vpmaddubsw, 11) RF_OP(vpaddw, 12));
-  auto mub_bc = RF_LOOP(RF_OP(vpmaddubsw, 1) RF_BC(2, 0) RF_OP(vpmaddubsw, 3) RF_BC(4, 4)
-                            RF_OP(vpmaddubsw, 5) RF_BC(6, 8) RF_OP(vpmaddubsw, 7) RF_BC(8, 12)
-                                RF_OP(vpmaddubsw, 9) RF_BC(10, 16) RF_OP(vpmaddubsw, 11)
-                                    RF_BC(12, 20));
+  // clang-format off
+  auto mub_mwd = RF_LOOP(
+      RF_OP(vpmaddubsw, 1) RF_OP(vpmaddwd, 2)  RF_OP(vpmaddubsw, 3)  RF_OP(vpmaddwd, 4)
+      RF_OP(vpmaddubsw, 5) RF_OP(vpmaddwd, 6)  RF_OP(vpmaddubsw, 7)  RF_OP(vpmaddwd, 8)
+      RF_OP(vpmaddubsw, 9) RF_OP(vpmaddwd, 10) RF_OP(vpmaddubsw, 11) RF_OP(vpmaddwd, 12));
+  auto mub_add = RF_LOOP(
+      RF_OP(vpmaddubsw, 1) RF_OP(vpaddd, 2)  RF_OP(vpmaddubsw, 3)  RF_OP(vpaddw, 4)
+      RF_OP(vpmaddubsw, 5) RF_OP(vpaddd, 6)  RF_OP(vpmaddubsw, 7)  RF_OP(vpaddw, 8)
+      RF_OP(vpmaddubsw, 9) RF_OP(vpaddd, 10) RF_OP(vpmaddubsw, 11) RF_OP(vpaddw, 12));
+  auto mub_bc = RF_LOOP(
+      RF_OP(vpmaddubsw, 1) RF_BC(2, 0)   RF_OP(vpmaddubsw, 3)  RF_BC(4, 4)
+      RF_OP(vpmaddubsw, 5) RF_BC(6, 8)   RF_OP(vpmaddubsw, 7)  RF_BC(8, 12)
+      RF_OP(vpmaddubsw, 9) RF_BC(10, 16) RF_OP(vpmaddubsw, 11) RF_BC(12, 20));
+  // clang-format on
   const double cycle = fma(iters, mem) / (iters * 12.0) * 2.0;  // FMA: 2 per cycle
   auto per_op = [&](double s) { return s / (iters * 12.0) / cycle; };
   std::printf("clock (vfmadd231ps at 2 per cycle): %.2f GHz\n", 1.0 / cycle / 1e9);
@@ -123,7 +126,8 @@ void report_issue_rates() {
 
 int main(int argc, char** argv) {
   const size_t mib = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 256;
-  const int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads =
+      argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::thread::hardware_concurrency());
   report_read_rate(mib, threads);
   report_issue_rates();
   for (int bits : {256, 512}) {
@@ -132,8 +136,8 @@ int main(int argc, char** argv) {
       std::printf("float32 FMA, %d-bit vectors: not on this CPU\n", bits);
       continue;
     }
-    std::printf("float32 FMA, %d-bit vectors: %.0f GFLOP/s on 1 thread, %.0f on %d threads\n",
-                bits, one, recfast::probe_fma_gflops(bits, threads), threads);
+    std::printf("float32 FMA, %d-bit vectors: %.0f GFLOP/s on 1 thread, %.0f on %d threads\n", bits,
+                one, recfast::probe_fma_gflops(bits, threads), threads);
   }
   std::printf("float16 -> float32 conversion (vcvtph2ps): %.1f G floats/s on %d threads\n",
               recfast::probe_f16_gfloats(threads), threads);

@@ -21,13 +21,12 @@ using rb::c_matrix;
 using rb::c_vector;
 
 py::tuple quant_search(const py::array& queries, const std::string& quant_type,
-                       const py::array& codes,
-                       const py::array& scale, const py::array& err, const py::array& norm,
-                       const py::object& full, const py::object& row_hash, int64_t k,
-                       const std::string& metric, bool exact, const py::object& excl_indptr,
-                       const py::object& excl_indices, const py::object& allow,
-                       int num_threads, int vectors_fd, int64_t vectors_offset,
-                       int64_t batch_size) {
+                       const py::array& codes, const py::array& scale, const py::array& err,
+                       const py::array& norm, const py::object& full, const py::object& row_hash,
+                       int64_t k, const std::string& metric, bool exact,
+                       const py::object& excl_indptr, const py::object& excl_indices,
+                       const py::object& allow, int num_threads, int vectors_fd,
+                       int64_t vectors_offset, int64_t batch_size) {
   if (queries.ndim() != 2 || queries.dtype().kind() != 'f' || queries.itemsize() != 4)
     throw py::type_error("queries must be a 2-D float32 array");
   const int64_t b = queries.shape(0), dim = queries.shape(1);
@@ -66,7 +65,8 @@ py::tuple quant_search(const py::array& queries, const std::string& quant_type,
   params.exact = exact;
   params.batch_size = batch_size;
   if (!excl_indptr.is_none()) {
-    params.exclude.indptr = static_cast<const int64_t*>(c_vector(excl_indptr, "exclude indptr", 8, b + 1));
+    params.exclude.indptr =
+        static_cast<const int64_t*>(c_vector(excl_indptr, "exclude indptr", 8, b + 1));
     py::array ind = excl_indices;
     params.exclude.indices = static_cast<const int64_t*>(ind.data());
   }
@@ -98,20 +98,21 @@ py::array_t<uint64_t> row_hashes(const py::array& x) {
 }  // namespace
 
 void register_index(py::module_& m) {
-  m.def("quant_search", &quant_search, py::arg("queries"), py::arg("quant_type"),
-        py::arg("codes"),
-        py::arg("scale"), py::arg("err"), py::arg("norm"), py::arg("vectors"),
-        py::arg("row_hash"), py::arg("k"), py::arg("metric"), py::arg("exact"),
-        py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("allow"),
-        py::arg("num_threads"), py::arg("vectors_fd") = -1, py::arg("vectors_offset") = 0,
-        py::arg("batch_size") = 0,
+  m.def("quant_search", &quant_search, py::arg("queries"), py::arg("quant_type"), py::arg("codes"),
+        py::arg("scale"), py::arg("err"), py::arg("norm"), py::arg("vectors"), py::arg("row_hash"),
+        py::arg("k"), py::arg("metric"), py::arg("exact"), py::arg("exclude_indptr"),
+        py::arg("exclude_indices"), py::arg("allow"), py::arg("num_threads"),
+        py::arg("vectors_fd") = -1, py::arg("vectors_offset") = 0, py::arg("batch_size") = 0,
         "Top-k over quantized items with a certified bound; exact re-scores the survivors "
-        "(validated inputs only, see recfast.ItemIndex). With vectors_fd >= 0 the survivors' float32 rows "
+        "(validated inputs only, see recfast.ItemIndex). With vectors_fd >= 0 the survivors' "
+        "float32 rows "
         "are read with pread from that descriptor at vectors_offset. batch_size: the user's "
-        "whole batch when these queries are part of it (it picks the float32 scoring path). Returns (scores, positions, candidates).");
+        "whole batch when these queries are part of it (it picks the float32 scoring path). "
+        "Returns (scores, positions, candidates).");
   m.def("row_hashes", &row_hashes, py::arg("x"), "The index file's 64-bit checksum of each row.");
-  m.def("quant_kernel", [] { return std::string(recfast::quant_kernel_name()); },
-        "The quantized-scan kernel set ItemIndex searches use now (e.g. 'avx512_vnni').");
+  m.def(
+      "quant_kernel", [] { return std::string(recfast::quant_kernel_name()); },
+      "The quantized-scan kernel set ItemIndex searches use now (e.g. 'avx512_vnni').");
   m.def("_quant_kernels", &recfast::quant_kernel_names,
         "Tests: the quantized-scan kernel sets this build and CPU can run.");
   m.def(

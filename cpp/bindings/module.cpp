@@ -41,8 +41,8 @@ py::tuple topk(const py::array& queries, const py::array& items, int64_t k,
   params.should_stop = rb::python_signals();
   rb::TopkOutput out(q.rows, k);
   rb::run_without_gil([&] {
-    recfast::topk_cpu(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols,
-                      params, out.s, out.i);
+    recfast::topk_cpu(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, params,
+                      out.s, out.i);
   });
   return out.to_tuple();
 }
@@ -81,17 +81,20 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("n_tasks"), py::arg("failing_task"), py::arg("num_threads"),
       "Test hook: run n_tasks no-op tasks on the pool, one of which throws RuntimeError.");
-  m.def("simd_level", [] { return recfast::level_name(recfast::active_level()); },
-        "The instruction set the kernels use now.");
-  m.def("scan_kernel", [] { return std::string(recfast::scan_kernel_name()); },
-        "The float32 scan's kernel set now: the level's name, or 'avx512+avx2' where the "
-        "AVX-512 level runs the AVX2 kernels for batches of up to 16 queries (measured faster on "
-        "CPUs that split 512-bit operations).");
+  m.def(
+      "simd_level", [] { return recfast::level_name(recfast::active_level()); },
+      "The instruction set the kernels use now.");
+  m.def(
+      "scan_kernel", [] { return std::string(recfast::scan_kernel_name()); },
+      "The float32 scan's kernel set now: the level's name, or 'avx512+avx2' where the "
+      "AVX-512 level runs the AVX2 kernels for batches of up to 16 queries (measured faster on "
+      "CPUs that split 512-bit operations).");
   m.def("_set_scan_mixing", &recfast::set_scan_mixing, py::arg("allowed"),
         "Test hook: False makes each level run only its own scan kernels; True restores the "
         "per-path choice.");
-  m.def("detected_simd_level", [] { return recfast::level_name(recfast::detect()); },
-        "The best instruction set of this CPU, after RECFAST_SIMD.");
+  m.def(
+      "detected_simd_level", [] { return recfast::level_name(recfast::detect()); },
+      "The best instruction set of this CPU, after RECFAST_SIMD.");
   m.def("set_simd_level", &set_simd_level, py::arg("level"),
         "Use a lower instruction set, or the test-only 'avx512_emulated', from now on (tests and "
         "benchmarks).");
@@ -99,7 +102,8 @@ PYBIND11_MODULE(_core, m) {
       "_simd_levels",
       [] {
         py::list names;
-        for (recfast::SimdLevel l : recfast::runnable_levels()) names.append(recfast::level_name(l));
+        for (recfast::SimdLevel l : recfast::runnable_levels())
+          names.append(recfast::level_name(l));
         return names;
       },
       "The levels set_simd_level accepts here, lowest first, then 'avx512_emulated' (the AVX-512 "

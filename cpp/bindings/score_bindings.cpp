@@ -67,8 +67,8 @@ void csr_dense_accumulate(const py::array& indptr, const py::array& indices,
   });
 }
 
-void dense_scores(const py::array& queries, const py::array& items, py::array& out,
-                  int num_threads, const py::object& bias) {
+void dense_scores(const py::array& queries, const py::array& items, py::array& out, int num_threads,
+                  const py::object& bias) {
   const Matrix q = as_matrix(queries, "queries");
   const Matrix x = as_matrix(items, "items");
   const int64_t os = rb::output_row_stride(out);
@@ -86,16 +86,16 @@ void dense_scores(const py::array& queries, const py::array& items, py::array& o
   float* o = static_cast<float*>(out.mutable_data());
   const auto stop = rb::python_signals();
   rb::run_without_gil([&] {
-    recfast::dense_scores(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, b,
-                          o, os, num_threads, stop);
+    recfast::dense_scores(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, b, o,
+                          os, num_threads, stop);
   });
 }
 
 }  // namespace
 
 void register_score_rows(py::module_& m) {
-  m.def("select_topk", &select_topk, py::arg("scores"), py::arg("k"),
-        py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("num_threads"),
+  m.def("select_topk", &select_topk, py::arg("scores"), py::arg("k"), py::arg("exclude_indptr"),
+        py::arg("exclude_indices"), py::arg("num_threads"),
         "Top-k of each score row; validated inputs only (see recfast.select_topk).");
   m.def("csr_dense_accumulate", &csr_dense_accumulate, py::arg("indptr"), py::arg("indices"),
         py::arg("values"), py::arg("dense"), py::arg("out"), py::arg("num_threads"),

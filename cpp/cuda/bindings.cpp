@@ -36,9 +36,8 @@ recfast::CudaTopkParams make_params(int64_t k, const std::string& metric, int64_
 }
 
 py::tuple topk_host(const py::array& queries, const py::array& items, int64_t k,
-                    const std::string& metric, const py::object& indptr,
-                    const py::object& indices, int device, size_t scratch_bytes,
-                    int64_t max_query_tile) {
+                    const std::string& metric, const py::object& indptr, const py::object& indices,
+                    int device, size_t scratch_bytes, int64_t max_query_tile) {
   const HostMatrix q = as_matrix(queries, "queries");
   const HostMatrix x = as_matrix(items, "items");
   rb::check_same_dim(q, x);
@@ -46,8 +45,8 @@ py::tuple topk_host(const py::array& queries, const py::array& items, int64_t k,
       make_params(k, metric, q.rows, indptr, indices, scratch_bytes, max_query_tile);
   rb::TopkOutput out(q.rows, k);
   rb::run_without_gil([&] {
-    recfast::topk_cuda_host(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols,
-                            p, out.s, out.i, device);
+    recfast::topk_cuda_host(q.data, q.rows, q.row_stride, x.data, x.rows, x.row_stride, q.cols, p,
+                            out.s, out.i, device);
   });
   return out.to_tuple();
 }
@@ -64,8 +63,7 @@ void topk_device(uintptr_t queries, int64_t n_queries, int64_t query_stride, uin
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   recfast::topk_cuda(reinterpret_cast<const float*>(queries), n_queries, query_stride,
                      reinterpret_cast<const float*>(items), n_items, item_stride, dim, p,
-                     reinterpret_cast<float*>(out_scores), reinterpret_cast<int64_t*>(out_ids),
-                     s);
+                     reinterpret_cast<float*>(out_scores), reinterpret_cast<int64_t*>(out_ids), s);
   // Wait here so that a failure surfaces from this call, with its file and line.
   const cudaError_t e = cudaStreamSynchronize(s);
   if (e != cudaSuccess) {
@@ -90,11 +88,11 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("device") = 0, py::arg("scratch_bytes") = 0, py::arg("max_query_tile") = 0,
         "Top-k of host float32 arrays: copied to the GPU once, results back as numpy arrays.");
   m.def("topk_device", &topk_device, py::arg("queries_ptr"), py::arg("n_queries"),
-        py::arg("query_stride"), py::arg("items_ptr"), py::arg("n_items"),
-        py::arg("item_stride"), py::arg("dim"), py::arg("k"), py::arg("metric"),
-        py::arg("exclude_indptr"), py::arg("exclude_indices"), py::arg("out_scores_ptr"),
-        py::arg("out_ids_ptr"), py::arg("device"), py::arg("stream"),
-        py::arg("scratch_bytes") = 0, py::arg("max_query_tile") = 0,
+        py::arg("query_stride"), py::arg("items_ptr"), py::arg("n_items"), py::arg("item_stride"),
+        py::arg("dim"), py::arg("k"), py::arg("metric"), py::arg("exclude_indptr"),
+        py::arg("exclude_indices"), py::arg("out_scores_ptr"), py::arg("out_ids_ptr"),
+        py::arg("device"), py::arg("stream"), py::arg("scratch_bytes") = 0,
+        py::arg("max_query_tile") = 0,
         "Top-k on device pointers (strides in floats), results written to caller-owned device "
         "buffers of n_queries * k; enqueued on `stream`, which is synchronized before return.");
   m.def(

@@ -31,11 +31,11 @@ namespace recfast {
 namespace cuda_kernels {
 
 constexpr unsigned kFullMask = 0xffffffffu;
-constexpr int kThreads = 256;       // every kernel here runs 256-thread blocks
-constexpr int kBN = 128;            // items per score tile
-constexpr int kBK = 8;              // dimensions per shared-memory stage
-constexpr int kMergeCap = 4096;     // keys a merge sorts in shared memory
-constexpr int kMaxStateK = 2048;    // kept keys per query at most
+constexpr int kThreads = 256;     // every kernel here runs 256-thread blocks
+constexpr int kBN = 128;          // items per score tile
+constexpr int kBK = 8;            // dimensions per shared-memory stage
+constexpr int kMergeCap = 4096;   // keys a merge sorts in shared memory
+constexpr int kMaxStateK = 2048;  // kept keys per query at most
 
 __device__ __forceinline__ uint64_t make_key(float s, uint32_t id) {
   uint32_t u = (s == 0.0f) ? 0u : __float_as_uint(s);  // -0 -> +0: equal scores, equal keys
@@ -97,15 +97,15 @@ struct FilterArgs {
   int n_q;  // queries in the tile
   int n_x;  // items in the chunk
   int dim;
-  uint32_t id_base;      // global id of the chunk's first item
-  const float* q_inv;    // per tile query, nullptr for Dot
-  const float* x_inv;    // per chunk item, nullptr for Dot
-  const uint64_t* thr;   // per tile query: keys must be > thr
-  const uint64_t* upper; // per tile query: keys must be < upper (multi-pass)
+  uint32_t id_base;          // global id of the chunk's first item
+  const float* q_inv;        // per tile query, nullptr for Dot
+  const float* x_inv;        // per chunk item, nullptr for Dot
+  const uint64_t* thr;       // per tile query: keys must be > thr
+  const uint64_t* upper;     // per tile query: keys must be < upper (multi-pass)
   const int64_t* ex_indptr;  // CSR over all queries (device), or nullptr
   const int64_t* ex_indices;
-  int64_t q_abs0;        // absolute index of the tile's first query (for the CSR)
-  uint64_t* cand;        // per tile query, cand_stride keys
+  int64_t q_abs0;  // absolute index of the tile's first query (for the CSR)
+  uint64_t* cand;  // per tile query, cand_stride keys
   int64_t cand_stride;
   unsigned* cand_count;  // per tile query
 };
@@ -294,12 +294,10 @@ __host__ __device__ inline int next_pow2(int v) {
 // Keeps the `keep` largest keys of state + queue (state_k >= keep; positions >= keep may hold
 // further keys or zeros), sets thr to the keep-th largest (0 if there are fewer), empties the
 // queue.
-__global__ void __launch_bounds__(kThreads) merge_kernel(uint64_t* __restrict__ state,
-                                                         int state_k, int keep,
-                                                         uint64_t* __restrict__ thr,
-                                                         const uint64_t* __restrict__ cand,
-                                                         int64_t cand_stride,
-                                                         unsigned* __restrict__ cand_count) {
+__global__ void __launch_bounds__(kThreads)
+    merge_kernel(uint64_t* __restrict__ state, int state_k, int keep, uint64_t* __restrict__ thr,
+                 const uint64_t* __restrict__ cand, int64_t cand_stride,
+                 unsigned* __restrict__ cand_count) {
   __shared__ uint64_t sk[kMergeCap];
   __shared__ unsigned hist[256];
   __shared__ unsigned s_m, s_rem, s_count;
@@ -311,7 +309,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(uint64_t* __restrict__ 
   if (tid == 0) s_m = cand_count[q];
   __syncthreads();
   const unsigned m = s_m;
-  if (m == 0) return;  // uniform
+  if (m == 0) return;               // uniform
   if (tid == 0) cand_count[q] = 0;  // only the next score launch reads it
 
   uint64_t* st = state + static_cast<int64_t>(q) * state_k;
@@ -387,10 +385,9 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(uint64_t* __restrict__ 
 // One thread per (tile query, kept position): writes the pass's results into the output and,
 // from the last position, the next pass's upper bound.
 __global__ void finish_pass_kernel(const uint64_t* __restrict__ state, int state_k, int keep,
-                                   uint64_t* __restrict__ upper,
-                                   int n_q, float* __restrict__ out_scores,
-                                   int64_t* __restrict__ out_ids, int64_t out_stride,
-                                   int64_t col0) {
+                                   uint64_t* __restrict__ upper, int n_q,
+                                   float* __restrict__ out_scores, int64_t* __restrict__ out_ids,
+                                   int64_t out_stride, int64_t col0) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= static_cast<int64_t>(n_q) * keep) return;
   const int q = static_cast<int>(t / keep), i = static_cast<int>(t % keep);

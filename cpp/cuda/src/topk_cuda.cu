@@ -21,8 +21,8 @@ namespace {
 
 std::string cuda_message(int code, const char* call, const char* file, int line) {
   const cudaError_t e = static_cast<cudaError_t>(code);
-  return std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
-         ") at " + file + ":" + std::to_string(line) + " in " + call;
+  return std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") at " +
+         file + ":" + std::to_string(line) + " in " + call;
 }
 
 }  // namespace
@@ -104,8 +104,8 @@ void launch_pad(float* scores, int64_t* ids, int64_t stride, int64_t n_q, int64_
                 int64_t col1, cudaStream_t stream) {
   if (n_q == 0 || col1 <= col0) return;
   const int64_t blocks = ceil_div(n_q * (col1 - col0), kThreads);
-  pad_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(scores, ids, stride, n_q,
-                                                                     col0, col1);
+  pad_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(scores, ids, stride, n_q, col0,
+                                                                     col1);
   RECFAST_CUDA_CHECK_LAUNCH("pad_kernel");
 }
 
@@ -171,8 +171,8 @@ void topk_cuda(const float* d_queries, int64_t n_queries, int64_t query_stride,
     RECFAST_CUDA_CHECK(cudaMemcpyAsync(dp, params.exclude.indptr, (n_queries + 1) * 8,
                                        cudaMemcpyHostToDevice, stream));
     if (nnz > 0)
-      RECFAST_CUDA_CHECK(cudaMemcpyAsync(di, params.exclude.indices, nnz * 8,
-                                         cudaMemcpyHostToDevice, stream));
+      RECFAST_CUDA_CHECK(
+          cudaMemcpyAsync(di, params.exclude.indices, nnz * 8, cudaMemcpyHostToDevice, stream));
     ex_indptr = dp;
     ex_indices = di;
   }
@@ -246,8 +246,7 @@ void topk_cuda(const float* d_queries, int64_t n_queries, int64_t query_stride,
 
 void topk_cuda_host(const float* queries, int64_t n_queries, int64_t query_stride,
                     const float* items, int64_t n_items, int64_t item_stride, int64_t dim,
-                    const CudaTopkParams& params, float* out_scores, int64_t* out_ids,
-                    int device) {
+                    const CudaTopkParams& params, float* out_scores, int64_t* out_ids, int device) {
   if (params.k < 1) throw std::invalid_argument("k must be >= 1");
   if (n_queries < 0 || n_items < 0 || dim < 1) throw std::invalid_argument("bad sizes");
   if (n_queries == 0) return;
@@ -268,21 +267,21 @@ void topk_cuda_host(const float* queries, int64_t n_queries, int64_t query_strid
     int64_t* di = inputs.alloc<int64_t>(out_n);
     const size_t qpitch = n_queries > 1 ? static_cast<size_t>(query_stride) * 4 : row;
     RECFAST_CUDA_CHECK(cudaMemcpy2DAsync(dq, row, queries, qpitch, row,
-                                         static_cast<size_t>(n_queries),
-                                         cudaMemcpyHostToDevice, stream));
+                                         static_cast<size_t>(n_queries), cudaMemcpyHostToDevice,
+                                         stream));
     if (n_items > 0) {
       const size_t xpitch = n_items > 1 ? static_cast<size_t>(item_stride) * 4 : row;
       RECFAST_CUDA_CHECK(cudaMemcpy2DAsync(dx, row, items, xpitch, row,
-                                           static_cast<size_t>(n_items),
-                                           cudaMemcpyHostToDevice, stream));
+                                           static_cast<size_t>(n_items), cudaMemcpyHostToDevice,
+                                           stream));
     }
     CudaTopkParams p = params;
     p.exclude_on_host = true;
     topk_cuda(dq, n_queries, dim, dx, n_items, dim, dim, p, ds, di, stream);
-    RECFAST_CUDA_CHECK(cudaMemcpyAsync(out_scores, ds, out_n * sizeof(float),
-                                       cudaMemcpyDeviceToHost, stream));
-    RECFAST_CUDA_CHECK(cudaMemcpyAsync(out_ids, di, out_n * sizeof(int64_t),
-                                       cudaMemcpyDeviceToHost, stream));
+    RECFAST_CUDA_CHECK(
+        cudaMemcpyAsync(out_scores, ds, out_n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    RECFAST_CUDA_CHECK(
+        cudaMemcpyAsync(out_ids, di, out_n * sizeof(int64_t), cudaMemcpyDeviceToHost, stream));
   }
   RECFAST_CUDA_CHECK(cudaStreamSynchronize(stream));
 }

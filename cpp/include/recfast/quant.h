@@ -5,7 +5,8 @@
 //  * Int8:    codes int8 in [-127, 127]; the decoded vector is x~ = scale[j] * codes.
 //  * Float16: codes IEEE binary16 bits; x~ = scale[j] * codes with scale[j] a power of two (so a
 //             vector of any finite float32 magnitude fits).
-//  * err[j]:  an upper bound on |x - x~| (L2), x the float32 vector; norm[j]: an upper bound on |x|.
+//  * err[j]:  an upper bound on |x - x~| (L2), x the float32 vector; norm[j]: an upper bound
+//             on |x|.
 //  * full:    the float32 vectors x (row stride full_stride), read only for the survivors.
 //
 // Let S be the score that the float32 path (recfast::topk_cpu) returns, q' the query as the
@@ -82,8 +83,8 @@ struct QuantItems {
   const float* scale = nullptr;
   const float* err = nullptr;
   const float* norm = nullptr;
-  const float* full = nullptr;      // n rows of float32, needed when exact (unless full_fd)
-  int64_t full_stride = 0;          // in floats
+  const float* full = nullptr;  // n rows of float32, needed when exact (unless full_fd)
+  int64_t full_stride = 0;      // in floats
   // Alternatively a file descriptor holding the n contiguous float32 rows from byte full_offset:
   // the survivors are then read with pread, so a memory-mapped copy's pages are never mapped
   // into the process just to re-score a few rows (used when full_fd >= 0).
@@ -97,9 +98,9 @@ struct QuantSearchParams {
   Metric metric = Metric::Cosine;
   int num_threads = 1;
   bool exact = true;
-  Exclusion exclude;                 // CSR over queries of item positions (sorted rows)
-  const uint8_t* allow = nullptr;    // optional: allow[j] != 0 marks item j eligible
-  int64_t batch_size = 0;            // the user's whole batch (TopkParams::batch_size)
+  Exclusion exclude;                  // CSR over queries of item positions (sorted rows)
+  const uint8_t* allow = nullptr;     // optional: allow[j] != 0 marks item j eligible
+  int64_t batch_size = 0;             // the user's whole batch (TopkParams::batch_size)
   std::function<bool()> should_stop;  // as in TopkParams
 };
 
@@ -118,11 +119,12 @@ struct CorruptRow : std::runtime_error {
 // Without exact, scores are the quantized scores T (approximate) and ids their top k.
 // Queries must be finite and non-zero (the Python layer routes other rows to topk_cpu).
 void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
-                  const QuantItems& items, const QuantSearchParams& params,
-                  float* out_scores, int64_t* out_ids, QuantSearchStats* stats);
+                  const QuantItems& items, const QuantSearchParams& params, float* out_scores,
+                  int64_t* out_ids, QuantSearchStats* stats);
 
 // The 64-bit row checksum used by the index file: sum over i of bits(x[i]) * m_i mod 2^64, with
-// m_i an odd constant per column (splitmix64(i) | 1). Any change of a single 32-bit word changes it.
+// m_i an odd constant per column (splitmix64(i) | 1). Any change of a single 32-bit word
+// changes it.
 uint64_t row_hash(const float* x, int64_t dim);
 
 // Relative slack c of the certified radius for a dimension (see above).

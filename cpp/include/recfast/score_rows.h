@@ -29,8 +29,8 @@ void select_topk_rows(const float* scores, int64_t n_rows, int64_t n_cols, int64
 // one rounded add each (no FMA), so results do not depend on threads or instruction set.
 // Column indices must index rows of dense (the caller validates).
 void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const float* values,
-                          int64_t n_rows, const float* dense, int64_t dense_stride,
-                          int64_t n_cols, float* out, int64_t out_stride, int num_threads,
+                          int64_t n_rows, const float* dense, int64_t dense_stride, int64_t n_cols,
+                          float* out, int64_t out_stride, int num_threads,
                           const std::function<bool()>& should_stop);
 
 // out[q, j] += the inner product of query q and item j, for every pair, or, when bias is not
@@ -38,9 +38,8 @@ void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const f
 // items as in topk_cpu; out row q at out + q * out_stride (n_items floats). Each product is
 // computed as the top-k scan's packed path computes a Dot score, so it does not depend on
 // threads, batch or chunking, and is added with one rounding.
-void dense_scores(const float* queries, int64_t n_queries, int64_t query_stride,
-                  const float* items, int64_t n_items, int64_t item_stride, int64_t dim,
-                  const float* bias, float* out, int64_t out_stride, int num_threads,
-                  const std::function<bool()>& should_stop);
+void dense_scores(const float* queries, int64_t n_queries, int64_t query_stride, const float* items,
+                  int64_t n_items, int64_t item_stride, int64_t dim, const float* bias, float* out,
+                  int64_t out_stride, int num_threads, const std::function<bool()>& should_stop);
 
 }  // namespace recfast

@@ -9,7 +9,8 @@
 //    fewer than k eligible items are padded with id -1 and score -inf.
 //  * exclusion (optional): CSR over queries; row r lists item ids never returned for query r,
 //    sorted ascending, each in [0, n_items).
-//  * Memory beyond inputs and outputs: O(threads x tile + n_queries x k); never n_queries x n_items.
+//  * Memory beyond inputs and outputs: O(threads x tile + n_queries x k); never
+//    n_queries x n_items.
 #pragma once
 
 #include <cstdint>

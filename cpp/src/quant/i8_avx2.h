@@ -139,20 +139,17 @@ struct QI8PackedAvx2 : QI8PackedDriver<QI8PackedAvx2<QV, NI>, QV * 8, NI> {
   // Groups of 4 codes per row, rounded up to an even count (the main tile takes two per step).
   static int64_t dim4(int64_t dim) { return (dim + 7) / 8 * 2; }
 
-
   // Item codes x[0..8) (two broadcast groups of 4) against query vectors q (codes 0..3 of each
   // lane) and r (codes 4..7) of the two query vectors, into accumulators a0, a1. Needs
   // |qi| <= 31 (see accumulate).
-  static inline void i8_madd2(__m256i& a0, __m256i& a1, const uint8_t* x, __m256i q0,
-                              __m256i q1, __m256i r0, __m256i r1, __m256i ones) {
+  static inline void i8_madd2(__m256i& a0, __m256i& a1, const uint8_t* x, __m256i q0, __m256i q1,
+                              __m256i r0, __m256i r1, __m256i ones) {
     int32_t w0, w1;
     std::memcpy(&w0, x, 4);
     std::memcpy(&w1, x + 4, 4);
     const __m256i b0 = _mm256_set1_epi32(w0), b1 = _mm256_set1_epi32(w1);
-    const __m256i s0 =
-        _mm256_add_epi16(_mm256_maddubs_epi16(b0, q0), _mm256_maddubs_epi16(b1, r0));
-    const __m256i s1 =
-        _mm256_add_epi16(_mm256_maddubs_epi16(b0, q1), _mm256_maddubs_epi16(b1, r1));
+    const __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(b0, q0), _mm256_maddubs_epi16(b1, r0));
+    const __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(b0, q1), _mm256_maddubs_epi16(b1, r1));
     a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(s0, ones));
     a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(s1, ones));
   }
@@ -202,8 +199,7 @@ struct QI8PackedAvx2 : QI8PackedDriver<QI8PackedAvx2<QV, NI>, QV * 8, NI> {
       for (int64_t p4 = 0; p4 < d4; ++p4) {
         __m256i qv[QV];
         for (int v = 0; v < QV; ++v)
-          qv[v] =
-              _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * G * 4 + v * 32));
+          qv[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + p4 * G * 4 + v * 32));
         for (int i = 0; i < NIB; ++i) {
           int32_t w;
           std::memcpy(&w, tile + i * rowb + p4 * 4, 4);
@@ -233,12 +229,11 @@ struct QI8PackedAvx2 : QI8PackedDriver<QI8PackedAvx2<QV, NI>, QV * 8, NI> {
     __m256 hit[NIB][QV];
     __m256 any = _mm256_setzero_ps();
     for (int i = 0; i < NIB; ++i) {
-      const __m256 s = _mm256_set1_ps(sc[i]), ei = _mm256_set1_ps(e[i]),
-                   mi = _mm256_set1_ps(m[i]);
+      const __m256 s = _mm256_set1_ps(sc[i]), ei = _mm256_set1_ps(e[i]), mi = _mm256_set1_ps(m[i]);
       for (int v = 0; v < QV; ++v) {
         const __m256i dv = _mm256_load_si256(reinterpret_cast<const __m256i*>(dots[i][v]));
-        const __m256 T = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(lsq + v * 8), s),
-                                       _mm256_cvtepi32_ps(dv));
+        const __m256 T =
+            _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(lsq + v * 8), s), _mm256_cvtepi32_ps(dv));
         const __m256 rc = _mm256_fmadd_ps(_mm256_load_ps(lqc + v * 8), mi, abs_slack);
         const __m256 r = _mm256_fmadd_ps(_mm256_load_ps(lqn + v * 8), ei, rc);
         hit[i][v] = _mm256_cmp_ps(_mm256_add_ps(T, r), _mm256_loadu_ps(taug + v * 8), _CMP_GE_OQ);

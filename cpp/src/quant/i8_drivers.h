@@ -7,14 +7,22 @@
 template <int K, class Acc>
 static inline auto& acc_slot(Acc& A) {
   static_assert(K >= 0 && K < 8, "slot");
-  if constexpr (K == 0) return A.v0;
-  else if constexpr (K == 1) return A.v1;
-  else if constexpr (K == 2) return A.v2;
-  else if constexpr (K == 3) return A.v3;
-  else if constexpr (K == 4) return A.v4;
-  else if constexpr (K == 5) return A.v5;
-  else if constexpr (K == 6) return A.v6;
-  else return A.v7;
+  if constexpr (K == 0)
+    return A.v0;
+  else if constexpr (K == 1)
+    return A.v1;
+  else if constexpr (K == 2)
+    return A.v2;
+  else if constexpr (K == 3)
+    return A.v3;
+  else if constexpr (K == 4)
+    return A.v4;
+  else if constexpr (K == 5)
+    return A.v5;
+  else if constexpr (K == 6)
+    return A.v6;
+  else
+    return A.v7;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,8 +165,8 @@ struct QI8PackedDriver {
   static int64_t panel_bytes(int64_t dim) { return K::dim4(dim) * 4 * G; }
   static int64_t scratch_floats(int64_t dim, int64_t qblock) {
     const int64_t groups = (qblock + G - 1) / G, nt = tile_items(dim);
-    const int64_t bytes = groups * panel_bytes(dim) + groups * G * 16 + nt * K::dim4(dim) * 4 +
-                          nt * 12 + 6 * 64;
+    const int64_t bytes =
+        groups * panel_bytes(dim) + groups * G * 16 + nt * K::dim4(dim) * 4 + nt * 12 + 6 * 64;
     return bytes / 4 + 16;
   }
 

@@ -125,7 +125,6 @@ struct QI8PackedVnni : QI8PackedDriver<QI8PackedVnni<QV, NI>, QV * 16, NI> {
 
   static int64_t dim4(int64_t dim) { return (dim + 3) / 4; }
 
-
   // dots[(i * QV + v) * 16 + lane] = sum u qi of item i and query lane v * 16 + lane.
   template <int NIB>
   static inline void accumulate(const int8_t* panel, const uint8_t* tile, int64_t rowb,
@@ -161,17 +160,16 @@ struct QI8PackedVnni : QI8PackedDriver<QI8PackedVnni<QV, NI>, QV * 16, NI> {
     unsigned hit[NIB][QV];
     unsigned any = 0;
     for (int i = 0; i < NIB; ++i) {
-      const __m512 s = _mm512_set1_ps(sc[i]), ei = _mm512_set1_ps(e[i]),
-                   mi = _mm512_set1_ps(m[i]);
+      const __m512 s = _mm512_set1_ps(sc[i]), ei = _mm512_set1_ps(e[i]), mi = _mm512_set1_ps(m[i]);
       for (int v = 0; v < QV; ++v) {
-        const __m512i dv = _mm512_sub_epi32(_mm512_load_si512(dots[i][v]),
-                                            _mm512_load_si512(lcorr + v * 16));
-        const __m512 T = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(lsq + v * 16), s),
-                                       _mm512_cvtepi32_ps(dv));
+        const __m512i dv =
+            _mm512_sub_epi32(_mm512_load_si512(dots[i][v]), _mm512_load_si512(lcorr + v * 16));
+        const __m512 T =
+            _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(lsq + v * 16), s), _mm512_cvtepi32_ps(dv));
         const __m512 rc = _mm512_fmadd_ps(_mm512_load_ps(lqc + v * 16), mi, abs_slack);
         const __m512 r = _mm512_fmadd_ps(_mm512_load_ps(lqn + v * 16), ei, rc);
-        hit[i][v] = static_cast<unsigned>(_mm512_cmp_ps_mask(
-            _mm512_add_ps(T, r), _mm512_loadu_ps(taug + v * 16), _CMP_GE_OQ));
+        hit[i][v] = static_cast<unsigned>(
+            _mm512_cmp_ps_mask(_mm512_add_ps(T, r), _mm512_loadu_ps(taug + v * 16), _CMP_GE_OQ));
         any |= hit[i][v];
       }
     }

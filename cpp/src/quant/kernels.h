@@ -28,7 +28,7 @@ struct QueryState {
   Cand* cands;
   int64_t n_cands, cap;
   void (*grow)(QueryState* st);  // doubles cap, keeping the candidates
-  void* owner;                    // driver bookkeeping for grow
+  void* owner;                   // driver bookkeeping for grow
 };
 
 // int8 storage is scanned with integer dot products when dim <= kQuantI8MaxDim (every partial

@@ -31,9 +31,14 @@ constexpr int kNI8 = 4;
 
 using I8D = QI8DirectAvx2;
 using I8P = QI8PackedAvx2<kQV, kNI8>;
-const QuantKernelSet kSet = {"avx2", kQV * V::W, kQB, kQuantI8DirectQMax, kQuantI8PackedQMax,
+const QuantKernelSet kSet = {"avx2",
+                             (kQV * V::W),
+                             kQB,
+                             kQuantI8DirectQMax,
+                             kQuantI8PackedQMax,
                              &q_scratch_floats<I8P, kQV, kNI, kQB>,
-                             &q_scan_direct<I8D, kQV, kNI>, &q_scan_packed<I8P, kQV, kNI>};
+                             &q_scan_direct<I8D, kQV, kNI>,
+                             &q_scan_packed<I8P, kQV, kNI>};
 
 }  // namespace qisa_avx2
 

@@ -25,9 +25,14 @@ constexpr int kQV = 2, kNI = 12, kQB = 256;
 // query bit widths below are unused); CPUs with VNNI take quant_kernel_avx512_vnni.cpp instead.
 using I8D = QDirect<int8_t>;
 using I8P = QPacked<int8_t, kQV, kNI>;
-const QuantKernelSet kSet = {"avx512", kQV * V::W, kQB, kQuantI8DirectQMax, kQuantI8PackedQMax,
+const QuantKernelSet kSet = {"avx512",
+                             (kQV * V::W),
+                             kQB,
+                             kQuantI8DirectQMax,
+                             kQuantI8PackedQMax,
                              &q_scratch_floats<I8P, kQV, kNI, kQB>,
-                             &q_scan_direct<I8D, kQV, kNI>, &q_scan_packed<I8P, kQV, kNI>};
+                             &q_scan_direct<I8D, kQV, kNI>,
+                             &q_scan_packed<I8P, kQV, kNI>};
 
 }  // namespace qisa_avx512
 

@@ -20,7 +20,11 @@ namespace qisa_generic {
 constexpr int kQV = 2, kNI = 4, kQB = 64;
 
 // int8: the portable integer scan (QI8Scalar) on both paths.
-const QuantKernelSet kSet = {"generic", kQV * V::W, kQB, kQuantI8DirectQMax, kQuantI8PackedQMax,
+const QuantKernelSet kSet = {"generic",
+                             (kQV * V::W),
+                             kQB,
+                             kQuantI8DirectQMax,
+                             kQuantI8PackedQMax,
                              &q_scratch_floats<QI8Scalar, kQV, kNI, kQB>,
                              &q_scan_direct<QI8Scalar, kQV, kNI>,
                              &q_scan_packed<QI8Scalar, kQV, kNI>};

@@ -34,9 +34,14 @@ constexpr int kNI8 = 8;
 
 using I8D = QI8DirectVnni;
 using I8P = QI8PackedVnni<kQV, kNI8>;
-const QuantKernelSet kSet = {RECFAST_VNNI_NAME, kQV * V::W, kQB, kQuantI8VnniQMax,
-                             kQuantI8VnniQMax, &q_scratch_floats<I8P, kQV, kNI, kQB>,
-                             &q_scan_direct<I8D, kQV, kNI>, &q_scan_packed<I8P, kQV, kNI>};
+const QuantKernelSet kSet = {RECFAST_VNNI_NAME,
+                             (kQV * V::W),
+                             kQB,
+                             kQuantI8VnniQMax,
+                             kQuantI8VnniQMax,
+                             &q_scratch_floats<I8P, kQV, kNI, kQB>,
+                             &q_scan_direct<I8D, kQV, kNI>,
+                             &q_scan_packed<I8P, kQV, kNI>};
 
 }  // namespace RECFAST_VNNI_NS
 }  // namespace recfast

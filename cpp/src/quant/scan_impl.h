@@ -205,9 +205,8 @@ struct QPacked {
   }
 
   template <int NIB>
-  static inline void micro(const QuantTask& t, const float* qg, const float* qn,
-                           const float* xf, const float* rad, const float* sc, int64_t qbase,
-                           int64_t pos) {
+  static inline void micro(const QuantTask& t, const float* qg, const float* qn, const float* xf,
+                           const float* rad, const float* sc, int64_t qbase, int64_t pos) {
     const int64_t dim = t.dim;
     typename V::R acc[NIB][QV];
     for (int i = 0; i < NIB; ++i)
@@ -247,11 +246,11 @@ struct QPacked {
     if (nq <= 0 || t.j1 <= t.j0) return;
     const int64_t nt = tile_items(dim);
     const int64_t groups = (nq + G - 1) / G;
-    float* qp = t.scratch;                   // groups * dim * G
-    float* qn = qp + groups * dim * G;       // groups * G
-    float* xf = qn + groups * G;             // nt * dim
-    float* rad = xf + nt * dim;              // nt
-    float* sc = rad + nt;                    // nt
+    float* qp = t.scratch;              // groups * dim * G
+    float* qn = qp + groups * dim * G;  // groups * G
+    float* xf = qn + groups * G;        // nt * dim
+    float* rad = xf + nt * dim;         // nt
+    float* sc = rad + nt;               // nt
     for (int64_t g = 0; g < groups; ++g)
       for (int l = 0; l < G; ++l) {
         const int64_t q = t.q0 + g * G + l;

@@ -36,7 +36,7 @@
 namespace recfast {
 namespace {
 
-constexpr int64_t kDirectMaxQueries = 8;   // this scan: few queries read the code rows directly
+constexpr int64_t kDirectMaxQueries = 8;  // this scan: few queries read the code rows directly
 constexpr int64_t kRerankBlock = 2 * kTopkDirectMaxQueries;  // queries per packed re-scoring call
 
 void grow_state(QueryState* st) {
@@ -77,8 +77,8 @@ uint64_t row_hash(const float* x, int64_t dim) {
 }
 
 void quant_search(const float* queries, int64_t n_queries, int64_t query_stride,
-                  const QuantItems& items, const QuantSearchParams& params,
-                  float* out_scores, int64_t* out_ids, QuantSearchStats* stats) {
+                  const QuantItems& items, const QuantSearchParams& params, float* out_scores,
+                  int64_t* out_ids, QuantSearchStats* stats) {
   const int64_t k = params.k, n = items.n, dim = items.dim;
   if (k < 1) throw std::invalid_argument("k must be >= 1");
   if (n_queries < 0 || n < 0 || dim < 1) throw std::invalid_argument("bad sizes");

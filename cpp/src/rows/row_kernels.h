@@ -20,8 +20,8 @@ struct RowKernelSet {
   size_t (*scan_row)(const float* row, int64_t n, int64_t k, const int64_t* excl,
                      const int64_t* excl_end, float floor, std::vector<RowEntry>& buf);
   // o[0, w) += the terms of one CSR row (score_rows.cpp: accumulate_row_body).
-  void (*accumulate_row)(float* o, int64_t w, const int64_t* idx, const float* val,
-                         int64_t n_terms, const float* dense, int64_t dense_stride);
+  void (*accumulate_row)(float* o, int64_t w, const int64_t* idx, const float* val, int64_t n_terms,
+                         const float* dense, int64_t dense_stride);
 };
 
 const RowKernelSet* row_kernels_generic();

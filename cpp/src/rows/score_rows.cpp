@@ -74,10 +74,9 @@ inline unsigned reach_mask(const float* x, float bar) {
 // full). With have_bar the test is s > bar (after a cut), else s >= floor (NaN always fails).
 // Returns the number of candidates kept in buf[0, used). Columns are tested eight at a time
 // against the bar (s >= bar covers both tests) and only those that reach it are looked at.
-__attribute__((always_inline)) inline size_t scan_row_body(const float* row, int64_t n,
-                                                           int64_t k, const int64_t* e,
-                                                           const int64_t* e_end, float floor,
-                                                           std::vector<Entry>& buf) {
+__attribute__((always_inline)) inline size_t scan_row_body(const float* row, int64_t n, int64_t k,
+                                                           const int64_t* e, const int64_t* e_end,
+                                                           float floor, std::vector<Entry>& buf) {
   const size_t cap = buf.size();
   size_t used = 0;
   bool have_bar = false;
@@ -173,7 +172,8 @@ void select_topk_rows(const float* scores, int64_t n_rows, int64_t n_cols, int64
   const Exclusion ex = params.exclude;
   // A buffer of 2k (at least 64) entries: each cut then admits at least k more candidates.
   // (n_cols + 1 when smaller: the buffer then never fills).
-  const size_t cap = static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(2 * k, 64), n_cols + 1));
+  const size_t cap =
+      static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(2 * k, 64), n_cols + 1));
   const ScanRowFn scan_row = row_kernels().scan_row;
   auto rows = [&](int64_t r0, int64_t r1) {
     std::vector<Entry> buf(cap);
@@ -185,8 +185,7 @@ void select_topk_rows(const float* scores, int64_t n_rows, int64_t n_cols, int64
                  out_scores + r * k, out_ids + r * k);
     }
   };
-  for_row_blocks(n_rows, static_cast<double>(n_cols), params.num_threads, params.should_stop,
-                 rows);
+  for_row_blocks(n_rows, static_cast<double>(n_cols), params.num_threads, params.should_stop, rows);
 }
 
 namespace {
@@ -196,9 +195,8 @@ namespace {
 // value (one rounded multiply and one rounded add each, as a plain loop), so results do not
 // depend on threads or instruction set. Two builds, as scan_row.
 __attribute__((always_inline)) inline void accumulate_row_body(float* __restrict o, int64_t w,
-                                                               const int64_t* idx,
-                                                               const float* val, int64_t n_terms,
-                                                               const float* dense,
+                                                               const int64_t* idx, const float* val,
+                                                               int64_t n_terms, const float* dense,
                                                                int64_t dense_stride) {
   int64_t t = 0;
   for (; t + 4 <= n_terms; t += 4) {
@@ -230,8 +228,7 @@ void accumulate_row_generic(float* o, int64_t w, const int64_t* idx, const float
 #ifndef RECFAST_NO_X86_KERNELS
 __attribute__((target("avx2"))) void accumulate_row_avx2(float* o, int64_t w, const int64_t* idx,
                                                          const float* val, int64_t n_terms,
-                                                         const float* dense,
-                                                         int64_t dense_stride) {
+                                                         const float* dense, int64_t dense_stride) {
   accumulate_row_body(o, w, idx, val, n_terms, dense, dense_stride);
 }
 #endif
@@ -251,8 +248,8 @@ const RowKernelSet* row_kernels_avx2() { return nullptr; }
 #endif
 
 void csr_dense_accumulate(const int64_t* indptr, const int64_t* indices, const float* values,
-                          int64_t n_rows, const float* dense, int64_t dense_stride,
-                          int64_t n_cols, float* out, int64_t out_stride, int num_threads,
+                          int64_t n_rows, const float* dense, int64_t dense_stride, int64_t n_cols,
+                          float* out, int64_t out_stride, int num_threads,
                           const std::function<bool()>& should_stop) {
   if (n_rows <= 0 || n_cols <= 0) return;
   const double nnz = static_cast<double>(indptr[n_rows] - indptr[0]);

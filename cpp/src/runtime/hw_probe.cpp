@@ -34,14 +34,16 @@ double timed_on_threads(int threads, Body body) {
 
 #if defined(__x86_64__) && !defined(RECFAST_NO_X86_KERNELS)
 // 12 independent FMA chains (more than latency x ports on current cores) per iteration.
-#define RF_FMA12(R)                                                                          \
-  "vfmadd231ps %%" R "14, %%" R "15, %%" R "1\n vfmadd231ps %%" R "14, %%" R "15, %%" R "2\n" \
-  "vfmadd231ps %%" R "14, %%" R "15, %%" R "3\n vfmadd231ps %%" R "14, %%" R "15, %%" R "4\n" \
-  "vfmadd231ps %%" R "14, %%" R "15, %%" R "5\n vfmadd231ps %%" R "14, %%" R "15, %%" R "6\n" \
-  "vfmadd231ps %%" R "14, %%" R "15, %%" R "7\n vfmadd231ps %%" R "14, %%" R "15, %%" R "8\n" \
-  "vfmadd231ps %%" R "14, %%" R "15, %%" R "9\n vfmadd231ps %%" R "14, %%" R "15, %%" R "10\n" \
+// clang-format off
+#define RF_FMA12(R)                                                                           \
+  "vfmadd231ps %%" R "14, %%" R "15, %%" R "1\n vfmadd231ps %%" R "14, %%" R "15, %%" R "2\n"   \
+  "vfmadd231ps %%" R "14, %%" R "15, %%" R "3\n vfmadd231ps %%" R "14, %%" R "15, %%" R "4\n"   \
+  "vfmadd231ps %%" R "14, %%" R "15, %%" R "5\n vfmadd231ps %%" R "14, %%" R "15, %%" R "6\n"   \
+  "vfmadd231ps %%" R "14, %%" R "15, %%" R "7\n vfmadd231ps %%" R "14, %%" R "15, %%" R "8\n"   \
+  "vfmadd231ps %%" R "14, %%" R "15, %%" R "9\n vfmadd231ps %%" R "14, %%" R "15, %%" R "10\n"  \
   "vfmadd231ps %%" R "14, %%" R "15, %%" R "11\n vfmadd231ps %%" R "14, %%" R "15, %%" R "12\n"
-#define RF_CLOBBERS                                                                          \
+// clang-format on
+#define RF_CLOBBERS                                                                         \
   "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
       "xmm12", "xmm14", "xmm15", "cc"
 

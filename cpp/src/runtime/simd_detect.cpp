@@ -64,9 +64,12 @@ SimdLevel env_level(SimdLevel cpu) {
   const char* env = std::getenv("RECFAST_SIMD");
   if (env == nullptr || *env == '\0') return cpu;
   SimdLevel want = cpu;
-  if (std::strcmp(env, "generic") == 0) want = SimdLevel::Generic;
-  else if (std::strcmp(env, "avx2") == 0) want = SimdLevel::AVX2;
-  else if (std::strcmp(env, "avx512") == 0) want = SimdLevel::AVX512;
+  if (std::strcmp(env, "generic") == 0)
+    want = SimdLevel::Generic;
+  else if (std::strcmp(env, "avx2") == 0)
+    want = SimdLevel::AVX2;
+  else if (std::strcmp(env, "avx512") == 0)
+    want = SimdLevel::AVX512;
   return static_cast<int>(want) < static_cast<int>(cpu) ? want : cpu;
 }
 
@@ -121,10 +124,14 @@ bool cpu_splits_512bit_ops() {
 
 const char* level_name(SimdLevel level) {
   switch (level) {
-    case SimdLevel::AVX512Emulated: return "avx512_emulated";
-    case SimdLevel::AVX512: return "avx512";
-    case SimdLevel::AVX2: return "avx2";
-    default: return "generic";
+    case SimdLevel::AVX512Emulated:
+      return "avx512_emulated";
+    case SimdLevel::AVX512:
+      return "avx512";
+    case SimdLevel::AVX2:
+      return "avx2";
+    default:
+      return "generic";
   }
 }
 

@@ -41,7 +41,7 @@ class Pool {
       try {
         std::thread([this] { loop(); }).detach();  // the pool lives as long as the process
       } catch (const std::system_error&) {
-        if (n_threads_ == 0) throw;  // no thread at all: the caller gets the error
+        if (n_threads_ == 0) throw;     // no thread at all: the caller gets the error
         job->max_workers = n_threads_;  // out of threads: run on those we have
         break;
       }
@@ -116,9 +116,8 @@ Pool* g_pool = nullptr;
 std::once_flag g_atfork_once;
 
 Pool& pool() {
-  std::call_once(g_atfork_once, [] {
-    pthread_atfork(nullptr, nullptr, [] { g_pool = new Pool(); });
-  });
+  std::call_once(g_atfork_once,
+                 [] { pthread_atfork(nullptr, nullptr, [] { g_pool = new Pool(); }); });
   static std::once_flag once;
   std::call_once(once, [] {
     if (g_pool == nullptr) g_pool = new Pool();

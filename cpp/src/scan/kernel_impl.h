@@ -36,7 +36,6 @@ static inline void offer_lanes(const ScanTask& t, int64_t q, typename V::R s, un
   }
 }
 
-
 static inline bool row_finite(const float* x, int64_t dim) {
   for (int64_t p = 0; p < dim; ++p)
     if (!std::isfinite(x[p])) return false;
@@ -129,8 +128,8 @@ struct Packed {
   }
 
   template <int ROWS>
-  static inline void kernel(const ScanTask& t, const float* qp, const float* xp,
-                            const float* invn, int64_t qbase, int64_t idbase, int ncols) {
+  static inline void kernel(const ScanTask& t, const float* qp, const float* xp, const float* invn,
+                            int64_t qbase, int64_t idbase, int ncols) {
     typename V::R acc[ROWS][NV];
     for (int r = 0; r < ROWS; ++r)
       for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
@@ -197,9 +196,9 @@ struct Packed {
     if (nq <= 0 || t.j1 <= t.j0) return;
     const int64_t nt = tile_items(dim);
     const bool cosine = t.inv_qnorm != nullptr;
-    float* xp = t.scratch;                  // dim x nt
-    float* invn = xp + dim * nt;            // nt
-    float* qp = invn + nt;                  // dim x (groups * MR)
+    float* xp = t.scratch;        // dim x nt
+    float* invn = xp + dim * nt;  // nt
+    float* qp = invn + nt;        // dim x (groups * MR)
     pack_queries(t, qp);
     const int64_t groups = (nq + MR - 1) / MR;
     for (int64_t t0 = t.j0; t0 < t.j1; t0 += nt) {
@@ -218,8 +217,8 @@ struct Packed {
         for (int64_t pnl = 0; pnl < panels; ++pnl) {
           int ncols = static_cast<int>(n - pnl * NR < NR ? n - pnl * NR : NR);
           kernel_rows_dispatch<MR>(rows, t, qg, xp + pnl * dim * NR,
-                                   cosine ? invn + pnl * NR : nullptr, t.q0 + g * MR,
-                                   t0 + pnl * NR, ncols);
+                                   cosine ? invn + pnl * NR : nullptr, t.q0 + g * MR, t0 + pnl * NR,
+                                   ncols);
         }
       }
     }
@@ -298,7 +297,8 @@ struct Direct {
     for (int64_t j = t.j0; j < t.j1; ++j) {
       if ((j & 4095) == 0 && t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
       if (j + kPrefetchRows < t.j1) {
-        const char* ahead = reinterpret_cast<const char*>(t.items) + (j + kPrefetchRows) * row_bytes;
+        const char* ahead =
+            reinterpret_cast<const char*>(t.items) + (j + kPrefetchRows) * row_bytes;
         for (int64_t off = 0; off < line_bytes; off += 64) __builtin_prefetch(ahead + off, 0, 3);
       }
       const float* xr = t.items + j * t.item_stride;
@@ -431,8 +431,7 @@ struct Broadcast {
         for (int r = 0; r < NI; ++r)
           for (int64_t off = 0; off < line_bytes; off += 64)
             __builtin_prefetch(ahead + r * row_bytes + off, 0, 3);
-      for (int g = 0; g < groups; ++g)
-        block<NI>(t, qt + g * t.dim * QW, thr + g * QW, g * QW, j);
+      for (int g = 0; g < groups; ++g) block<NI>(t, qt + g * t.dim * QW, thr + g * QW, g * QW, j);
     }
     for (; j < t.j1; ++j)
       for (int g = 0; g < groups; ++g) block<1>(t, qt + g * t.dim * QW, thr + g * QW, g * QW, j);

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "scan/kernels.h"
 #include "recfast/heap.h"
+#include "scan/kernels.h"
 #include "vec/scalar_helpers.h"
 
 namespace recfast {
@@ -23,8 +23,8 @@ using P = Packed<kMR, kNV>;
 // The broadcast path: 12 items x 1 query vector, or 6 x 2 (12 accumulators either way).
 static void scan_broadcast(const ScanTask& t) { broadcast_by_batch<12, 6>(t); }
 
-const KernelSet kSet = {"avx2",         kMR,           &scratch_floats_impl<kMR, kNV>,
-                         &P::scan,       &Direct::scan, &scan_broadcast};
+const KernelSet kSet = {"avx2",   kMR,           &scratch_floats_impl<kMR, kNV>,
+                        &P::scan, &Direct::scan, &scan_broadcast};
 
 }  // namespace isa_avx2
 

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "scan/kernels.h"
 #include "recfast/heap.h"
+#include "scan/kernels.h"
 #include "vec/scalar_helpers.h"
 
 namespace recfast {
@@ -24,8 +24,8 @@ using P = Packed<kMR, kNV>;
 // The broadcast path: 24 items x 1 query vector, or 12 x 2 (24 accumulators either way).
 static void scan_broadcast(const ScanTask& t) { broadcast_by_batch<24, 12>(t); }
 
-const KernelSet kSet = {"avx512",         kMR,           &scratch_floats_impl<kMR, kNV>,
-                         &P::scan,       &Direct::scan, &scan_broadcast};
+const KernelSet kSet = {"avx512", kMR,           &scratch_floats_impl<kMR, kNV>,
+                        &P::scan, &Direct::scan, &scan_broadcast};
 
 }  // namespace isa_avx512
 

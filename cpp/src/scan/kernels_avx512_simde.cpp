@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "scan/kernels.h"
 #include "recfast/heap.h"
+#include "scan/kernels.h"
 #include "vec/scalar_helpers.h"
 #include "vec/simde_avx512.h"
 

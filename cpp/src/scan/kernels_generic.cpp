@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "scan/kernels.h"
 #include "recfast/heap.h"
+#include "scan/kernels.h"
 #include "vec/scalar_helpers.h"
 
 namespace recfast {
@@ -25,8 +25,8 @@ static void scan_broadcast(const ScanTask& t) {
   Broadcast<4, 2>::scan(t);
 }
 
-const KernelSet kSet = {"generic",         kMR,           &scratch_floats_impl<kMR, kNV>,
-                         &P::scan,       &Direct::scan, &scan_broadcast};
+const KernelSet kSet = {"generic", kMR,           &scratch_floats_impl<kMR, kNV>,
+                        &P::scan,  &Direct::scan, &scan_broadcast};
 
 }  // namespace isa_generic
 

@@ -33,8 +33,8 @@ enum class ScanPath { Direct, Broadcast, Packed };
 // How one call is cut and run.
 struct ScanPlan {
   ScanPath path;
-  int64_t heap_k;  // heap size: min(k, n_items)
-  bool inline_call;  // on the calling thread
+  int64_t heap_k;            // heap size: min(k, n_items)
+  bool inline_call;          // on the calling thread
   int64_t qblock, n_chunks;  // queries per task, item chunks wanted
 };
 
@@ -117,8 +117,8 @@ struct ScanHeaps {
   bool in_output;
 };
 
-ScanHeaps make_heaps(int64_t n_queries, int64_t n_chunks, int64_t hk, int64_t k,
-                     float* out_scores, int64_t* out_ids) {
+ScanHeaps make_heaps(int64_t n_queries, int64_t n_chunks, int64_t hk, int64_t k, float* out_scores,
+                     int64_t* out_ids) {
   ScanHeaps h;
   h.in_output = n_chunks == 1 && hk == k;
   h.scores = out_scores;
@@ -129,15 +129,15 @@ ScanHeaps make_heaps(int64_t n_queries, int64_t n_chunks, int64_t hk, int64_t k,
     h.scores = h.side_scores.data();
     h.ids = h.side_ids.data();
   }
-  for (int64_t s = 0; s < n_chunks * n_queries; ++s) heap_init(h.scores + s * hk, h.ids + s * hk, hk);
+  for (int64_t s = 0; s < n_chunks * n_queries; ++s)
+    heap_init(h.scores + s * hk, h.ids + s * hk, hk);
   return h;
 }
 
 // Every task of the grid with the plan's kernel, each pushing into its chunk's heaps.
-void run_scan(const float* queries, int64_t query_stride, const float* items,
-              int64_t item_stride, int64_t dim, const TopkParams& params, const ScanPlan& plan,
-              const TaskGrid& grid, const KernelSet& ks, const std::vector<float>& inv_qnorm,
-              const ScanHeaps& heaps) {
+void run_scan(const float* queries, int64_t query_stride, const float* items, int64_t item_stride,
+              int64_t dim, const TopkParams& params, const ScanPlan& plan, const TaskGrid& grid,
+              const KernelSet& ks, const std::vector<float>& inv_qnorm, const ScanHeaps& heaps) {
   void (*scan)(const ScanTask&) = plan.path == ScanPath::Direct      ? ks.scan_direct
                                   : plan.path == ScanPath::Broadcast ? ks.scan_broadcast
                                                                      : ks.scan_packed;
@@ -160,8 +160,8 @@ void run_scan(const float* queries, int64_t query_stride, const float* items,
 }
 
 // Merge the chunk heaps into chunk 0's, sort each row and write it, padded to k, to the output.
-void merge_heaps(const ScanHeaps& heaps, int64_t n_queries, int64_t n_chunks, int64_t hk,
-                 int64_t k, float* out_scores, int64_t* out_ids) {
+void merge_heaps(const ScanHeaps& heaps, int64_t n_queries, int64_t n_chunks, int64_t hk, int64_t k,
+                 float* out_scores, int64_t* out_ids) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t q = 0; q < n_queries; ++q) {
     float* hs = heaps.scores + q * hk;

@@ -1,5 +1,6 @@
 // The portable 4-float vector type of the scan kernels. Included inside a namespace by
-// kernel_generic.cpp and quant_kernel_generic.cpp (baseline flags); requires "vec/scalar_helpers.h".
+// kernel_generic.cpp and quant_kernel_generic.cpp (baseline flags);
+// requires "vec/scalar_helpers.h".
 
 struct V {
   static constexpr int W = 4;
@@ -29,8 +30,7 @@ struct V {
               static_cast<float>(p[3])}};
   }
   static R cvt_f16(const uint16_t* p) {
-    return R{{half_to_float(p[0]), half_to_float(p[1]), half_to_float(p[2]),
-              half_to_float(p[3])}};
+    return R{{half_to_float(p[0]), half_to_float(p[1]), half_to_float(p[2]), half_to_float(p[3])}};
   }
   static R mul(R a, R b) {
     R r;

@@ -59,11 +59,11 @@ struct CudaTopkParams {
 
 // How a call is split, and the scratch it allocates (bytes on the device).
 struct CudaTopkPlan {
-  int64_t query_tile;   // queries per tile
-  int64_t item_chunk;   // items scored between two selection merges
-  int64_t pass_k;       // keys selected per pass (<= kMaxPassK)
-  int64_t passes;       // passes over the items per query tile
-  int64_t state_k;      // per-query kept keys: pass_k rounded up to a power of two (>= 32)
+  int64_t query_tile;  // queries per tile
+  int64_t item_chunk;  // items scored between two selection merges
+  int64_t pass_k;      // keys selected per pass (<= kMaxPassK)
+  int64_t passes;      // passes over the items per query tile
+  int64_t state_k;     // per-query kept keys: pass_k rounded up to a power of two (>= 32)
   size_t scratch_bytes;
 };
 
@@ -83,8 +83,7 @@ void topk_cuda(const float* d_queries, int64_t n_queries, int64_t query_stride,
 // its own stream, copies the results to the caller's host buffers and synchronizes.
 void topk_cuda_host(const float* queries, int64_t n_queries, int64_t query_stride,
                     const float* items, int64_t n_items, int64_t item_stride, int64_t dim,
-                    const CudaTopkParams& params, float* out_scores, int64_t* out_ids,
-                    int device);
+                    const CudaTopkParams& params, float* out_scores, int64_t* out_ids, int device);
 
 // Number of usable CUDA devices; 0 when there is no driver or device, with the reason in *why.
 int cuda_device_count(std::string* why = nullptr);

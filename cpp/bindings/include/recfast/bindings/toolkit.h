@@ -60,8 +60,8 @@ inline const int64_t* as_int64_vector(const py::array& a, const char* name, int6
 inline const void* c_matrix(const py::array& a, const char* name, ssize_t itemsize, ssize_t rows,
                             ssize_t cols) {
   if (a.ndim() != 2 || a.itemsize() != itemsize)
-    throw py::type_error(std::string(name) + " must be a 2-D array of " +
-                         std::to_string(itemsize) + "-byte elements");
+    throw py::type_error(std::string(name) + " must be a 2-D array of " + std::to_string(itemsize) +
+                         "-byte elements");
   if (a.shape(0) != rows || a.shape(1) != cols)
     throw py::value_error(std::string(name) + " has the wrong shape");
   if (!(a.flags() & py::array::c_style))
@@ -157,8 +157,10 @@ inline SimdLevel parse_simd_level(const std::string& s) {
   if (s == "avx2") return SimdLevel::AVX2;
   if (s == "avx512") return SimdLevel::AVX512;
   if (s == "avx512_emulated") return SimdLevel::AVX512Emulated;
-  throw py::value_error("level must be 'generic', 'avx2', 'avx512' or (test builds) "
-                        "'avx512_emulated', got '" + s + "'");
+  throw py::value_error(
+      "level must be 'generic', 'avx2', 'avx512' or (test builds) "
+      "'avx512_emulated', got '" +
+      s + "'");
 }
 
 inline QuantType parse_quant_type(const std::string& s) {
