@@ -4,6 +4,7 @@ Cases, each run in its own process so its peak memory (VmHWM) is its own:
   ml1m       the default fit on ML-1M-sized data (6,040 users x 3,500 items, ~0.6M
              interactions), without and with validation data (the quality protocol's setting);
   recommend  recommend(k=100) for 10,000 users over the 3,500 items of a fitted default model;
+  latency    recommend(k=10) for one user per call over 100,000 items: median and p99 ms;
   scale      one training epoch on ML-20M-sized data (150,000 x 20,000, ~10M interactions).
 
     python bench/train_bench.py                  # all cases
@@ -123,6 +124,35 @@ def case_recommend() -> dict:
     }
 
 
+def case_latency() -> dict:
+    """recommend(k=10) for one user at a time over 100,000 items (serving): median and p99 of
+    300 calls, each a different user's history (20 items on average)."""
+    from recfast.models import AutoEncoder
+
+    m = synthetic(5000, 100_000, 100_000)
+    model = AutoEncoder(random_state=0, verbose=False, epochs=1).fit(m)
+    users = synthetic(300, 100_000, 6000, seed=2)
+    for u in range(20):  # warm-up: caches, thread pools, the weights in memory
+        model.recommend(users[u : u + 1], k=10)
+    times = []
+    for u in range(users.shape[0]):
+        row = users[u : u + 1]
+        t = time.perf_counter()
+        model.recommend(row, k=10)
+        times.append(time.perf_counter() - t)
+    ms = np.array(times) * 1e3
+    return {
+        "items": users.shape[1],
+        "calls": len(times),
+        "k": 10,
+        "item_vector_dim": int(model._scoring_items().shape[1]),
+        "p50_ms": float(np.median(ms)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "wall_s": float(ms.sum() / 1e3),
+        "cpu_s": 0.0,
+    }
+
+
 def case_scale() -> dict:
     from recfast.models import AutoEncoder
 
@@ -144,6 +174,7 @@ CASES = {
     "ml1m": lambda: case_ml1m(validation=False),
     "ml1m_validation": lambda: case_ml1m(validation=True),
     "recommend": case_recommend,
+    "latency": case_latency,
     "scale": case_scale,
 }
 
@@ -183,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             return proc.returncode
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results[name] = r
+        if "p50_ms" in r:
+            print(
+                f"{name:16s} one user per call over {r['items']} items (item vectors of "
+                f"{r['item_vector_dim']} floats), {r['calls']} calls: p50 {r['p50_ms']:.2f} ms, "
+                f"p99 {r['p99_ms']:.2f} ms, peak RSS {r['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
+            continue
         print(
             f"{name:16s} {r['users']} x {r['items']} ({r['nnz']} nnz): {r['wall_s']:.2f} s wall, "
             f"{r['cpu_s']:.2f} s CPU, peak RSS {r['peak_rss_mib']:.0f} MiB "

@@ -163,3 +163,19 @@ def test_bad_feature_matrices_name_the_argument():
         m.add_items(F[:2, :3])
     assert m.add_items(np.empty((0, 6), np.float32)).size == 0
     assert m.n_items_ == 120
+
+
+def test_user_vectors_do_not_copy_the_item_vectors(monkeypatch):
+    """recommend for one user once copied every item vector (item_embeddings() for a width):
+    158 ms per call at 100,000 items; the width now comes from the cached scoring matrix."""
+    X, F, _ = planted(n_users=60, n_items=120)
+    m = model().fit(X)
+    want = m.recommend(X[:3], k=5)
+    m.user_embeddings(X[:0])  # fills the cache; an empty batch needs the width too
+
+    def copy_all():
+        raise AssertionError("item_embeddings() called on the recommend path")
+
+    monkeypatch.setattr(m, "item_embeddings", copy_all)
+    np.testing.assert_array_equal(m.recommend(X[:3], k=5).ids, want.ids)
+    assert m.user_embeddings(X[:0]).shape == (0, m._scoring_items().shape[1] - 1)

@@ -827,8 +827,10 @@ class AutoEncoder(Recommender):
             for s in range(0, m.shape[0], batch_size):
                 xb = self._sparse_batch(m[s : s + batch_size], train=False)
                 outs.append(self._user_vectors(xb).cpu().numpy())
-        dim = self.item_embeddings().shape[1]
-        return np.concatenate(outs) if outs else np.empty((0, dim), np.float32)
+        if outs:
+            return np.concatenate(outs)
+        # the width of [h_u, x~_u U] (item_embeddings() would copy every item vector)
+        return np.empty((0, self._scoring_items().shape[1] - 1), np.float32)
 
     def _user_vectors(self, batch: Any) -> Any:
         torch = self._torch
