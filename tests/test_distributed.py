@@ -580,3 +580,29 @@ def test_actors_always_leave_a_whole_cpu_on_some_node(node_cpus, shards, per):
         free = np.array(node_cpus) - used
         assert (free >= 1 - 1e-9).any(), (node_cpus, shards, ask, where)
     assert placements
+
+
+def test_cli_unreachable_address_is_one_line_not_a_hang(tmp_path):
+    """An address nobody answers at: one line and status 1 within seconds (ray.init alone was
+    still retrying it after 5 minutes)."""
+    import socket
+    import subprocess
+    import sys
+
+    X = sp.random(20, 10, density=0.3, format="csr", random_state=0)
+    X.data[:] = 1.0
+    Popularity().fit(X).save(tmp_path / "pop.npz")
+    (tmp_path / "d.csv").write_text("user,item\n1,2\n2,3\n")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}", "not:a:port"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "recfast", "recommend-all", str(tmp_path / "pop.npz")]
+            + [str(tmp_path / "d.csv"), "--out", str(tmp_path / "o"), "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and f"--address {address}" in proc.stderr

@@ -62,11 +62,38 @@ def _check_out(out: str) -> None:
         raise ValueError(f"--out {out}: cannot create a folder in {parent}")
 
 
+# Seconds to wait for a TCP answer from an explicit cluster address before giving up.
+ADDRESS_PROBE_S = 5.0
+
+
+def _probe(address: str) -> None:
+    """Fail fast on an explicit HOST:PORT (or ray://HOST:PORT) nobody answers at: ray.init
+    itself retries such an address for minutes (measured: still waiting after 5 minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        if "://" in address or ":" in address:
+            raise ValueError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_PROBE_S):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"--address {address}: cannot reach a Ray cluster (no answer at {host}:{port} "
+            f"within {ADDRESS_PROBE_S:g} s: {exc.strerror or exc})"
+        ) from None
+
+
 def _connect(ray: Any, address: str, quiet: bool) -> None:
     kwargs: dict[str, Any] = dict(log_to_driver=False, logging_level="WARNING")
     if ray.is_initialized():  # called from a program that is already connected
         ray.data.DataContext.get_current().enable_progress_bars = not quiet
         return
+    if address not in ("local", "auto"):
+        _probe(address)
     try:
         if address == "local":
             ray.init(include_dashboard=False, **kwargs)
