@@ -153,10 +153,10 @@ def _threads() -> int:
 
 def _prepare_recfast(items: np.ndarray, variant: str, spec: dict) -> tuple[Search, dict]:
     import recfast
-    from recfast import _native as _core
+    from recfast import _native
 
     if spec.get("simd"):
-        _core.set_simd_level(spec["simd"])
+        _native.set_simd_level(spec["simd"])
     metric = variant  # "dot" or "cosine"
 
     def search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +166,7 @@ def _prepare_recfast(items: np.ndarray, variant: str, spec: dict) -> tuple[Searc
     info = {
         "version": recfast.__version__,
         "simd_level": recfast.simd_level(),
-        "detected_simd_level": _core.detected_simd_level(),
+        "detected_simd_level": _native.detected_simd_level(),
         "settings": f"metric={metric}, num_threads=None ({_threads()} CPUs)",
     }
     return search, info
@@ -176,11 +176,10 @@ def _prepare_index(items: np.ndarray, variant: str, spec: dict) -> tuple[Search,
     """recfast.ItemIndex of each storage (variant: float32 / float16 / int8), saved and loaded
     memory-mapped, searched exactly (quantized storage: certified quantized scan + float32
     re-scoring of the survivors; float32: the top-k scan over the mapped vectors)."""
-    from recfast import ItemIndex
-    from recfast import _native as _core
+    from recfast import ItemIndex, _native
 
     if spec.get("simd"):
-        _core.set_simd_level(spec["simd"])
+        _native.set_simd_level(spec["simd"])
     built = ItemIndex(items.shape[1], metric="dot", storage=variant)
     built.add(items)
     path = os.path.join(spec["work_dir"], f"{spec['tag']}_d{items.shape[1]}.rfidx")
