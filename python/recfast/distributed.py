@@ -332,19 +332,8 @@ class _ShardWorker:
                 f"{id_values[r]!r} is not finite (NaN or inf)"
             )
         excl = self._positions(_exclusions_of(batch, self.exclude_column, q.shape[0]))
-        res = self._score(q, excl)
-        if self.shard == self.shards - 1:
-            if self.shards > 1:  # combine with the parts of the pools before
-                parts = [
-                    (TopK(batch[_PART.format(s, "scores")], batch[_PART.format(s, "ids")]), 0)
-                    for s in range(self.shards - 1)
-                ]
-                res = merge_topk([*parts, (res, 0)], self.k)
-            return _result_table(id_values, self.id_column, res, None)
-        out = dict(batch)
-        out[_PART.format(self.shard, "scores")] = res.scores
-        out[_PART.format(self.shard, "ids")] = res.ids
-        return out
+        out = _pass_on_or_merge(batch, self._score(q, excl), self.shard, self.shards, self.k)
+        return out if isinstance(out, dict) else _result_table(id_values, self.id_column, out, None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -480,20 +469,33 @@ def topk_dataset(
         raise ValueError(f"item_shards={shards} is more than the {source.n} items")
     _check_schema(queries, query_column, id_column, exclude_column, source.dim)
     workers, ask, threads = _worker_plan(ray, workers, per, shards)
-    ds = queries
+    kwargs = dict(
+        items=source,
+        k=k,
+        query_column=query_column,
+        id_column=id_column,
+        exclude_column=exclude_column,
+        num_threads=threads,
+    )
+    return _chain_pools(ray, queries, _ShardWorker, kwargs, shards, batch, workers, ask)
+
+
+def _chain_pools(
+    ray: Any,
+    ds: Any,
+    worker: type,
+    kwargs: dict[str, Any],
+    shards: int,
+    batch: int,
+    workers: int,
+    ask: float,
+) -> Any:
+    """One actor pool of `worker` per item shard, in a row: pool s gets shard=s (its part
+    travels on with the batch) and the last one merges the parts."""
     for s in range(shards):
         ds = ds.map_batches(
-            _ShardWorker,
-            fn_constructor_kwargs=dict(
-                items=source,
-                k=k,
-                shard=s,
-                shards=shards,
-                query_column=query_column,
-                id_column=id_column,
-                exclude_column=exclude_column,
-                num_threads=threads,
-            ),
+            worker,
+            fn_constructor_kwargs=dict(kwargs, shard=s, shards=shards),
             batch_size=batch,
             batch_format="numpy",
             zero_copy_batch=True,
@@ -501,6 +503,23 @@ def topk_dataset(
             num_cpus=ask,
         )
     return ds
+
+
+def _pass_on_or_merge(batch: dict[str, Any], res: TopK, shard: int, shards: int, k: int) -> Any:
+    """A shard's result: for every pool but the last, the batch with this shard's part added
+    (a dict); for the last, the merge of every part (a TopK)."""
+    if shard < shards - 1:
+        out = dict(batch)
+        out[_PART.format(shard, "scores")] = res.scores
+        out[_PART.format(shard, "ids")] = res.ids
+        return out
+    if shards == 1:
+        return res
+    parts = [
+        (TopK(batch[_PART.format(s, "scores")], batch[_PART.format(s, "ids")]), 0)
+        for s in range(shards - 1)
+    ]
+    return merge_topk([*parts, (res, 0)], k)
 
 
 def _check_schema(
@@ -593,19 +612,10 @@ class _ModelWorker:
         X.data[:] = 1.0  # a history is binary, as in training
         if self.shards == 1:
             res = self.model.recommend(X, k=self.k, filter_seen=self.filter_seen)
-            return _result_table(users, self.user_column, res, None)
-        res = self.model._recommend_range(X, self.k, self.filter_seen, self.lo, self.hi)
-        if self.shard < self.shards - 1:  # pass the histories on with this shard's part
-            out = dict(batch)
-            out[_PART.format(self.shard, "scores")] = res.scores
-            out[_PART.format(self.shard, "ids")] = res.ids
-            return out
-        parts = [
-            (TopK(batch[_PART.format(s, "scores")], batch[_PART.format(s, "ids")]), 0)
-            for s in range(self.shards - 1)
-        ]
-        res = merge_topk([*parts, (res, 0)], self.k)
-        return _result_table(users, self.user_column, res, None)
+        else:
+            res = self.model._recommend_range(X, self.k, self.filter_seen, self.lo, self.hi)
+        out = _pass_on_or_merge(batch, res, self.shard, self.shards, self.k)
+        return out if isinstance(out, dict) else _result_table(users, self.user_column, out, None)
 
 
 def recommend_all(
@@ -679,28 +689,15 @@ def recommend_all(
         ray.init()
     histories = user_histories(interactions, user_column=user_column, item_column=item_column)
     workers, ask, threads = _worker_plan(ray, workers, per, shards)
-    ref = [ray.put(model)]
-    ds = histories
-    for s in range(shards):
-        ds = ds.map_batches(
-            _ModelWorker,
-            fn_constructor_kwargs=dict(
-                model_ref=ref,
-                k=k,
-                filter_seen=bool(filter_seen),
-                user_column=user_column,
-                items_column=item_column,
-                num_threads=threads,
-                shard=s,
-                shards=shards,
-            ),
-            batch_size=batch,
-            batch_format="numpy",
-            zero_copy_batch=True,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=ask,
-        )
-    return ds
+    kwargs = dict(
+        model_ref=[ray.put(model)],
+        k=k,
+        filter_seen=bool(filter_seen),
+        user_column=user_column,
+        items_column=item_column,
+        num_threads=threads,
+    )
+    return _chain_pools(ray, histories, _ModelWorker, kwargs, shards, batch, workers, ask)
 
 
 def user_histories(
