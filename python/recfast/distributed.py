@@ -454,7 +454,7 @@ def topk_dataset(
         raise TypeError(f"queries must be a ray.data.Dataset, got {type(queries).__name__}")
     k = _check_positive(k, "k", allow_none=False)  # type: ignore[assignment]
     shards = _check_positive(item_shards, "item_shards") or 1
-    batch = _check_positive(batch_size, "batch_size", allow_none=False)
+    batch: int = _check_positive(batch_size, "batch_size", allow_none=False)  # type: ignore[assignment]
     workers = _check_positive(num_workers, "num_workers")
     per = _check_positive(num_cpus_per_worker, "num_cpus_per_worker")
     for name, value in (("query_column", query_column), ("id_column", id_column)):
@@ -682,7 +682,7 @@ def recommend_all(
     shards = _check_positive(item_shards, "item_shards") or 1
     if shards > max(int(model.n_items_), 1):
         raise ValueError(f"item_shards={shards} is more than the model's {model.n_items_} items")
-    batch = _check_positive(batch_size, "batch_size", allow_none=False)
+    batch: int = _check_positive(batch_size, "batch_size", allow_none=False)  # type: ignore[assignment]
     workers = _check_positive(num_workers, "num_workers")
     per = _check_positive(num_cpus_per_worker, "num_cpus_per_worker")
     if not ray.is_initialized():
