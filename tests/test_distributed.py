@@ -425,23 +425,13 @@ def test_cli_recommend_all(tmp_path, capsys):
         )
         == 0
     )
+
+    def recommend_all(out, *extra):
+        argv = ["recommend-all", str(model_path), str(tmp_path / "data.csv"), "--out", str(out)]
+        return within(180, lambda: main([*argv, "-k", "5", "--quiet", *extra]))
+
     out = tmp_path / "out"
-    rc = within(
-        180,
-        lambda: main(
-            [
-                "recommend-all",
-                str(model_path),
-                str(tmp_path / "data.csv"),
-                "--out",
-                str(out),
-                "-k",
-                "5",
-                "--quiet",
-            ]
-        ),
-    )
-    assert rc == 0
+    assert recommend_all(out) == 0
     n_users = len(np.unique(users))
     assert f"for {n_users} users" in capsys.readouterr().out
     table = pq.read_table(out).to_pandas().sort_values("user")
@@ -463,24 +453,8 @@ def test_cli_recommend_all(tmp_path, capsys):
     )
 
     sharded = tmp_path / "out-sharded"
-    rc = within(
-        180,
-        lambda: main(
-            [
-                "recommend-all",
-                str(model_path),
-                str(tmp_path / "data.csv"),
-                "--out",
-                str(sharded),
-                "-k",
-                "5",
-                "--item-shards",
-                "3",
-                "--quiet",
-            ]
-        ),
-    )
-    assert rc == 0 and f"for {n_users} users" in capsys.readouterr().out
+    assert recommend_all(sharded, "--item-shards", "3") == 0
+    assert f"for {n_users} users" in capsys.readouterr().out
     table3 = pq.read_table(sharded).to_pandas().sort_values("user")
     np.testing.assert_array_equal(table3["user"].to_numpy(), table["user"].to_numpy())
     np.testing.assert_array_equal(

@@ -451,3 +451,22 @@ def test_ease_recommend_equals_the_reference_top_k(data):
         got = ease.recommend(inp, k=k)
         want = reference.topk(q, items, k, metric="dot", exclude=inp)
         assert_topk_equivalent(got, want, q, items, "dot", k, exclude=inp)
+
+
+def test_item_ranges_follow_a_refit():
+    """An item range's columns of B are cached per range; after a refit they come from the new
+    B (the cache once returned the old copy), so the merged ranges stay recommend's answer."""
+    import recfast
+
+    rng = np.random.default_rng(5)
+    X1, X2 = (sp.csr_matrix((rng.random((80, 40)) < 0.2).astype(np.float32)) for _ in range(2))
+    model = EASE(l2=10.0).fit(X1)
+    bounds = [(0, 13), (13, 27), (27, 40)]
+    for X in (X1, X2):
+        model.fit(X)
+        got = recfast.merge_topk(
+            [(model._recommend_range(X, 6, True, lo, hi), 0) for lo, hi in bounds], 6
+        )
+        want = model.recommend(X, k=6)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.scores, want.scores)

@@ -62,24 +62,27 @@ def build_exclusion(X: sp.csr_matrix, filter_seen: bool, filter_items: Any) -> E
 
 def exclusion_in_range(exclude: Exclusion | None, lo: int, hi: int) -> Exclusion | None:
     """The exclusions among the items [lo, hi), as positions local to that range."""
-    return None if exclude is None else exclude.restricted_to(np.arange(lo, hi, dtype=np.int64))
+    if exclude is None or (lo, hi) == (0, exclude.n_items):
+        return exclude
+    return exclude.restricted_to(np.arange(lo, hi, dtype=np.int64))
 
 
 def with_offset(res: TopK, lo: int) -> TopK:
     """Range-local ids shifted to global ones (padding -1 stays -1)."""
-    return TopK(res.scores, np.where(res.ids >= 0, res.ids + lo, -1))
+    return res if lo == 0 else TopK(res.scores, np.where(res.ids >= 0, res.ids + lo, -1))
 
 
-def column_range(owner: Any, name: str, matrix: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """matrix[:, lo:hi] as a contiguous array, made once per (lo, hi) and kept on `owner`
-    (the item-item models score an item range from its own columns)."""
+def column_range(owner: Any, matrix: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """matrix[:, lo:hi] as a contiguous array, made once per (matrix, lo, hi) and kept on
+    `owner` (the item-item models score an item range from its own columns). A copy made from
+    an earlier matrix (before a refit or add_items) is never returned."""
     if (lo, hi) == (0, matrix.shape[1]):
         return matrix
     cache = owner.__dict__.setdefault("_column_ranges", {})
-    key = (name, lo, hi)
-    if key not in cache:
-        cache[key] = np.ascontiguousarray(matrix[:, lo:hi])
-    return cache[key]
+    hit = cache.get((lo, hi))
+    if hit is None or hit[0] is not matrix:
+        hit = cache[(lo, hi)] = (matrix, np.ascontiguousarray(matrix[:, lo:hi]))
+    return hit[1]
 
 
 def dot_topk(users: np.ndarray, items: np.ndarray, k: int, exclude: Exclusion | None) -> TopK:

@@ -532,7 +532,8 @@ class AutoEncoder(Recommender):
 
     def _write_item_vectors(self, cols: np.ndarray, rows: np.ndarray) -> None:
         """Set the item vectors (rows of `_scoring_items`: [W_j, B_j or V_j, b_j]) of the
-        items `cols` to `rows` in the network's weights."""
+        items `cols` to `rows` in the network's weights. B_j may cover fewer items than B has
+        rows (the encoder predicts it over the items B was fit on): the rest is zero."""
         torch = self._torch
         net = self.net_
         h = net.out.weight.shape[1]
@@ -541,9 +542,10 @@ class AutoEncoder(Recommender):
         with torch.no_grad():
             net.out.weight[idx] = r[:, :h]
             net.out.bias[idx] = r[:, -1]
-            if net.full:
-                n_rows = net.item_item.shape[0]
-                net.item_item[:, idx] = r[:, h : h + n_rows].T
+            if net.full:  # B_j over the items it was predicted for; later rows stay zero
+                b_part = r[:, h:-1]
+                net.item_item[:, idx] = 0.0
+                net.item_item[: b_part.shape[1], idx] = b_part.T
             elif net.rank:
                 net.v[idx] = r[:, h : h + net.rank]
         self._drop_inference_caches()
@@ -578,20 +580,10 @@ class AutoEncoder(Recommender):
         n_old, n_new = self.n_items_, F.shape[0]
         if n_new == 0:
             return np.empty(0, np.int64)
-        rows = enc.predict(F)
         self.net_ = self._grown_net(n_old + n_new)
-        net = self.net_
-        if net.full:  # predicted columns of B cover the items B was fit on; rows added: 0
-            h = net.out.weight.shape[1]
-            fit_rows = rows.shape[1] - h - 1
-            b = np.zeros((n_new, h + n_old + n_new + 1), np.float32)
-            b[:, :h] = rows[:, :h]
-            b[:, h : h + fit_rows] = rows[:, h : h + fit_rows]
-            b[:, -1] = rows[:, -1]
-            rows = b
         self.n_items_ = n_old + n_new
         new = np.arange(n_old, n_old + n_new, dtype=np.int64)
-        self._write_item_vectors(new, rows)
+        self._write_item_vectors(new, enc.predict(F))
         return new
 
     def _grown_net(self, n_items: int) -> Any:
@@ -867,8 +859,9 @@ class AutoEncoder(Recommender):
             self._cache = cache
         return cache
 
-    def _deep_scores(self, m: sp.csr_matrix) -> np.ndarray:
-        """<h_u, W_j> + b_j for the histories m (the full-rank hybrid's dense part).
+    def _deep_scores(self, m: sp.csr_matrix, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """<h_u, W_j> + b_j for the histories m and the items [lo, hi) (all by default): the
+        full-rank hybrid's dense part.
 
         The network's forward pass without torch: the sparse first layer with the native CSR x
         dense accumulation, the dense layers with the top-k core's packed kernel (about twice
@@ -881,6 +874,9 @@ class AutoEncoder(Recommender):
         h = np.repeat(b_in[None, :], m.shape[0], axis=0)
         item_item_scores(xn, w_in, h)
         threads = available_cpus()
+        w_out, b_out = layers[-1]
+        hi = w_out.shape[0] if hi is None else hi
+        layers = [*layers[:-1], (w_out[lo:hi], b_out[:, lo:hi])]  # the range's output rows
         for w, b in layers:  # encoder and decoder layers, then the output layer
             np.tanh(h, out=h)
             nxt = np.empty((m.shape[0], w.shape[0]), np.float32)
@@ -935,26 +931,20 @@ class AutoEncoder(Recommender):
         users x items matrix) removes more.
         """
         self._ensure_inference()
-        k = check_k(k)
-        m = as_interactions(X, n_items=self.n_items_)
-        excl = build_exclusion(m, filter_seen, filter_items)
-        if self.net_.full:
-            return item_item_topk(m, self._item_item(), k, excl, self._deep_scores)
-        items = self._scoring_items()
-        users = self.user_embeddings(m)
-        users = np.concatenate([users, np.ones((users.shape[0], 1), np.float32)], 1)
-        return dot_topk(users, items, k, excl)
+        return self._recommend_range(X, k, filter_seen, 0, self.n_items_, filter_items)
 
-    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
+    def _recommend_range(
+        self, X: Any, k: int, filter_seen: bool, lo: int, hi: int, filter_items: Any = None
+    ) -> TopK:
         self._ensure_inference()
         k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
-        excl = exclusion_in_range(build_exclusion(m, filter_seen, None), lo, hi)
+        excl = exclusion_in_range(build_exclusion(m, filter_seen, filter_items), lo, hi)
         if self.net_.full:
-            ii = column_range(self, "item_item", self._item_item(), lo, hi)
+            ii = column_range(self, self._item_item(), lo, hi)
 
             def deep(rows: sp.csr_matrix) -> np.ndarray:
-                return np.ascontiguousarray(self._deep_scores(rows)[:, lo:hi])
+                return self._deep_scores(rows, lo, hi)
 
             return with_offset(item_item_topk(m, ii, k, excl, deep), lo)
         users = self.user_embeddings(m)

@@ -91,10 +91,12 @@ class Recommender(ABC):
             The model. A damaged or foreign file is a ValueError naming the file.
         """
 
-    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
-        """`recommend(X, k, filter_seen=...)` over the items [lo, hi) only (global ids, the
-        same scores bit for bit): the part one item shard of `recfast.distributed` scores;
-        `recfast.merge_topk` of the parts of contiguous ranges is `recommend`'s answer."""
+    def _recommend_range(
+        self, X: Any, k: int, filter_seen: bool, lo: int, hi: int, filter_items: Any = None
+    ) -> TopK:
+        """`recommend` over the items [lo, hi) only (global ids, the same scores bit for bit):
+        the part one item shard of `recfast.distributed` scores; `recfast.merge_topk` of the
+        parts of contiguous ranges is `recommend`'s answer, which is the range (0, n_items_)."""
         raise NotImplementedError(f"{type(self).__name__} cannot score an item range")
 
     def _check_fitted(self) -> None:

@@ -103,17 +103,17 @@ class EASE(Recommender):
         recfast.select_topk (tie, NaN and padding rules of recfast.topk).
         """
         self._check_fitted()
+        return self._recommend_range(X, k, filter_seen, 0, self.n_items_, filter_items)
+
+    def _recommend_range(
+        self, X: Any, k: int, filter_seen: bool, lo: int, hi: int, filter_items: Any = None
+    ) -> TopK:
+        self._check_fitted()
         k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
-        excl = build_exclusion(m, filter_seen, filter_items)
-        return item_item_topk(m, self.B_, k, excl)
-
-    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
-        self._check_fitted()
-        m = as_interactions(X, n_items=self.n_items_)
-        excl = exclusion_in_range(build_exclusion(m, filter_seen, None), lo, hi)
-        b = column_range(self, "B_", self.B_, lo, hi)
-        return with_offset(item_item_topk(m, b, check_k(k), excl), lo)
+        excl = exclusion_in_range(build_exclusion(m, filter_seen, filter_items), lo, hi)
+        b = column_range(self, self.B_, lo, hi)
+        return with_offset(item_item_topk(m, b, k, excl), lo)
 
     def explain(self, history: Any, item: Any, n: int = 5) -> Explanation:
         """The items of one user's history that contributed most to `item`'s score.

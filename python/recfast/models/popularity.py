@@ -32,18 +32,17 @@ class Popularity(Recommender):
     ) -> TopK:
         """Top-k unseen items by popularity for each row (user history) of X."""
         self._check_fitted()
+        return self._recommend_range(X, k, filter_seen, 0, self.n_items_, filter_items)
+
+    def _recommend_range(
+        self, X: Any, k: int, filter_seen: bool, lo: int, hi: int, filter_items: Any = None
+    ) -> TopK:
+        self._check_fitted()
         k = check_k(k)
         m = as_interactions(X, n_items=self.n_items_)
-        excl = build_exclusion(m, filter_seen, filter_items)
+        excl = exclusion_in_range(build_exclusion(m, filter_seen, filter_items), lo, hi)
         users = np.ones((m.shape[0], 1), np.float32)
-        return dot_topk(users, self.item_counts_[:, None], k, excl)
-
-    def _recommend_range(self, X: Any, k: int, filter_seen: bool, lo: int, hi: int) -> TopK:
-        self._check_fitted()
-        m = as_interactions(X, n_items=self.n_items_)
-        excl = exclusion_in_range(build_exclusion(m, filter_seen, None), lo, hi)
-        users = np.ones((m.shape[0], 1), np.float32)
-        return with_offset(dot_topk(users, self.item_counts_[lo:hi, None], check_k(k), excl), lo)
+        return with_offset(dot_topk(users, self.item_counts_[lo:hi, None], k, excl), lo)
 
     def save(self, path: str | os.PathLike) -> None:
         self._check_fitted()
