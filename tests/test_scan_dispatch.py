@@ -92,3 +92,26 @@ def test_broadcast_and_packed_paths_score_alike(level: str, metric: str) -> None
     small, big = _at(level, True, run)
     np.testing.assert_array_equal(small.ids, big.ids[::3])
     np.testing.assert_array_equal(small.scores.view(np.uint32), big.scores[::3].view(np.uint32))
+
+
+@pytest.mark.parametrize("level", available_simd_levels())
+@pytest.mark.parametrize("metric", ["cosine", "dot"])
+@pytest.mark.parametrize("b", [2, 3, 5, 8])
+def test_small_batches_score_as_large_ones(level: str, metric: str, b: int) -> None:
+    """From two queries on, a query gets the same bits in a batch of any size (one kernel set):
+    the broadcast path sums in order along d, as the packed one does (batches of 2 to 8 once took
+    the direct path, whose sums are reduced across lanes)."""
+    rng = np.random.default_rng(b)
+    x = rng.standard_normal((2000, 37)).astype(np.float32)
+    q = rng.standard_normal((b, 37)).astype(np.float32)
+    x[5] = 0.0
+    reps = 65 // b + 1  # a packed batch
+
+    def run():
+        return recfast.topk(q, x, 7, metric=metric), recfast.topk(
+            np.repeat(q, reps, axis=0), x, 7, metric=metric
+        )
+
+    small, big = _at(level, False, run)
+    np.testing.assert_array_equal(small.ids, big.ids[::reps])
+    np.testing.assert_array_equal(small.scores.view(np.uint32), big.scores[::reps].view(np.uint32))

@@ -31,16 +31,17 @@ struct Exclusion {
 };
 
 // The scan has three paths, chosen by the number of queries B of a call:
-//   B <= kTopkDirectMaxQueries: the direct path (dot products along d, reduced across lanes);
+//   B <= kTopkDirectMaxQueries (one query): the direct path (a dot product along d in four
+//     accumulators, reduced across lanes);
 //   B <= kTopkBroadcastMaxQueries: the broadcast path (item values broadcast against queries);
 //   larger B: the packed path (register-tiled micro-kernel over packed tiles).
 // A score depends only on its query row, its item row, the metric, the kernel set (the level;
 // on some CPUs also the batch's size class, see scan_kernel_name) and whether the direct path
-// computed it (the broadcast and packed paths agree bit for bit): never
+// computed it (the broadcast and packed paths sum in order along d and agree bit for bit): never
 // on N, k, the batch's other queries, chunking or thread count. Which path (and set) computes
 // it follows TopkParams::batch_size, so a caller that splits one batch into several calls (the
 // quantized search's re-scoring, rows routed elsewhere) still gets the scores of the batch.
-constexpr int64_t kTopkDirectMaxQueries = 8;
+constexpr int64_t kTopkDirectMaxQueries = 1;
 constexpr int64_t kTopkBroadcastMaxQueries = 64;
 // Batches of up to this many queries may run another kernel set than larger ones on some CPUs
 // (scan_kernel_name below).
@@ -59,9 +60,9 @@ struct TopkParams {
   Metric metric = Metric::Cosine;
   int num_threads = 1;  // >= 1
   Exclusion exclude;
-  // The size of the batch this call belongs to; it picks the scoring path (direct for at most
-  // kTopkDirectMaxQueries queries, else the broadcast/packed scores). 0: this call's n_queries.
-  // A value <= kTopkDirectMaxQueries with more queries than that is an invalid_argument.
+  // The size of the batch this call belongs to; it picks the scoring path (direct for a batch of
+  // kTopkDirectMaxQueries, else the broadcast/packed scores). 0: this call's n_queries. A value
+  // <= kTopkDirectMaxQueries with more queries than that is an invalid_argument.
   int64_t batch_size = 0;
   // Polled from the calling thread about every 50 ms while workers compute; returning true
   // cancels the call, which then throws Interrupted (recfast/interrupted.h). May be empty.

@@ -37,7 +37,7 @@ namespace recfast {
 namespace {
 
 constexpr int64_t kDirectMaxQueries = 8;  // this scan: few queries read the code rows directly
-constexpr int64_t kRerankBlock = 2 * kTopkDirectMaxQueries;  // queries per packed re-scoring call
+constexpr int64_t kRerankBlock = 16;  // queries per re-scoring call (batches past the direct path)
 
 void grow_state(QueryState* st) {
   auto* buf = static_cast<std::vector<Cand>*>(st->owner);

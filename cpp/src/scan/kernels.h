@@ -41,7 +41,7 @@ struct KernelSet {
   int64_t (*scratch_floats)(int64_t dim, int64_t queries);
   // Packed path: queries and item tiles re-laid out for a register-tiled micro-kernel.
   void (*scan_packed)(const ScanTask& task);
-  // Direct path (up to kTopkDirectMaxQueries): dot products straight from the rows.
+  // Direct path (kTopkDirectMaxQueries: one query): dot products straight from the rows.
   void (*scan_direct)(const ScanTask& task);
   // Broadcast path (up to kTopkBroadcastMaxQueries): item values broadcast against queries.
   void (*scan_broadcast)(const ScanTask& task);

@@ -19,7 +19,6 @@
 namespace recfast {
 namespace {
 
-static_assert(kTopkDirectMaxQueries <= 32, "the direct path keeps at most 32 thresholds");
 static_assert(kTopkDirectMaxQueries < kTopkBroadcastMaxQueries, "paths in order");
 // A packed task's query block: at most this many floats (1 MiB), so it stays in L2...
 constexpr int64_t kQueryPackFloats = 256 * 1024;

@@ -38,7 +38,9 @@ inline Matrix as_matrix(const py::array& a, const char* name) {
                           " dimensions");
   const int64_t rows = a.shape(0), cols = a.shape(1);
   const int64_t s0 = a.strides(0), s1 = a.strides(1);
-  if ((cols > 1 && s1 != 4) || s0 < 0 || s0 % 4 != 0)  // overlapping rows are fine: read only
+  // Overlapping rows are fine (read only); a single row's stride is never used (numpy calls a
+  // reversed one-row view contiguous, so ascontiguousarray keeps its negative stride).
+  if ((cols > 1 && s1 != 4) || (rows > 1 && (s0 < 0 || s0 % 4 != 0)))
     throw py::value_error(std::string(name) +
                           " rows must be contiguous float32 with a positive row stride; "
                           "try numpy.ascontiguousarray");
