@@ -201,9 +201,9 @@ def _same_topk(q: np.ndarray, x: np.ndarray, k: int, what: str, **kw) -> None:
 
 @needs_both
 @pytest.mark.parametrize("metric", ["cosine", "dot"])
-# b: the direct (1), broadcast (2..64: one or two query vectors, one or more groups) and packed
+# b: the direct (1), broadcast (2..128: one or two query vectors, one or more groups) and packed
 # paths, with partial query groups of 12.
-@pytest.mark.parametrize("b", [1, 2, 3, 8, 11, 16, 25, 40, 64, 65])
+@pytest.mark.parametrize("b", [1, 2, 3, 8, 11, 16, 25, 40, 64, 100, 129])
 # d: below, at and past the 16 lanes and the 8 x 8 transpose; n: partial 32-item panels.
 @pytest.mark.parametrize("d, n", [(1, 50), (7, 33), (16, 31), (17, 97), (64, 200), (133, 65)])
 def test_emulated_topk_is_native_avx512_bit_for_bit(metric: str, b: int, d: int, n: int) -> None:

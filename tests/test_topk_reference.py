@@ -108,12 +108,12 @@ def test_shapes(simd_level, metric, d, b, n):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-@pytest.mark.parametrize("b", [1, 2, 3, 8, 9, 13, 16, 17, 32, 33, 48, 64, 65, 100, 200])
+@pytest.mark.parametrize("b", [1, 2, 3, 8, 9, 13, 16, 17, 32, 33, 48, 64, 65, 100, 128, 129, 200])
 @pytest.mark.parametrize("d", [1, 17, 128])
 def test_query_group_and_tile_edges(simd_level, metric, b, d):
     """Both sides of the direct/broadcast line (1 query), of the broadcast path's query-vector
-    and group edges (8, 16, 32, 48 queries) and of the broadcast/packed line (64 queries), packed query groups of 4/6/12 with
-    ragged last groups, several item tiles (1024 items for small d, 512 for d=128 on AVX2),
+    and group edges (8, 16, 32, 48 queries) and of the broadcast/packed line (128 queries),
+    packed query groups of 4/6/12 with ragged last groups, several item tiles (1024 items for small d, 512 for d=128 on AVX2),
     item chunks per thread, and ragged last tiles and chunks."""
     n = 4500
     q, x = random_data(7 + b + d, b, n, d)

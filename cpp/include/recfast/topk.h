@@ -42,7 +42,7 @@ struct Exclusion {
 // it follows TopkParams::batch_size, so a caller that splits one batch into several calls (the
 // quantized search's re-scoring, rows routed elsewhere) still gets the scores of the batch.
 constexpr int64_t kTopkDirectMaxQueries = 1;
-constexpr int64_t kTopkBroadcastMaxQueries = 64;
+constexpr int64_t kTopkBroadcastMaxQueries = 128;
 // Batches of up to this many queries may run another kernel set than larger ones on some CPUs
 // (scan_kernel_name below).
 constexpr int64_t kTopkNarrowSetMaxQueries = 16;
