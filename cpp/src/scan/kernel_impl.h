@@ -256,7 +256,7 @@ struct Direct {
       __builtin_prefetch(x + ahead + p, 0, 3);
       a0 = V::fma(V::loadu(q + p), V::loadu(x + p), a0);
     }
-    __builtin_prefetch(x + ahead + dim - 1, 0, 3);
+    if (dim > 0) __builtin_prefetch(x + ahead + dim - 1, 0, 3);  // the row's last line
     float s = V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
     for (; p < dim; ++p) s += q[p] * x[p];
     return s;
@@ -277,7 +277,8 @@ struct Direct {
     }
     // The row about kPrefetchBytes ahead is fetched as this one is read (at most kPrefetchRows
     // rows, at least the next); the last rows of the task fetch nothing further (no address
-    // past its rows is formed). Distances from 1 to 16 KiB timed alike at d = 128 and 813.
+    // past its rows is formed). Timed alike: 1 to 5 rows ahead at d = 813, 4 to 32 at d = 128
+    // (64 was slower).
     int64_t rows_ahead = kPrefetchBytes / (4 * (t.item_stride > 0 ? t.item_stride : 1));
     rows_ahead = rows_ahead < 1 ? 1 : rows_ahead > kPrefetchRows ? kPrefetchRows : rows_ahead;
     const int64_t ahead = rows_ahead * t.item_stride;
@@ -325,9 +326,9 @@ struct Broadcast {
   // group's). The first group also offers the zero scores of rows that normalize to 0. With
   // `prefetch`, the rows kPrefetchBlocks blocks ahead (to L2) and the next block's (to L1) are
   // fetched a line per row every 16 steps along d, as fast as this block's lines are used: the
-  // 24 rows are read in parallel, 4 bytes a step each, which the hardware prefetchers do not
-  // follow, and a burst of every line of a block at once was largely dropped (measured: half the
-  // FMA rate either way).
+  // block's rows are read in parallel, 4 bytes a step each, which the hardware prefetchers do
+  // not follow, and a burst of every line of a block at once was largely dropped (measured: half
+  // the FMA rate either way).
   template <int NR>
   static inline void block(const ScanTask& t, const float* qt, float* thr, int lane0, int64_t j,
                            bool prefetch) {
