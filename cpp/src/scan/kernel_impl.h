@@ -191,6 +191,29 @@ struct Packed {
     }
   }
 
+  // Prefetches the lines of the item rows [j0, j0 + tile_items) of a task (those it has) into
+  // L2, spread evenly over `calls` calls of fetch_some.
+  struct NextTile {
+    const char* base;
+    int64_t row_bytes, line_bytes, rows, row = 0, off = 0, per_call;
+    NextTile(const ScanTask& t, int64_t j0, int64_t calls)
+        : base(reinterpret_cast<const char*>(t.items + j0 * t.item_stride)),
+          row_bytes(t.item_stride * 4),
+          line_bytes(t.dim * 4),
+          rows(j0 < t.j1 ? (t.j1 - j0 < tile_items(t.dim) ? t.j1 - j0 : tile_items(t.dim)) : 0) {
+      const int64_t lines = rows * ((line_bytes + 63) / 64);
+      per_call = calls > 0 ? (lines + calls - 1) / calls : lines;
+      if (rows == 0) base = nullptr;  // no address past the task's rows is formed
+    }
+    void fetch_some() {
+      for (int64_t i = 0; i < per_call && row < rows; ++i) {
+        __builtin_prefetch(base + row * row_bytes + off, 0, 2);
+        off += 64;
+        if (off >= line_bytes) off = 0, ++row;
+      }
+    }
+  };
+
   static void scan(const ScanTask& t) {
     const int64_t dim = t.dim, nq = t.q1 - t.q0;
     if (nq <= 0 || t.j1 <= t.j0) return;
@@ -211,10 +234,15 @@ struct Packed {
         pack_panel(t.items + j * t.item_stride, t.item_stride, cnt, dim, xp + pnl * dim * NR,
                    cosine ? invn + pnl * NR : nullptr);
       }
+      // The next tile's rows are fetched into L2 while this one is scored, a few lines before
+      // each micro-kernel call, so that reading the items overlaps the FMAs instead of
+      // preceding them (packing reads them once per tile, with nothing to compute meanwhile).
+      NextTile next(t, t0 + nt, groups * panels);
       for (int64_t g = 0; g < groups; ++g) {
         const float* qg = qp + g * dim * MR;
         int rows = static_cast<int>(nq - g * MR < MR ? nq - g * MR : MR);
         for (int64_t pnl = 0; pnl < panels; ++pnl) {
+          next.fetch_some();
           int ncols = static_cast<int>(n - pnl * NR < NR ? n - pnl * NR : NR);
           kernel_rows_dispatch<MR>(rows, t, qg, xp + pnl * dim * NR,
                                    cosine ? invn + pnl * NR : nullptr, t.q0 + g * MR, t0 + pnl * NR,
