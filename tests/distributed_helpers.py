@@ -36,6 +36,10 @@ def within(seconds: float, fn: Callable[[], Any]) -> Any:
     t.start()
     t.join(seconds)
     if t.is_alive():
+        import faulthandler
+        import sys
+
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # where it hangs
         pytest.fail(f"the Ray job did not finish within {seconds} s (hung?)")
     if "error" in box:
         raise box["error"]
