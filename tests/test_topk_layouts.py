@@ -42,7 +42,7 @@ def baseline(q, x, k, metric, **kw):
     return got
 
 
-@pytest.fixture(params=[1, 3, 70], ids=["direct", "broadcast", "packed"])
+@pytest.fixture(params=[1, 3, 200], ids=["direct", "broadcast", "packed"])
 def data(request):
     q, x = random_data(request.param, request.param, 3000, 24)
     return q, x

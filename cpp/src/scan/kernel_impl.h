@@ -191,19 +191,18 @@ struct Packed {
     }
   }
 
-  // Prefetches the lines of the item rows [j0, j0 + tile_items) of a task (those it has) into
-  // L2, spread evenly over `calls` calls of fetch_some.
+  // Prefetches the lines of the item rows [j0, j0 + nt) of a task (those it has) into L2,
+  // spread evenly over `calls` calls of fetch_some.
   struct NextTile {
-    const char* base;
+    const char* base = nullptr;  // set only when the task has such rows: no address past them
     int64_t row_bytes, line_bytes, rows, row = 0, off = 0, per_call;
-    NextTile(const ScanTask& t, int64_t j0, int64_t calls)
-        : base(reinterpret_cast<const char*>(t.items + j0 * t.item_stride)),
-          row_bytes(t.item_stride * 4),
+    NextTile(const ScanTask& t, int64_t j0, int64_t nt, int64_t calls)
+        : row_bytes(t.item_stride * 4),
           line_bytes(t.dim * 4),
-          rows(j0 < t.j1 ? (t.j1 - j0 < tile_items(t.dim) ? t.j1 - j0 : tile_items(t.dim)) : 0) {
+          rows(j0 < t.j1 ? (t.j1 - j0 < nt ? t.j1 - j0 : nt) : 0) {
+      if (rows > 0) base = reinterpret_cast<const char*>(t.items + j0 * t.item_stride);
       const int64_t lines = rows * ((line_bytes + 63) / 64);
       per_call = calls > 0 ? (lines + calls - 1) / calls : lines;
-      if (rows == 0) base = nullptr;  // no address past the task's rows is formed
     }
     void fetch_some() {
       for (int64_t i = 0; i < per_call && row < rows; ++i) {
@@ -237,7 +236,7 @@ struct Packed {
       // The next tile's rows are fetched into L2 while this one is scored, a few lines before
       // each micro-kernel call, so that reading the items overlaps the FMAs instead of
       // preceding them (packing reads them once per tile, with nothing to compute meanwhile).
-      NextTile next(t, t0 + nt, groups * panels);
+      NextTile next(t, t0 + nt, nt, groups * panels);
       for (int64_t g = 0; g < groups; ++g) {
         const float* qg = qp + g * dim * MR;
         int rows = static_cast<int>(nq - g * MR < MR ? nq - g * MR : MR);
