@@ -86,6 +86,38 @@ struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
     acc = i8_madd(acc, x, qv, ones);
   }
 
+  // One query, item b's whole row into accumulator b, for b = 0..NI-1 in turn.
+  template <int NI, int... B>
+  static inline void rows(Acc& A, const QuantTask& t, const int8_t* qr, const int8_t* const* xr,
+                          int64_t j, __m256i ones, __m256i off, std::integer_sequence<int, B...>) {
+    (row<B>(A, t, qr, xr[B], j + B, ones, off), ...);
+  }
+
+  template <int B>
+  static inline void row(Acc& A, const QuantTask& t, const int8_t* qr, const int8_t* x,
+                         int64_t item, __m256i ones, __m256i off) {
+    const int64_t dim = t.dim;
+    __m256i& acc = acc_slot<B>(A);
+    int64_t p = 0;
+    for (; p + 32 <= dim; p += 32) {
+      const __m256i u =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + p)), off);
+      acc = i8_madd(acc, u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr + p)), ones);
+    }
+    if (p < dim) {  // the tail as in dots: past the row, bytes meet the query's zero padding
+      alignas(32) int8_t buf[32];
+      const int8_t* src = x + p;
+      if (item * dim + p + 32 > t.items->n * dim) {
+        std::memset(buf, 0, 32);
+        std::memcpy(buf, x + p, static_cast<size_t>(dim - p));
+        src = buf;
+      }
+      const __m256i u =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), off);
+      acc = i8_madd(acc, u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr + p)), ones);
+    }
+  }
+
   // sum u qi of the block's NQ x NI pairs, in lanes a * NI + b (QI8DirectDriver::block).
   template <int NQ, int NI>
   static inline __m256i dots(const QuantTask& t, int64_t q, int64_t j) {
@@ -97,6 +129,12 @@ struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
     const int8_t* xr[NI];
     for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
+    if constexpr (NQ == 1) {
+      // One query: each item row front to back, one after another (quant_scan_impl.h's
+      // QDirect says why).
+      rows<NI>(A, t, qr[0], xr, j, ones, off, std::make_integer_sequence<int, NI>{});
+      return i8_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7);
+    }
     using Seq = std::make_integer_sequence<int, NQ * NI>;
     int64_t p = 0;
     for (; p + 32 <= dim; p += 32) step<NQ, NI>(A, qr, xr, p, nullptr, ones, off, Seq{});

@@ -82,8 +82,9 @@ struct QI8DirectDriver {
                                               int64_t j) {
     constexpr int NA = NQ * NI;
     static_assert(NA <= 8, "at most 8 accumulators");
-    {  // The rows of a block are contiguous; ask for those a few blocks ahead (the hardware
-       // prefetcher alone leaves the scan waiting on memory, even from L3).
+    if constexpr (NQ > 1) {  // The rows of a block are contiguous; ask for those a few blocks
+      // ahead (the hardware prefetcher alone leaves the scan waiting on memory, even from L3).
+      // One query's kernels read the rows in turn, which the prefetchers follow (QDirect).
       const int64_t bytes = NI * t.dim, ahead = bytes < 1024 ? 4096 : 4 * bytes;
       const char* pf = reinterpret_cast<const char*>(t.items->codes) + j * t.dim + ahead;
       for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(pf + o, 0, 3);

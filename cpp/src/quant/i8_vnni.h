@@ -91,6 +91,25 @@ struct QI8DirectVnni : QI8DirectDriver<QI8DirectVnni> {
     acc = vn_dot(acc, x, qv);
   }
 
+  // One query, item b's whole row into accumulator b, for b = 0..NI-1 in turn.
+  template <int NI, int... B>
+  static inline void rows(Acc& A, const int8_t* qr, const int8_t* const* xr, int64_t dim,
+                          __m512i off, std::integer_sequence<int, B...>) {
+    (row<B>(A, qr, xr[B], dim, off), ...);
+  }
+
+  template <int B>
+  static inline void row(Acc& A, const int8_t* qr, const int8_t* x, int64_t dim, __m512i off) {
+    __m512i& acc = acc_slot<B>(A);
+    int64_t p = 0;
+    for (; p + 64 <= dim; p += 64)
+      acc =
+          vn_dot(acc, _mm512_xor_si512(_mm512_loadu_si512(x + p), off), _mm512_loadu_si512(qr + p));
+    if (p < dim)  // a missing item byte offsets to 128 and meets a zero query byte
+      acc = vn_dot(acc, _mm512_xor_si512(vn_load_tail(x + p, dim - p), off),
+                   vn_load_tail(qr + p, dim - p));
+  }
+
   // sum u qi of the block's NQ x NI pairs, in lanes a * NI + b (QI8DirectDriver::block).
   template <int NQ, int NI>
   static inline __m256i dots(const QuantTask& t, int64_t q, int64_t j) {
@@ -102,10 +121,16 @@ struct QI8DirectVnni : QI8DirectDriver<QI8DirectVnni> {
     const int8_t* xr[NI];
     for (int a = 0; a < NQ; ++a) qr[a] = t.qcodes + (q + a) * t.qstride;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
-    using Seq = std::make_integer_sequence<int, NQ * NI>;
-    int64_t p = 0;
-    for (; p + 64 <= dim; p += 64) step<NQ, NI>(A, qr, xr, p, 64, off, Seq{});
-    if (p < dim) step<NQ, NI>(A, qr, xr, p, dim - p, off, Seq{});
+    if constexpr (NQ == 1) {
+      // One query: each item row front to back, one after another (quant_scan_impl.h's
+      // QDirect says why).
+      rows<NI>(A, qr[0], xr, dim, off, std::make_integer_sequence<int, NI>{});
+    } else {
+      using Seq = std::make_integer_sequence<int, NQ * NI>;
+      int64_t p = 0;
+      for (; p + 64 <= dim; p += 64) step<NQ, NI>(A, qr, xr, p, 64, off, Seq{});
+      if (p < dim) step<NQ, NI>(A, qr, xr, p, dim - p, off, Seq{});
+    }
     return vn_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7);
   }
 
