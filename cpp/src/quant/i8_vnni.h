@@ -155,20 +155,28 @@ struct QI8PackedVnni : QI8PackedDriver<QI8PackedVnni<QV, NI>, QV * 16, NI> {
   static inline void accumulate(const int8_t* panel, const uint8_t* tile, int64_t rowb,
                                 int32_t* dots) {
     const int64_t d4 = rowb / 4;
+    // Every loop over the registers is unrolled in full, so the accumulators stay in registers.
     __m512i acc[NIB][QV];
+#pragma GCC unroll 32
     for (int i = 0; i < NIB; ++i)
+#pragma GCC unroll 4
       for (int v = 0; v < QV; ++v) acc[i][v] = _mm512_setzero_si512();
     for (int64_t p4 = 0; p4 < d4; ++p4) {
       __m512i qv[QV];
+#pragma GCC unroll 4
       for (int v = 0; v < QV; ++v) qv[v] = _mm512_load_si512(panel + p4 * G * 4 + v * 64);
+#pragma GCC unroll 32
       for (int i = 0; i < NIB; ++i) {
         int32_t w;
         std::memcpy(&w, tile + i * rowb + p4 * 4, 4);
         const __m512i xb = _mm512_set1_epi32(w);
+#pragma GCC unroll 4
         for (int v = 0; v < QV; ++v) acc[i][v] = vn_dot(acc[i][v], xb, qv[v]);
       }
     }
+#pragma GCC unroll 32
     for (int i = 0; i < NIB; ++i)
+#pragma GCC unroll 4
       for (int v = 0; v < QV; ++v) _mm512_store_si512(dots + (i * QV + v) * 16, acc[i][v]);
   }
 

@@ -223,14 +223,20 @@ struct QPacked {
   static inline void micro(const QuantTask& t, const float* qg, const float* qn, const float* xf,
                            const float* rad, const float* sc, int64_t qbase, int64_t pos) {
     const int64_t dim = t.dim;
+    // Every loop over the registers is unrolled in full, so the accumulators stay in registers.
     typename V::R acc[NIB][QV];
+#pragma GCC unroll 32
     for (int i = 0; i < NIB; ++i)
+#pragma GCC unroll 8
       for (int v = 0; v < QV; ++v) acc[i][v] = V::zero();
     for (int64_t p = 0; p < dim; ++p) {
       typename V::R qv[QV];
+#pragma GCC unroll 8
       for (int v = 0; v < QV; ++v) qv[v] = V::load(qg + p * G + v * V::W);
+#pragma GCC unroll 32
       for (int i = 0; i < NIB; ++i) {
         typename V::R xb = V::set1(xf[i * dim + p]);
+#pragma GCC unroll 8
         for (int v = 0; v < QV; ++v) acc[i][v] = V::fma(xb, qv[v], acc[i][v]);
       }
     }
@@ -307,11 +313,19 @@ struct QPacked {
 
 // The kernel set's entries. I8D / I8P: the integer int8 scans of this file (direct and packed);
 // a file without them passes QDirect<int8_t> / QPacked<int8_t, QV, NI>, which ignore qcodes.
+// float16 tasks of at most one vector of queries take the packed path with one query vector
+// (QV = 1) and twice the items per micro-kernel call: the set's QV query vectors would be half
+// padding there, and the FMAs are what bound this path.
+template <int NI>
+using QPackedF16Narrow = QPacked<uint16_t, 1, 2 * NI>;
+
 template <class I8P, int QV, int NI, int QB>
 static int64_t q_scratch_floats(int64_t dim) {
   const int64_t a = QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB);
+  const int64_t n = QPackedF16Narrow<NI>::scratch_floats(dim, QB);
   const int64_t b = I8P::scratch_floats(dim, QB);
-  return a > b ? a : b;
+  const int64_t m = a > n ? a : n;
+  return m > b ? m : b;
 }
 
 template <class I8D, int QV, int NI>
@@ -333,6 +347,8 @@ static void q_scan_packed(const QuantTask& t) {
       I8P::scan(t);
     else
       QPacked<int8_t, QV, NI>::scan(t);
+  } else if (t.q1 - t.q0 <= V::W) {
+    QPackedF16Narrow<NI>::scan(t);
   } else {
     QPacked<uint16_t, QV, NI>::scan(t);
   }
