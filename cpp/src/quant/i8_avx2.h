@@ -86,6 +86,18 @@ struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
     acc = i8_madd(acc, x, qv, ones);
   }
 
+  // The 32 codes from p of row x (item `item`, p + 32 > dim): read in place while inside the code
+  // array (the bytes past the row, the next row's, meet the query's zero padding), else copied
+  // into buf, zero-padded.
+  static inline const int8_t* tail_codes(const QuantTask& t, const int8_t* x, int64_t item,
+                                         int64_t p, int8_t* buf) {
+    const int64_t dim = t.dim;
+    if (item * dim + p + 32 <= t.items->n * dim) return x + p;
+    std::memset(buf, 0, 32);
+    std::memcpy(buf, x + p, static_cast<size_t>(dim - p));
+    return buf;
+  }
+
   // One query, item b's whole row into accumulator b, for b = 0..NI-1 in turn.
   template <int NI, int... B>
   static inline void rows(Acc& A, const QuantTask& t, const int8_t* qr, const int8_t* const* xr,
@@ -104,14 +116,9 @@ struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
           _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + p)), off);
       acc = i8_madd(acc, u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr + p)), ones);
     }
-    if (p < dim) {  // the tail as in dots: past the row, bytes meet the query's zero padding
+    if (p < dim) {
       alignas(32) int8_t buf[32];
-      const int8_t* src = x + p;
-      if (item * dim + p + 32 > t.items->n * dim) {
-        std::memset(buf, 0, 32);
-        std::memcpy(buf, x + p, static_cast<size_t>(dim - p));
-        src = buf;
-      }
+      const int8_t* src = tail_codes(t, x, item, p, buf);
       const __m256i u =
           _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), off);
       acc = i8_madd(acc, u, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qr + p)), ones);
@@ -140,20 +147,10 @@ struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
     for (; p + 32 <= dim; p += 32) step<NQ, NI>(A, qr, xr, p, nullptr, ones, off, Seq{});
     if (p < dim) {
       // Tail of fewer than 32 codes: the query rows are zero-padded to qstride >= p + 32, so
-      // whatever bytes follow the item's row contribute 0. Read them in place while inside the
-      // code array (the next row), else from a zero-padded copy.
-      const int64_t end = t.items->n * dim;
+      // whatever bytes follow the item's row contribute 0 (tail_codes).
       alignas(32) int8_t buf[NI][32];
       const int8_t* xt[NI];
-      for (int b = 0; b < NI; ++b) {
-        if ((j + b) * dim + p + 32 <= end) {
-          xt[b] = xr[b] + p;
-        } else {
-          std::memset(buf[b], 0, 32);
-          std::memcpy(buf[b], xr[b] + p, static_cast<size_t>(dim - p));
-          xt[b] = buf[b];
-        }
-      }
+      for (int b = 0; b < NI; ++b) xt[b] = tail_codes(t, xr[b], j + b, p, buf[b]);
       step<NQ, NI>(A, qr, xt, p, xt, ones, off, Seq{});
     }
     return i8_hsum8(A.v0, A.v1, A.v2, A.v3, A.v4, A.v5, A.v6, A.v7);

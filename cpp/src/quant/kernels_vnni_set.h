@@ -34,31 +34,17 @@ constexpr int kNI8 = 8;
 
 using I8D = QI8DirectVnni;
 using I8P = QI8PackedVnni<kQV, kNI8>;
-// Tasks of at most 16 queries: one query vector x twice the items (the set's 32-query group
-// would be half padding, and the vpdpbusd count is what bounds this path).
+// Tasks of at most 16 queries: one query vector x twice the items (q_scan_packed).
 using I8PNarrow = QI8PackedVnni<1, 2 * kNI8>;
-
-static int64_t vnni_scratch_floats(int64_t dim) {
-  const int64_t a = q_scratch_floats<I8P, kQV, kNI, kQB>(dim);
-  const int64_t b = I8PNarrow::scratch_floats(dim, kQB);
-  return a > b ? a : b;
-}
-
-static void vnni_scan_packed(const QuantTask& t) {
-  if (t.items->type == QuantType::Int8 && t.qcodes && t.q1 - t.q0 <= 16)
-    I8PNarrow::scan(t);
-  else
-    q_scan_packed<I8P, kQV, kNI>(t);
-}
 
 const QuantKernelSet kSet = {RECFAST_VNNI_NAME,
                              (kQV * V::W),
                              kQB,
                              kQuantI8VnniQMax,
                              kQuantI8VnniQMax,
-                             &vnni_scratch_floats,
+                             &q_scratch_floats<I8P, kQV, kNI, kQB, I8PNarrow>,
                              &q_scan_direct<I8D, kQV, kNI>,
-                             &vnni_scan_packed};
+                             &q_scan_packed<I8P, kQV, kNI, I8PNarrow>};
 
 }  // namespace RECFAST_VNNI_NS
 }  // namespace recfast

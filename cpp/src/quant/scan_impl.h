@@ -313,19 +313,27 @@ struct QPacked {
 
 // The kernel set's entries. I8D / I8P: the integer int8 scans of this file (direct and packed);
 // a file without them passes QDirect<int8_t> / QPacked<int8_t, QV, NI>, which ignore qcodes.
-// float16 tasks of at most one vector of queries take the packed path with one query vector
-// (QV = 1) and twice the items per micro-kernel call: the set's QV query vectors would be half
-// padding there, and the FMAs are what bound this path.
+// A packed task of at most G queries of a narrow kernel (one query vector, twice the items per
+// micro-kernel call) takes it: the set's QV query vectors would be half padding there, and the
+// FMAs (vpdpbusd for int8) are what bound this path. float16 always has one (QPackedF16Narrow);
+// the integer int8 scan only where a file passes I8PN (QNoNarrow: none).
 template <int NI>
 using QPackedF16Narrow = QPacked<uint16_t, 1, 2 * NI>;
 
-template <class I8P, int QV, int NI, int QB>
+struct QNoNarrow {
+  static constexpr int G = 0;  // no task fits
+  static int64_t scratch_floats(int64_t, int64_t) { return 0; }
+  static void scan(const QuantTask&) {}
+};
+
+template <class I8P, int QV, int NI, int QB, class I8PN = QNoNarrow>
 static int64_t q_scratch_floats(int64_t dim) {
-  const int64_t a = QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB);
-  const int64_t n = QPackedF16Narrow<NI>::scratch_floats(dim, QB);
-  const int64_t b = I8P::scratch_floats(dim, QB);
-  const int64_t m = a > n ? a : n;
-  return m > b ? m : b;
+  const int64_t s[] = {QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB),
+                       QPackedF16Narrow<NI>::scratch_floats(dim, QB), I8P::scratch_floats(dim, QB),
+                       I8PN::scratch_floats(dim, QB)};
+  int64_t m = 0;
+  for (const int64_t v : s) m = v > m ? v : m;
+  return m;
 }
 
 template <class I8D, int QV, int NI>
@@ -340,14 +348,17 @@ static void q_scan_direct(const QuantTask& t) {
   }
 }
 
-template <class I8P, int QV, int NI>
+template <class I8P, int QV, int NI, class I8PN = QNoNarrow>
 static void q_scan_packed(const QuantTask& t) {
+  const int64_t nq = t.q1 - t.q0;
   if (t.items->type == QuantType::Int8) {
-    if (t.qcodes)
-      I8P::scan(t);
-    else
+    if (!t.qcodes)
       QPacked<int8_t, QV, NI>::scan(t);
-  } else if (t.q1 - t.q0 <= V::W) {
+    else if (nq <= I8PN::G)
+      I8PN::scan(t);
+    else
+      I8P::scan(t);
+  } else if (nq <= QPackedF16Narrow<NI>::G) {
     QPackedF16Narrow<NI>::scan(t);
   } else {
     QPacked<uint16_t, QV, NI>::scan(t);
