@@ -59,6 +59,10 @@ static inline void i8_refine(const QuantTask& t, int64_t q, int64_t j) {
 // 32 codes per step, the NQ * NI accumulators reduced together by i8_hsum8 into one vector whose
 // lane a * NI + b is (query q + a, item j + b); QI8DirectDriver does the rest.
 struct QI8DirectAvx2 : QI8DirectDriver<QI8DirectAvx2> {
+  // On an AMD Zen 5 class CPU (1M items, d = 128, one query) the rows below took 3.2 ms without
+  // prefetch, 3.7 ms with it (read floor 2.9 ms).
+  static constexpr bool kPrefetchOneQuery = false;
+
   struct Acc {  // see acc_slot
     __m256i v0, v1, v2, v3, v4, v5, v6, v7;
   };

@@ -30,6 +30,8 @@ static inline auto& acc_slot(Acc& A) {
 //   dots<NQ, NI>(t, q, j)  the 8-lane int32 vector of sum u qi whose lane a * NI + b is (query
 //                          q + a, item j + b) (lanes past NQ * NI: anything);
 //   refine(t, q, j)        the float32 second look (q_offer_refined).
+//   kPrefetchOneQuery      whether one query's blocks prefetch ahead too (as several queries'
+//                          always do).
 // The epilogue (score, radius, threshold) is vectorized over those 8 lanes.
 template <class K>
 struct QI8DirectDriver {
@@ -82,9 +84,10 @@ struct QI8DirectDriver {
                                               int64_t j) {
     constexpr int NA = NQ * NI;
     static_assert(NA <= 8, "at most 8 accumulators");
-    if constexpr (NQ > 1) {  // The rows of a block are contiguous; ask for those a few blocks
-      // ahead (the hardware prefetcher alone leaves the scan waiting on memory, even from L3).
-      // One query's kernels read the rows in turn, which the prefetchers follow (QDirect).
+    if constexpr (NQ > 1 || K::kPrefetchOneQuery) {  // The rows of a block are contiguous; ask
+      // for those a few blocks ahead (the hardware prefetcher alone leaves the scan waiting on
+      // memory, even from L3). One query's kernels read the rows in turn, which the prefetchers
+      // follow well enough for some kernels (K::kPrefetchOneQuery: measured per kernel).
       const int64_t bytes = NI * t.dim, ahead = bytes < 1024 ? 4096 : 4 * bytes;
       const char* pf = reinterpret_cast<const char*>(t.items->codes) + j * t.dim + ahead;
       for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(pf + o, 0, 3);

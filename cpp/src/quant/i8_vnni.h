@@ -65,6 +65,10 @@ static inline void vn_refine(const QuantTask& t, int64_t q, int64_t j) {
 // vn_hsum8 into one 8-lane vector whose lane a * NI + b is (query q + a, item j + b);
 // QI8DirectDriver does the rest.
 struct QI8DirectVnni : QI8DirectDriver<QI8DirectVnni> {
+  // On an AMD Zen 5 class CPU (1M items, d = 128, one query) the rows below took 4.6 ms
+  // without, 3.6 ms with prefetch (read floor 2.9 ms).
+  static constexpr bool kPrefetchOneQuery = true;
+
   struct Acc {  // see acc_slot
     __m512i v0, v1, v2, v3, v4, v5, v6, v7;
   };

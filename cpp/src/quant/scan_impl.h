@@ -128,26 +128,28 @@ struct QDirect {
     for (int a = 0; a < NQ; ++a) qr[a] = t.queries + (q + a) * dim;
     for (int b = 0; b < NI; ++b) xr[b] = codes + (j + b) * dim;
     const int64_t pend = dim / V::W * V::W;
+    // The block's rows are contiguous; ask for those a few blocks ahead (as the int8 integer
+    // scan does): without it an AMD Zen 5 class CPU read one query's float16 rows at 10-15 ms
+    // for 1M items of d = 128, with it at 5.6-6.6 ms (its read floor: 5.6 ms).
+    const int64_t bytes = NI * dim * static_cast<int64_t>(sizeof(C));
+    const int64_t ahead = bytes < 1024 ? 4096 : 4 * bytes;
+    const char* pf = reinterpret_cast<const char*>(xr[0]) + ahead;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(pf + o, 0, 3);
     if constexpr (NQ == 1) {
       // One query: row by row, each item row read front to back before the next, so the
-      // block's bytes arrive as one sequential stream that the hardware prefetchers follow
-      // (the rows' accumulation chains are independent, so out-of-order execution still
-      // overlaps them). The side-by-side order below, with its burst of prefetches, ran at
-      // half the read rate here (float16, d = 128, 1M items: 28-42 -> 13-15 ms on one thread),
-      // and software prefetch on top of this order did not help. Unrolled in full so that acc
-      // stays in registers.
+      // block's bytes arrive as one sequential stream (the rows' accumulation chains are
+      // independent, so out-of-order execution still overlaps them). The side-by-side order
+      // below ran at half the read rate here on an AMD Zen 4 class CPU (float16, d = 128, 1M
+      // items: 28-42 -> 13-15 ms on one thread). Unrolled in full so that acc stays in
+      // registers.
 #pragma GCC unroll 8
       for (int b = 0; b < NI; ++b)
         for (int64_t p = 0; p < pend; p += V::W)
           acc[b] = V::fma(V::loadu(qr[0] + p), q_decodew(xr[b] + p), acc[b]);
     } else {
       // Several queries: the NI rows side by side, each decoded once per step for the NQ
-      // queries, with the rows a few blocks ahead prefetched (as the int8 integer scan does;
-      // for these blocks the row-by-row order above was slower: B = 4, 18-22 -> 25-27 ms).
-      const int64_t bytes = NI * dim * static_cast<int64_t>(sizeof(C));
-      const int64_t ahead = bytes < 1024 ? 4096 : 4 * bytes;
-      const char* pf = reinterpret_cast<const char*>(xr[0]) + ahead;
-      for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(pf + o, 0, 3);
+      // queries (for these blocks the row-by-row order above was slower: B = 4, 18-22 -> 25-27
+      // ms).
       for (int64_t p = 0; p < pend; p += V::W) {
         typename V::R qv[NQ];
         for (int a = 0; a < NQ; ++a) qv[a] = V::loadu(qr[a] + p);
