@@ -209,7 +209,10 @@ def test_exact_false_is_close():
 # -- int8: the integer kernels (quantized queries, exact int32 dot products) ----------------------
 
 INT8_DIMS = [1, 3, 4, 17, 31, 32, 33, 97, 128, 130]  # tails of 32 and of 4 codes
-INT8_BATCHES = (1, 7, 8, 9, 16, 33, 200)  # direct (<= 8) and packed (groups of 16) paths
+# Every switch between int8 kernels: one query's rows; the VNNI broadcast kernels for 2-3, 4-7 and
+# 8-15 queries (steps of 16, 8 and 4 codes: the dims above have tails of each); the direct path
+# up to 8 queries, the packed one past it (its narrow kernel up to 16, groups of 32).
+INT8_BATCHES = (1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 33, 200)
 
 
 def int8_prepared(idx, q):

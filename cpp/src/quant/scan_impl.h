@@ -328,18 +328,36 @@ struct QNoNarrow {
   static void scan(const QuantTask&) {}
 };
 
-template <class I8P, int QV, int NI, int QB, class I8PN = QNoNarrow>
+// A kernel for integer int8 tasks of kMinQueries..kMaxQueries queries on either path, tried
+// first (QI8BcastVnniSet with VNNI; QNoSmall: none).
+struct QNoSmall {
+  static constexpr int64_t kMinQueries = 1, kMaxQueries = 0;  // no task fits
+  static int64_t scratch_floats(int64_t, int64_t) { return 0; }
+  static void scan(const QuantTask&) {}
+};
+
+template <class I8S>
+static inline bool q_scan_small_i8(const QuantTask& t) {
+  const int64_t nq = t.q1 - t.q0;
+  if (nq < I8S::kMinQueries || nq > I8S::kMaxQueries) return false;
+  if (t.items->type != QuantType::Int8 || !t.qcodes) return false;
+  I8S::scan(t);
+  return true;
+}
+
+template <class I8P, int QV, int NI, int QB, class I8PN = QNoNarrow, class I8S = QNoSmall>
 static int64_t q_scratch_floats(int64_t dim) {
   const int64_t s[] = {QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB),
                        QPackedF16Narrow<NI>::scratch_floats(dim, QB), I8P::scratch_floats(dim, QB),
-                       I8PN::scratch_floats(dim, QB)};
+                       I8PN::scratch_floats(dim, QB), I8S::scratch_floats(dim, QB)};
   int64_t m = 0;
   for (const int64_t v : s) m = v > m ? v : m;
   return m;
 }
 
-template <class I8D, int QV, int NI>
+template <class I8D, int QV, int NI, class I8S = QNoSmall>
 static void q_scan_direct(const QuantTask& t) {
+  if (q_scan_small_i8<I8S>(t)) return;
   if (t.items->type == QuantType::Int8) {
     if (t.qcodes)
       I8D::scan(t);
@@ -350,8 +368,9 @@ static void q_scan_direct(const QuantTask& t) {
   }
 }
 
-template <class I8P, int QV, int NI, class I8PN = QNoNarrow>
+template <class I8P, int QV, int NI, class I8PN = QNoNarrow, class I8S = QNoSmall>
 static void q_scan_packed(const QuantTask& t) {
+  if (q_scan_small_i8<I8S>(t)) return;
   const int64_t nq = t.q1 - t.q0;
   if (t.items->type == QuantType::Int8) {
     if (!t.qcodes)
