@@ -234,35 +234,33 @@ struct QI8PackedVnni : QI8PackedDriver<QI8PackedVnni<QV, NI>, QV * 16, NI> {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Broadcast path (2 to 15 queries; 31 with NQV = 2): the item rows are read straight from memory, 4
-// R codes at a time broadcast to every 4 R-byte group of NQV vectors whose lanes hold query slots
-// (R lanes a slot, one lane per 4 dims of the step) from a panel [steps][16 NQV lanes][4 bytes]. No
-// tile is decoded and the horizontal sums are over R lanes only, so an item row costs dim / (4 R) *
-// NQV vpdpbusd, one broadcast load each, plus a short epilogue per vector: fewer queries take a
-// larger R (4 for up to 3 queries, 2 for up to 7, else 1).
+// Broadcast path (2 to 16 queries): the item rows are read straight from memory, 4 R codes at a
+// time broadcast to every 4 R-byte group of a vector whose 16 lanes hold query slots (R lanes a
+// slot, one lane per 4 dims of the step) from a panel [steps][16 lanes][4 bytes]. No tile is
+// decoded and the horizontal sums are over R lanes only, so an item row costs dim / (4 R)
+// vpdpbusd, one broadcast load each, plus a short epilogue per R items: fewer queries take a
+// larger R (4 for up to 4 queries, 2 for up to 8, else 1).
 //
 // vpdpbusd's broadcast operand is its signed one, so here the items are the signed codes c and
 // the queries the unsigned operand: qu = qi + 128 in [1, 255] (0 past dim, where a step reads
-// into the next row). sum qu c = qi . c + 128 sum(c_j), and the item's 128 sum(c_j) comes from
-// the last slot of the last vector, whose query is all 128 (qi = 0): that slot is not a query,
-// so a group holds at most 16 NQV / R - 1 queries. The sums stay within 255 * 127 * dim < 2^31
-// as on the other paths.
-template <int NQV, int R>
+// into the next row). sum qu c = qi . c + 128 sum(c_j), and each item's sum(c_j) comes from its
+// row: a vpdpbusd of a vector of ones per 64 codes, reduced across a block's 16 items by a
+// transpose (that pass reads the rows first, bringing them into L1 for the scan). A slot whose
+// query is all 128 (qi = 0) would give the sum too, at one slot's cost: no faster, measured.
+// The sums stay within 255 * 127 * dim < 2^31 as on the other paths.
+template <int R>
 struct QI8BcastVnni {
   static_assert(R == 1 || R == 2 || R == 4, "4 R bytes broadcast");
-  static constexpr int kSlots = 16 / R;  // query slots per vector
-  static constexpr int kLanes = 16 * NQV;
-  static constexpr int kMaxQueries = NQV * kSlots - 1;  // the last slot: the correction
-  static constexpr int kStepBytes = 4 * R;              // codes per row and step
-  // Items per block: NI * NQV accumulators + NQV query vectors + the epilogue's constants.
-  static constexpr int NI = NQV == 1 ? 16 : 8;
+  static constexpr int kSlots = 16 / R;          // queries
+  static constexpr int kStepBytes = 4 * R;       // codes per row and step
+  static constexpr int NI = 16;                  // items per block (16 accumulators)
   static constexpr int64_t kPrefetchBlocks = 4;  // as the float32 broadcast path
 
   static int64_t steps(int64_t dim) { return (dim + kStepBytes - 1) / kStepBytes; }
   // The panel, then a zero-padded copy of one row (scan).
-  static int64_t scratch_floats(int64_t dim) { return steps(dim) * (kLanes + R) + 64; }
+  static int64_t scratch_floats(int64_t dim) { return steps(dim) * (16 + R) + 64; }
 
-  static inline __m512i bcast(const int8_t* p) {
+  static inline __m512i bcast(const void* p) {
     if constexpr (R == 1) {
       int32_t w;
       std::memcpy(&w, p, 4);
@@ -272,95 +270,7 @@ struct QI8BcastVnni {
       std::memcpy(&w, p, 8);
       return _mm512_set1_epi64(w);
     } else {
-      return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    }
-  }
-
-  // Lane l of the result: the sum of the R lanes of l's slot.
-  static inline __m512i slot_sum(__m512i a) {
-    if constexpr (R >= 2)
-      a = _mm512_add_epi32(
-          a, _mm512_permutexvar_epi32(
-                 _mm512_set_epi32(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1), a));
-    if constexpr (R == 4)
-      a = _mm512_add_epi32(
-          a, _mm512_permutexvar_epi32(
-                 _mm512_set_epi32(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2), a));
-    return a;
-  }
-
-  struct Lanes {  // per lane: its slot's scale, |q'|, qcoef (padding slots: 0), tau indices
-    __m512 sq[NQV], qn[NQV], qc[NQV];
-    __m512i tidx;
-  };
-
-  // Items [j, j + NB) (rows xr) against the group's panel; prefetch: the rows a few blocks ahead
-  // (to L2) and the next block's (to L1), a line per row every line's worth of steps, as fast as
-  // this block's lines are used (the rows are read side by side, a few bytes a step each, which
-  // the hardware prefetchers do not follow).
-  template <int NB>
-  static inline void block(const QuantTask& t, const uint8_t* panel, const Lanes& L,
-                           const int8_t* const* xr, int64_t j, bool prefetch) {
-    const int64_t ns = steps(t.dim);
-    constexpr int kLineSteps = 64 / kStepBytes;
-    __m512i acc[NB][NQV];
-#pragma GCC unroll 16
-    for (int i = 0; i < NB; ++i)
-#pragma GCC unroll 2
-      for (int v = 0; v < NQV; ++v) acc[i][v] = _mm512_setzero_si512();
-    const int64_t far = kPrefetchBlocks * NB * t.dim, near = NB * t.dim;
-    for (int64_t s0 = 0; s0 < ns; s0 += kLineSteps) {
-      if (prefetch) {
-#pragma GCC unroll 16
-        for (int i = 0; i < NB; ++i) {
-          __builtin_prefetch(xr[i] + far + kStepBytes * s0, 0, 2);
-          __builtin_prefetch(xr[i] + near + kStepBytes * s0, 0, 3);
-        }
-      }
-      const int64_t s1 = s0 + kLineSteps < ns ? s0 + kLineSteps : ns;
-      for (int64_t s = s0; s < s1; ++s) {
-        __m512i qv[NQV];
-#pragma GCC unroll 2
-        for (int v = 0; v < NQV; ++v) qv[v] = _mm512_load_si512(panel + (s * NQV + v) * 64);
-#pragma GCC unroll 16
-        for (int i = 0; i < NB; ++i) {
-          const __m512i xb = bcast(xr[i] + kStepBytes * s);
-#pragma GCC unroll 2
-          for (int v = 0; v < NQV; ++v) acc[i][v] = vn_dot(acc[i][v], qv[v], xb);
-        }
-      }
-    }
-    if constexpr (R > 1 && NB % R == 0) {
-      // R items' slot sums in one vector (lane l: slot l / R, item l % R), one epilogue each.
-      for (int i = 0; i < NB; i += R) {
-        __m512i sums[NQV];
-#pragma GCC unroll 2
-        for (int v = 0; v < NQV; ++v) sums[v] = interleave_sums(acc + i, v);
-        epilogue<R>(t, L, sums, j + i);
-      }
-    } else {
-      for (int i = 0; i < NB; ++i) {
-        __m512i sums[NQV];
-#pragma GCC unroll 2
-        for (int v = 0; v < NQV; ++v) sums[v] = slot_sum(acc[i][v]);
-        epilogue<1>(t, L, sums, j + i);
-      }
-    }
-  }
-
-  // Lane 4 s + i (R = 4) or 2 s + i (R = 2) of the result: the sum of slot s's R lanes of
-  // a[i][v] (a 4 x 4 or 2 x 2 transpose within each 128-bit block, and adds).
-  static inline __m512i interleave_sums(const __m512i (*a)[NQV], int v) {
-    if constexpr (R == 4) {
-      const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[0][v], a[1][v]),
-                                           _mm512_unpackhi_epi32(a[0][v], a[1][v]));
-      const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a[2][v], a[3][v]),
-                                           _mm512_unpackhi_epi32(a[2][v], a[3][v]));
-      return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-    } else {
-      const __m512i lo = _mm512_unpacklo_epi32(a[0][v], a[1][v]);
-      const __m512i hi = _mm512_unpackhi_epi32(a[0][v], a[1][v]);
-      return _mm512_add_epi32(_mm512_unpacklo_epi64(lo, hi), _mm512_unpackhi_epi64(lo, hi));
+      return _mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p)));
     }
   }
 
@@ -378,35 +288,143 @@ struct QI8BcastVnni {
     }
   }
 
-  // Score, radius and threshold test of the vectors sums (M = 1: one item j, its slot sums in
-  // every lane of the slot; M = R: items j .. j + R - 1, lane l holding item l % R's sum of
-  // slot l / R), then the second look for the lanes that pass.
+  // Lane l of the result: the sum of the R lanes of l's slot.
+  static inline __m512i slot_sum(__m512i a) {
+    if constexpr (R >= 2)
+      a = _mm512_add_epi32(
+          a, _mm512_permutexvar_epi32(
+                 _mm512_set_epi32(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1), a));
+    if constexpr (R == 4)
+      a = _mm512_add_epi32(
+          a, _mm512_permutexvar_epi32(
+                 _mm512_set_epi32(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2), a));
+    return a;
+  }
+
+  // Lane 4 b + i of the result: the sum of the 4 lanes of 128-bit block b of a[i] (a 4 x 4
+  // transpose within each block, and adds).
+  static inline __m512i sum4_in_blocks(const __m512i* a) {
+    const __m512i s01 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a[0], a[1]), _mm512_unpackhi_epi32(a[0], a[1]));
+    const __m512i s23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a[2], a[3]), _mm512_unpackhi_epi32(a[2], a[3]));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+  }
+
+  // Lane 2 s + i (R = 2) or 4 s + i (R = 4) of the result: the sum of slot s's R lanes of a[i].
+  static inline __m512i interleave_sums(const __m512i* a) {
+    if constexpr (R == 4) {
+      return sum4_in_blocks(a);
+    } else {
+      const __m512i lo = _mm512_unpacklo_epi32(a[0], a[1]);
+      const __m512i hi = _mm512_unpackhi_epi32(a[0], a[1]);
+      return _mm512_add_epi32(_mm512_unpacklo_epi64(lo, hi), _mm512_unpackhi_epi64(lo, hi));
+    }
+  }
+
+  // out[i] = sum of row i's dim codes, i < NB.
+  template <int NB>
+  static inline void row_sums(const int8_t* const* xr, int64_t dim, int32_t* out) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i cs[NB];
+#pragma GCC unroll 16
+    for (int i = 0; i < NB; ++i) {
+      __m512i a = _mm512_setzero_si512();
+      int64_t p = 0;
+      for (; p + 64 <= dim; p += 64) a = vn_dot(a, ones, _mm512_loadu_si512(xr[i] + p));
+      if (p < dim) a = vn_dot(a, ones, vn_load_tail(xr[i] + p, dim - p));
+      cs[i] = a;
+    }
+    if constexpr (NB == 16) {
+      // Four 4 x 4 transposes within 128-bit blocks (w[g] lane 4 b + i: block b of item
+      // 4 g + i), then one of the blocks themselves (lane 4 g + i: item 4 g + i in full).
+      __m512i w[4];
+      for (int g = 0; g < 4; ++g) w[g] = sum4_in_blocks(cs + 4 * g);
+      const __m512i s01 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x44),
+                                           _mm512_shuffle_i32x4(w[0], w[1], 0xee));
+      const __m512i s23 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x44),
+                                           _mm512_shuffle_i32x4(w[2], w[3], 0xee));
+      _mm512_store_si512(out, _mm512_add_epi32(_mm512_shuffle_i32x4(s01, s23, 0x88),
+                                               _mm512_shuffle_i32x4(s01, s23, 0xdd)));
+    } else {
+      for (int i = 0; i < NB; ++i) {  // the few rows past the last block
+        alignas(64) int32_t v[16];
+        _mm512_store_si512(v, cs[i]);
+        out[i] = 0;
+        for (int l = 0; l < 16; ++l) out[i] += v[l];
+      }
+    }
+  }
+
+  struct Lanes {  // per lane: its slot's scale, |q'|, qcoef (padding slots: 0), tau indices
+    __m512 sq, qn, qc;
+    __m512i tidx;
+  };
+
+  // Items [j, j + NB) (rows xr) against the panel; prefetch: the rows a few blocks ahead (to L2)
+  // and the next block's (to L1), a line per row every line's worth of steps, as fast as this
+  // block's lines are used (the rows are read side by side, a few bytes a step each, which the
+  // hardware prefetchers do not follow).
+  template <int NB>
+  static inline void block(const QuantTask& t, const uint8_t* panel, const Lanes& L,
+                           const int8_t* const* xr, int64_t j, bool prefetch) {
+    const int64_t ns = steps(t.dim);
+    constexpr int kLineSteps = 64 / kStepBytes;
+    alignas(64) int32_t rs[16];
+    row_sums<NB>(xr, t.dim, rs);
+    __m512i acc[NB];
+#pragma GCC unroll 16
+    for (int i = 0; i < NB; ++i) acc[i] = _mm512_setzero_si512();
+    const int64_t far = kPrefetchBlocks * NB * t.dim, near = NB * t.dim;
+    for (int64_t s0 = 0; s0 < ns; s0 += kLineSteps) {
+      if (prefetch) {
+#pragma GCC unroll 16
+        for (int i = 0; i < NB; ++i) {
+          __builtin_prefetch(xr[i] + far + kStepBytes * s0, 0, 2);
+          __builtin_prefetch(xr[i] + near + kStepBytes * s0, 0, 3);
+        }
+      }
+      const int64_t s1 = s0 + kLineSteps < ns ? s0 + kLineSteps : ns;
+      for (int64_t s = s0; s < s1; ++s) {
+        const __m512i qv = _mm512_load_si512(panel + s * 64);
+#pragma GCC unroll 16
+        for (int i = 0; i < NB; ++i) acc[i] = vn_dot(acc[i], qv, bcast(xr[i] + kStepBytes * s));
+      }
+    }
+    if constexpr (R > 1 && NB % R == 0) {
+      // R items' slot sums in one vector (lane l: slot l / R, item l % R), one epilogue each.
+      for (int i = 0; i < NB; i += R) epilogue<R>(t, L, interleave_sums(acc + i), rs + i, j + i);
+    } else {
+      for (int i = 0; i < NB; ++i) epilogue<1>(t, L, slot_sum(acc[i]), rs + i, j + i);
+    }
+  }
+
+  // Score, radius and threshold test of sums (M = 1: one item j, its slot sums in every lane of
+  // the slot; M = R: items j .. j + R - 1, lane l holding item l % R's sum of slot l / R), then
+  // the second look for the lanes that pass. rs: the items' code sums.
   template <int M>
-  static inline void epilogue(const QuantTask& t, const Lanes& L, const __m512i* sums, int64_t j) {
-    // The correction slot is the last of the last vector; lane l takes its value for item l % M.
-    alignas(64) int32_t ci[16];
-    for (int l = 0; l < 16; ++l) ci[l] = M == 1 ? 15 : 16 - R + l % R;
-    const __m512i corr = _mm512_permutexvar_epi32(_mm512_load_si512(ci), sums[NQV - 1]);
+  static inline void epilogue(const QuantTask& t, const Lanes& L, __m512i sums, const int32_t* rs,
+                              int64_t j) {
+    // 128 sum(c) of lane l's item.
+    const __m512i corr = _mm512_slli_epi32(
+        _mm512_castps_si512(item_lanes<M>(reinterpret_cast<const float*>(rs))), 7);
     const __m512 sc = item_lanes<M>(t.items->scale + j), e = item_lanes<M>(t.items->err + j);
     const __m512 m = _mm512_add_ps(item_lanes<M>(t.items->norm + j), e);
     const __m512 abs_slack = _mm512_set1_ps(kQuantAbsSlack);
     // One lane per slot is looked at when M = 1 (after slot_sum its R lanes are equal).
     constexpr unsigned kLook = M > 1 || R == 1 ? 0xffffu : R == 2 ? 0x5555u : 0x1111u;
-    for (int v = 0; v < NQV; ++v) {
-      const __m512i dot = _mm512_sub_epi32(sums[v], corr);
-      const __m512 T = _mm512_mul_ps(_mm512_mul_ps(L.sq[v], sc), _mm512_cvtepi32_ps(dot));
-      const __m512 r = _mm512_fmadd_ps(L.qn[v], e, _mm512_fmadd_ps(L.qc[v], m, abs_slack));
-      // tau is padded with +inf past the last query (the driver): the correction and padding
-      // slots never pass.
-      const __m512 tau = _mm512_permutexvar_ps(L.tidx, _mm512_loadu_ps(t.tau + v * kSlots));
-      unsigned mask =
-          kLook & static_cast<unsigned>(_mm512_cmp_ps_mask(_mm512_add_ps(T, r), tau, _CMP_GE_OQ));
-      while (mask) {
-        const int lane = __builtin_ctz(mask);
-        mask &= mask - 1;
-        const int64_t q = t.q0 + v * kSlots + lane / R;
-        if (q < t.q1) vn_refine(t, q, j + (M > 1 ? lane % R : 0));
-      }
+    const __m512i dot = _mm512_sub_epi32(sums, corr);
+    const __m512 T = _mm512_mul_ps(_mm512_mul_ps(L.sq, sc), _mm512_cvtepi32_ps(dot));
+    const __m512 r = _mm512_fmadd_ps(L.qn, e, _mm512_fmadd_ps(L.qc, m, abs_slack));
+    // tau is padded with +inf past the last query (the driver): padding slots never pass.
+    const __m512 tau = _mm512_permutexvar_ps(L.tidx, _mm512_loadu_ps(t.tau));
+    unsigned mask =
+        kLook & static_cast<unsigned>(_mm512_cmp_ps_mask(_mm512_add_ps(T, r), tau, _CMP_GE_OQ));
+    while (mask) {
+      const int lane = __builtin_ctz(mask);
+      mask &= mask - 1;
+      const int64_t q = t.q0 + lane / R;
+      if (q < t.q1) vn_refine(t, q, j + (M > 1 ? lane % R : 0));
     }
   }
 
@@ -415,32 +433,30 @@ struct QI8BcastVnni {
     if (nq <= 0 || t.j1 <= t.j0) return;
     const int64_t ns = steps(dim);
     uint8_t* panel = reinterpret_cast<uint8_t*>(t.scratch);  // 64-byte aligned
-    // Lane l of vector v: slot v * kSlots + l / R, dims 4 (s R + l % R) .. + 4 of step s.
+    // Lane l: slot l / R, dims 4 (s R + l % R) .. + 4 of step s.
     for (int64_t s = 0; s < ns; ++s)
-      for (int l = 0; l < kLanes; ++l) {
-        const int64_t q = t.q0 + (l / 16) * kSlots + (l % 16) / R;
-        uint8_t* dst = panel + (s * kLanes + l) * 4;
+      for (int l = 0; l < 16; ++l) {
+        const int64_t q = t.q0 + l / R;
+        uint8_t* dst = panel + (s * 16 + l) * 4;
         for (int b = 0; b < 4; ++b) {
           const int64_t p = 4 * (s * R + l % R) + b;
           const int qi = p < dim && q < t.q1 ? t.qcodes[q * t.qstride + p] : 0;
           dst[b] = p < dim ? static_cast<uint8_t>(qi + 128) : 0;
         }
       }
-    Lanes L;
-    alignas(64) float f[3][kLanes];
+    alignas(64) float f[3][16];
     alignas(64) int32_t ti[16];
-    for (int l = 0; l < kLanes; ++l) {
-      const int64_t q = t.q0 + (l / 16) * kSlots + (l % 16) / R;
+    for (int l = 0; l < 16; ++l) {
+      const int64_t q = t.q0 + l / R;
       f[0][l] = q < t.q1 ? t.qscale[q] : 0.0f;
       f[1][l] = q < t.q1 ? t.qnorm[q] : 0.0f;
       f[2][l] = q < t.q1 ? t.qcoef[q] : 0.0f;
+      ti[l] = l / R;
     }
-    for (int l = 0; l < 16; ++l) ti[l] = l / R;
-    for (int v = 0; v < NQV; ++v) {
-      L.sq[v] = _mm512_load_ps(f[0] + v * 16);
-      L.qn[v] = _mm512_load_ps(f[1] + v * 16);
-      L.qc[v] = _mm512_load_ps(f[2] + v * 16);
-    }
+    Lanes L;
+    L.sq = _mm512_load_ps(f[0]);
+    L.qn = _mm512_load_ps(f[1]);
+    L.qc = _mm512_load_ps(f[2]);
     L.tidx = _mm512_load_si512(ti);
     const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
     // The last row of the array, when dim is not a multiple of the step, is read from a
@@ -458,7 +474,7 @@ struct QI8BcastVnni {
       block<1>(t, panel, L, xr, j, false);
     }
     if (jend < t.j1) {
-      int8_t* last = reinterpret_cast<int8_t*>(panel + ns * kLanes * 4);  // past the panel
+      int8_t* last = reinterpret_cast<int8_t*>(panel + ns * 64);  // past the panel
       std::memset(last, 0, static_cast<size_t>(ns * kStepBytes));
       std::memcpy(last, codes + jend * dim, static_cast<size_t>(dim));
       const int8_t* xr[1] = {last};
@@ -467,27 +483,25 @@ struct QI8BcastVnni {
   }
 };
 
-// The broadcast kernels by batch (QNoSmall's interface): tasks of 2 to 15 integer int8 queries on
-// either path. ItemIndex, N = 1M, d = 128, 2 threads, an AMD Zen 5 class CPU, alternated with the
-// kernels they replace (median ms): B = 3 6.4-7.0 -> 5.0-5.3, B = 6 8.9 -> 4.9-5.8, B = 8
-// 11.0-15.8 -> 7.1-8.8, B = 12 8.8-10.1 -> 7.2-7.4. One query keeps the rows of the direct path
-// (memory-bound there, with fewer instructions); 16 queries the narrow packed kernel (two query
-// vectors here, for the correction slot, were slower: 9.5-9.8 vs 8.8-9.1 ms).
+// The broadcast kernels by batch (QNoSmall's interface): tasks of 2 to 16 integer int8 queries on
+// either path (and one query's on the packed one), each on the widest R that holds it. One
+// query keeps the rows of the direct path (memory-bound there, with fewer instructions). ItemIndex,
+// N = 1M, d = 128, 2 threads, an AMD Zen 5 class CPU (read floor 2.9-3.3 ms), median ms, before ->
+// after: B = 3 6.4-7.0 -> 4.0-4.6, B = 6 8.9 -> 3.1-4.4, B = 8 11.0-15.8 -> 3.2-3.3, B =
+// 12 8.8-10.1 -> 4.9-5.1, B = 16 8.7-10.5
+// -> 5.3-5.5.
 struct QI8BcastVnniSet {
-  static constexpr int64_t kMinQueries = 2, kMaxQueries = QI8BcastVnni<1, 1>::kMaxQueries;
+  static constexpr int64_t kMinQueries = 2, kMaxQueries = 16;
   static int64_t scratch_floats(int64_t dim, int64_t) {
-    const int64_t a = QI8BcastVnni<1, 4>::scratch_floats(dim),
-                  b = QI8BcastVnni<1, 2>::scratch_floats(dim),
-                  c = QI8BcastVnni<1, 1>::scratch_floats(dim);
-    return a > b ? (a > c ? a : c) : (b > c ? b : c);
+    return QI8BcastVnni<1>::scratch_floats(dim);  // the most steps
   }
   static void scan(const QuantTask& t) {
     const int64_t nq = t.q1 - t.q0;
-    if (nq <= QI8BcastVnni<1, 4>::kMaxQueries)
-      QI8BcastVnni<1, 4>::scan(t);
-    else if (nq <= QI8BcastVnni<1, 2>::kMaxQueries)
-      QI8BcastVnni<1, 2>::scan(t);
+    if (nq <= QI8BcastVnni<4>::kSlots)
+      QI8BcastVnni<4>::scan(t);
+    else if (nq <= QI8BcastVnni<2>::kSlots)
+      QI8BcastVnni<2>::scan(t);
     else
-      QI8BcastVnni<1, 1>::scan(t);
+      QI8BcastVnni<1>::scan(t);
   }
 };

@@ -34,9 +34,7 @@ constexpr int kNI8 = 8;
 
 using I8D = QI8DirectVnni;
 using I8P = QI8PackedVnni<kQV, kNI8>;
-// Tasks of at most 16 queries: one query vector x twice the items (q_scan_packed).
-using I8PNarrow = QI8PackedVnni<1, 2 * kNI8>;
-// Tasks of 2 to 15 queries on either path: the broadcast kernels (quant_i8_vnni.h).
+// Tasks of 2 to 16 queries on either path: the broadcast kernels (quant_i8_vnni.h).
 using I8S = QI8BcastVnniSet;
 
 const QuantKernelSet kSet = {RECFAST_VNNI_NAME,
@@ -44,9 +42,9 @@ const QuantKernelSet kSet = {RECFAST_VNNI_NAME,
                              kQB,
                              kQuantI8VnniQMax,
                              kQuantI8VnniQMax,
-                             &q_scratch_floats<I8P, kQV, kNI, kQB, I8PNarrow, I8S>,
+                             &q_scratch_floats<I8P, kQV, kNI, kQB, I8S>,
                              &q_scan_direct<I8D, kQV, kNI, I8S>,
-                             &q_scan_packed<I8P, kQV, kNI, I8PNarrow, I8S>};
+                             &q_scan_packed<I8P, kQV, kNI, I8S>};
 
 }  // namespace RECFAST_VNNI_NS
 }  // namespace recfast

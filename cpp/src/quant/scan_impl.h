@@ -315,21 +315,15 @@ struct QPacked {
 
 // The kernel set's entries. I8D / I8P: the integer int8 scans of this file (direct and packed);
 // a file without them passes QDirect<int8_t> / QPacked<int8_t, QV, NI>, which ignore qcodes.
-// A packed task of at most G queries of a narrow kernel (one query vector, twice the items per
-// micro-kernel call) takes it: the set's QV query vectors would be half padding there, and the
-// FMAs (vpdpbusd for int8) are what bound this path. float16 always has one (QPackedF16Narrow);
-// the integer int8 scan only where a file passes I8PN (QNoNarrow: none).
+// A float16 packed task of at most G queries of the narrow kernel (one query vector, twice the
+// items per micro-kernel call) takes it: the set's QV query vectors would be half padding there,
+// and the FMAs are what bound this path.
 template <int NI>
 using QPackedF16Narrow = QPacked<uint16_t, 1, 2 * NI>;
 
-struct QNoNarrow {
-  static constexpr int G = 0;  // no task fits
-  static int64_t scratch_floats(int64_t, int64_t) { return 0; }
-  static void scan(const QuantTask&) {}
-};
-
-// A kernel for integer int8 tasks of kMinQueries..kMaxQueries queries on either path, tried
-// first (QI8BcastVnniSet with VNNI; QNoSmall: none).
+// I8S: a kernel for integer int8 tasks of few queries, tried first: on the packed path for every
+// task of at most kMaxQueries, on the direct one from kMinQueries (QI8BcastVnniSet with VNNI;
+// QNoSmall: none).
 struct QNoSmall {
   static constexpr int64_t kMinQueries = 1, kMaxQueries = 0;  // no task fits
   static int64_t scratch_floats(int64_t, int64_t) { return 0; }
@@ -337,19 +331,19 @@ struct QNoSmall {
 };
 
 template <class I8S>
-static inline bool q_scan_small_i8(const QuantTask& t) {
+static inline bool q_scan_small_i8(const QuantTask& t, int64_t min_queries) {
   const int64_t nq = t.q1 - t.q0;
-  if (nq < I8S::kMinQueries || nq > I8S::kMaxQueries) return false;
+  if (nq < min_queries || nq > I8S::kMaxQueries) return false;
   if (t.items->type != QuantType::Int8 || !t.qcodes) return false;
   I8S::scan(t);
   return true;
 }
 
-template <class I8P, int QV, int NI, int QB, class I8PN = QNoNarrow, class I8S = QNoSmall>
+template <class I8P, int QV, int NI, int QB, class I8S = QNoSmall>
 static int64_t q_scratch_floats(int64_t dim) {
   const int64_t s[] = {QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB),
                        QPackedF16Narrow<NI>::scratch_floats(dim, QB), I8P::scratch_floats(dim, QB),
-                       I8PN::scratch_floats(dim, QB), I8S::scratch_floats(dim, QB)};
+                       I8S::scratch_floats(dim, QB)};
   int64_t m = 0;
   for (const int64_t v : s) m = v > m ? v : m;
   return m;
@@ -357,7 +351,7 @@ static int64_t q_scratch_floats(int64_t dim) {
 
 template <class I8D, int QV, int NI, class I8S = QNoSmall>
 static void q_scan_direct(const QuantTask& t) {
-  if (q_scan_small_i8<I8S>(t)) return;
+  if (q_scan_small_i8<I8S>(t, I8S::kMinQueries)) return;
   if (t.items->type == QuantType::Int8) {
     if (t.qcodes)
       I8D::scan(t);
@@ -368,17 +362,15 @@ static void q_scan_direct(const QuantTask& t) {
   }
 }
 
-template <class I8P, int QV, int NI, class I8PN = QNoNarrow, class I8S = QNoSmall>
+template <class I8P, int QV, int NI, class I8S = QNoSmall>
 static void q_scan_packed(const QuantTask& t) {
-  if (q_scan_small_i8<I8S>(t)) return;
+  if (q_scan_small_i8<I8S>(t, 1)) return;
   const int64_t nq = t.q1 - t.q0;
   if (t.items->type == QuantType::Int8) {
-    if (!t.qcodes)
-      QPacked<int8_t, QV, NI>::scan(t);
-    else if (nq <= I8PN::G)
-      I8PN::scan(t);
-    else
+    if (t.qcodes)
       I8P::scan(t);
+    else
+      QPacked<int8_t, QV, NI>::scan(t);
   } else if (nq <= QPackedF16Narrow<NI>::G) {
     QPackedF16Narrow<NI>::scan(t);
   } else {
