@@ -108,7 +108,9 @@ def test_random_matches_float32_search(level, storage, metric, d):
     x = rng.standard_normal((3000, d)).astype(np.float32)
     ids = np.sort(rng.choice(10**9, size=len(x), replace=False))[::-1].copy()  # unsorted input
     idx = make_index(x, metric, storage, ids=ids)
-    for b in (1, 7, 8, 9, 16, 17, 33, 40, 100):  # 16|17: the direct/packed line; 40: remainder
+    # 8|9: the quantized scans' direct/packed line; 40: a remainder; 1-5, 8|9 and 16|17 the
+    # float16 broadcast kernels' switches (4, 2 or 1 lanes a query, by vector width)
+    for b in (1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 40, 100):
         q = rng.standard_normal((b, d)).astype(np.float32)
         for k in (1, 10):
             res = idx.search(q, k)

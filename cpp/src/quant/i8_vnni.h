@@ -483,25 +483,27 @@ struct QI8BcastVnni {
   }
 };
 
-// The broadcast kernels by batch (QNoSmall's interface): tasks of 2 to 16 integer int8 queries on
-// either path (and one query's on the packed one), each on the widest R that holds it. One
-// query keeps the rows of the direct path (memory-bound there, with fewer instructions). ItemIndex,
-// N = 1M, d = 128, 2 threads, an AMD Zen 5 class CPU (read floor 2.9-3.3 ms), median ms, before ->
-// after: B = 3 6.4-7.0 -> 4.0-4.6, B = 6 8.9 -> 3.1-4.4, B = 8 11.0-15.8 -> 3.2-3.3, B =
-// 12 8.8-10.1 -> 4.9-5.1, B = 16 8.7-10.5
+// The broadcast kernels by batch (the small-batch interface of scan_impl.h): tasks of 2 to 16
+// integer int8 queries on either path (and one query's on the packed one), each on the widest R
+// that holds it. One query keeps the rows of the direct path (memory-bound there, with fewer
+// instructions). ItemIndex, N = 1M, d = 128, 2 threads, an AMD Zen 5 class CPU (read floor 2.9-3.3
+// ms), median ms, before -> after: B = 3 6.4-7.0 -> 4.0-4.6, B = 6 8.9 -> 3.1-4.4, B = 8 11.0-15.8
+// -> 3.2-3.3, B = 12 8.8-10.1 -> 4.9-5.1, B = 16 8.7-10.5
 // -> 5.3-5.5.
 struct QI8BcastVnniSet {
-  static constexpr int64_t kMinQueries = 2, kMaxQueries = 16;
-  static int64_t scratch_floats(int64_t dim, int64_t) {
+  static int64_t scratch_floats(int64_t dim) {
     return QI8BcastVnni<1>::scratch_floats(dim);  // the most steps
   }
-  static void scan(const QuantTask& t) {
+  static bool scan(const QuantTask& t, bool direct) {
     const int64_t nq = t.q1 - t.q0;
+    if (t.items->type != QuantType::Int8 || !t.qcodes || nq < (direct ? 2 : 1) || nq > 16)
+      return false;
     if (nq <= QI8BcastVnni<4>::kSlots)
       QI8BcastVnni<4>::scan(t);
     else if (nq <= QI8BcastVnni<2>::kSlots)
       QI8BcastVnni<2>::scan(t);
     else
       QI8BcastVnni<1>::scan(t);
+    return true;
   }
 };

@@ -20,6 +20,8 @@ namespace qisa_avx2 {
 
 #include "quant/scan_impl.h"
 
+#include "quant/f16_bcast.h"
+
 #include "quant/i8_drivers.h"
 
 #include "quant/i8_avx2.h"
@@ -36,9 +38,9 @@ const QuantKernelSet kSet = {"avx2",
                              kQB,
                              kQuantI8DirectQMax,
                              kQuantI8PackedQMax,
-                             &q_scratch_floats<I8P, kQV, kNI, kQB>,
-                             &q_scan_direct<I8D, kQV, kNI>,
-                             &q_scan_packed<I8P, kQV, kNI>};
+                             &q_scratch_floats<I8P, kQV, kNI, kQB, QF16BcastSet>,
+                             &q_scan_direct<I8D, kQV, kNI, QF16BcastSet>,
+                             &q_scan_packed<I8P, kQV, kNI, QF16BcastSet>};
 
 }  // namespace qisa_avx2
 

@@ -18,6 +18,8 @@ namespace qisa_avx512 {
 
 #include "quant/scan_impl.h"
 
+#include "quant/f16_bcast.h"
+
 // 2 query vectors (32 queries) x 12 items: 24 accumulators + 2 query vectors + 1 broadcast.
 constexpr int kQV = 2, kNI = 12, kQB = 256;
 
@@ -30,9 +32,9 @@ const QuantKernelSet kSet = {"avx512",
                              kQB,
                              kQuantI8DirectQMax,
                              kQuantI8PackedQMax,
-                             &q_scratch_floats<I8P, kQV, kNI, kQB>,
-                             &q_scan_direct<I8D, kQV, kNI>,
-                             &q_scan_packed<I8P, kQV, kNI>};
+                             &q_scratch_floats<I8P, kQV, kNI, kQB, QF16BcastSet>,
+                             &q_scan_direct<I8D, kQV, kNI, QF16BcastSet>,
+                             &q_scan_packed<I8P, kQV, kNI, QF16BcastSet>};
 
 }  // namespace qisa_avx512
 

@@ -26,6 +26,8 @@ namespace RECFAST_VNNI_NS {
 
 #include "quant/i8_vnni.h"
 
+#include "quant/f16_bcast.h"
+
 // float16 (and int8 beyond kQuantI8MaxDim): as quant_kernel_avx512.cpp, 2 query vectors (32
 // queries) x 12 items. int8: the same 32 queries per group (the driver's query_group) x kNI8
 // items: 16 accumulators + 2 query vectors + 1 broadcast of the 32 zmm registers.
@@ -34,17 +36,17 @@ constexpr int kNI8 = 8;
 
 using I8D = QI8DirectVnni;
 using I8P = QI8PackedVnni<kQV, kNI8>;
-// Tasks of 2 to 16 queries on either path: the broadcast kernels (quant_i8_vnni.h).
-using I8S = QI8BcastVnniSet;
+// Tasks of a few queries: the broadcast kernels (quant/i8_vnni.h, quant/f16_bcast.h).
+using S = QSmallEither<QI8BcastVnniSet, QF16BcastSet>;
 
 const QuantKernelSet kSet = {RECFAST_VNNI_NAME,
                              (kQV * V::W),
                              kQB,
                              kQuantI8VnniQMax,
                              kQuantI8VnniQMax,
-                             &q_scratch_floats<I8P, kQV, kNI, kQB, I8S>,
-                             &q_scan_direct<I8D, kQV, kNI, I8S>,
-                             &q_scan_packed<I8P, kQV, kNI, I8S>};
+                             &q_scratch_floats<I8P, kQV, kNI, kQB, S>,
+                             &q_scan_direct<I8D, kQV, kNI, S>,
+                             &q_scan_packed<I8P, kQV, kNI, S>};
 
 }  // namespace RECFAST_VNNI_NS
 }  // namespace recfast

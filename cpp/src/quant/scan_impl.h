@@ -321,37 +321,38 @@ struct QPacked {
 template <int NI>
 using QPackedF16Narrow = QPacked<uint16_t, 1, 2 * NI>;
 
-// I8S: a kernel for integer int8 tasks of few queries, tried first: on the packed path for every
-// task of at most kMaxQueries, on the direct one from kMinQueries (QI8BcastVnniSet with VNNI;
-// QNoSmall: none).
+// S: kernels for tasks of a few queries, tried first on either path: S::scan(t, direct) scans
+// the task and returns true when it takes it (QNoSmall: none; QSmallEither: the first of two
+// that takes it).
 struct QNoSmall {
-  static constexpr int64_t kMinQueries = 1, kMaxQueries = 0;  // no task fits
-  static int64_t scratch_floats(int64_t, int64_t) { return 0; }
-  static void scan(const QuantTask&) {}
+  static int64_t scratch_floats(int64_t) { return 0; }
+  static bool scan(const QuantTask&, bool) { return false; }
 };
 
-template <class I8S>
-static inline bool q_scan_small_i8(const QuantTask& t, int64_t min_queries) {
-  const int64_t nq = t.q1 - t.q0;
-  if (nq < min_queries || nq > I8S::kMaxQueries) return false;
-  if (t.items->type != QuantType::Int8 || !t.qcodes) return false;
-  I8S::scan(t);
-  return true;
-}
+template <class A, class B>
+struct QSmallEither {
+  static int64_t scratch_floats(int64_t dim) {
+    const int64_t a = A::scratch_floats(dim), b = B::scratch_floats(dim);
+    return a > b ? a : b;
+  }
+  static bool scan(const QuantTask& t, bool direct) {
+    return A::scan(t, direct) || B::scan(t, direct);
+  }
+};
 
-template <class I8P, int QV, int NI, int QB, class I8S = QNoSmall>
+template <class I8P, int QV, int NI, int QB, class S = QNoSmall>
 static int64_t q_scratch_floats(int64_t dim) {
   const int64_t s[] = {QPacked<uint16_t, QV, NI>::scratch_floats(dim, QB),
                        QPackedF16Narrow<NI>::scratch_floats(dim, QB), I8P::scratch_floats(dim, QB),
-                       I8S::scratch_floats(dim, QB)};
+                       S::scratch_floats(dim)};
   int64_t m = 0;
   for (const int64_t v : s) m = v > m ? v : m;
   return m;
 }
 
-template <class I8D, int QV, int NI, class I8S = QNoSmall>
+template <class I8D, int QV, int NI, class S = QNoSmall>
 static void q_scan_direct(const QuantTask& t) {
-  if (q_scan_small_i8<I8S>(t, I8S::kMinQueries)) return;
+  if (S::scan(t, true)) return;
   if (t.items->type == QuantType::Int8) {
     if (t.qcodes)
       I8D::scan(t);
@@ -362,9 +363,9 @@ static void q_scan_direct(const QuantTask& t) {
   }
 }
 
-template <class I8P, int QV, int NI, class I8S = QNoSmall>
+template <class I8P, int QV, int NI, class S = QNoSmall>
 static void q_scan_packed(const QuantTask& t) {
-  if (q_scan_small_i8<I8S>(t, 1)) return;
+  if (S::scan(t, false)) return;
   const int64_t nq = t.q1 - t.q0;
   if (t.items->type == QuantType::Int8) {
     if (t.qcodes)

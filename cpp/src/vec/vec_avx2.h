@@ -21,6 +21,21 @@ struct V {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  // p[l % 2] / p[l % 4] in lane l (reads p[0..2) / p[0..4) only).
+  static R bcast2(const float* p) {
+    double w;
+    std::memcpy(&w, p, 8);
+    return _mm256_castpd_ps(_mm256_set1_pd(w));
+  }
+  static R bcast4(const float* p) {
+    return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
+  }
+  // Lane l: the sum of the 2 (4) lanes of l's aligned group.
+  static R sum_pairs(R a) { return add(a, _mm256_permute_ps(a, 0xb1)); }
+  static R sum_quads(R a) {
+    a = sum_pairs(a);
+    return add(a, _mm256_permute_ps(a, 0x4e));
+  }
   static unsigned ge_mask(R a, R b) {
     return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GE_OQ)));
   }

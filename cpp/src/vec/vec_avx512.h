@@ -21,6 +21,23 @@ struct V {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  // p[l % 2] / p[l % 4] in lane l (reads p[0..2) / p[0..4) only).
+  static R bcast2(const float* p) {
+    double w;
+    std::memcpy(&w, p, 8);
+    return _mm512_castpd_ps(_mm512_set1_pd(w));
+  }
+  static R bcast4(const float* p) { return _mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
+  // Lane l: the sum of the 2 (4) lanes of l's aligned group.
+  static R sum_pairs(R a) {
+    return add(a, _mm512_permutexvar_ps(
+                      _mm512_set_epi32(14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1), a));
+  }
+  static R sum_quads(R a) {
+    a = sum_pairs(a);
+    return add(a, _mm512_permutexvar_ps(
+                      _mm512_set_epi32(13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2), a));
+  }
   static unsigned ge_mask(R a, R b) {
     return static_cast<unsigned>(_mm512_cmp_ps_mask(a, b, _CMP_GE_OQ));
   }
