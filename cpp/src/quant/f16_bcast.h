@@ -46,7 +46,7 @@ struct QF16Bcast {
     const float* panel;
     float* buf;  // NI * W decoded codes
     float* tl;   // lane l: tau of slot l / R
-    const float* qn;
+    float* qn;   // lane l: |q'| of slot l / R (0: padding)
   };
 
   // Items [j, j + NB) (rows xr); prefetch: the rows a few blocks ahead (to L2) and the next
@@ -118,11 +118,10 @@ struct QF16Bcast {
         const int64_t slot = l / R, p = s * R + l % R;
         panel[s * W + l] = slot < nq && p < dim ? t.queries[(t.q0 + slot) * dim + p] : 0.0f;
       }
-    float* qn = panel + ns * W + NI * W + W;
     for (int l = 0; l < W; ++l) {
       // tau is padded with +inf past the last query (the driver): padding slots never pass.
       S.tl[l] = t.tau[l / R];
-      qn[l] = l / R < nq ? t.qnorm[t.q0 + l / R] : 0.0f;
+      S.qn[l] = l / R < nq ? t.qnorm[t.q0 + l / R] : 0.0f;
     }
     const uint16_t* codes = static_cast<const uint16_t*>(t.items->codes);
     int64_t j = t.j0;
@@ -150,12 +149,7 @@ struct QF16BcastSet {
   static bool scan(const QuantTask& t, bool direct) {
     const int64_t nq = t.q1 - t.q0;
     if (t.items->type != QuantType::Float16 || nq < (direct ? 3 : 1) || nq > V::W) return false;
-    if (nq <= QF16Bcast<4>::kSlots)
-      QF16Bcast<4>::scan(t);
-    else if (nq <= QF16Bcast<2>::kSlots)
-      QF16Bcast<2>::scan(t);
-    else
-      QF16Bcast<1>::scan(t);
+    q_scan_by_slots<QF16Bcast>(t);
     return true;
   }
 };

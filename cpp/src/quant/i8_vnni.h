@@ -498,12 +498,7 @@ struct QI8BcastVnniSet {
     const int64_t nq = t.q1 - t.q0;
     if (t.items->type != QuantType::Int8 || !t.qcodes || nq < (direct ? 2 : 1) || nq > 16)
       return false;
-    if (nq <= QI8BcastVnni<4>::kSlots)
-      QI8BcastVnni<4>::scan(t);
-    else if (nq <= QI8BcastVnni<2>::kSlots)
-      QI8BcastVnni<2>::scan(t);
-    else
-      QI8BcastVnni<1>::scan(t);
+    q_scan_by_slots<QI8BcastVnni>(t);
     return true;
   }
 };

@@ -329,6 +329,19 @@ struct QNoSmall {
   static bool scan(const QuantTask&, bool) { return false; }
 };
 
+// A task on the broadcast kernel K<R> of the most lanes per query R in {4, 2, 1} whose K<R>::kSlots
+// queries hold it (the horizontal sums are over R lanes, a row costs dim / R vector products).
+template <template <int> class K>
+static inline void q_scan_by_slots(const QuantTask& t) {
+  const int64_t nq = t.q1 - t.q0;
+  if (nq <= K<4>::kSlots)
+    K<4>::scan(t);
+  else if (nq <= K<2>::kSlots)
+    K<2>::scan(t);
+  else
+    K<1>::scan(t);
+}
+
 template <class A, class B>
 struct QSmallEither {
   static int64_t scratch_floats(int64_t dim) {
