@@ -459,9 +459,12 @@ struct QI8BcastVnni {
     L.qc = _mm512_load_ps(f[2]);
     L.tidx = _mm512_load_si512(ti);
     const int8_t* codes = static_cast<const int8_t*>(t.items->codes);
-    // The last row of the array, when dim is not a multiple of the step, is read from a
-    // zero-padded copy: its last step would read past the codes.
-    const int64_t jend = dim % kStepBytes != 0 && t.j1 == t.items->n ? t.j1 - 1 : t.j1;
+    // A row's last step reads ns * kStepBytes - dim bytes past it, into the rows after it (more
+    // than one when dim < kStepBytes): the rows from jend on, whose steps would read past the
+    // codes, are read from a zero-padded copy.
+    const int64_t need_rows = (ns * kStepBytes + dim - 1) / dim;  // rows a row's steps span
+    int64_t jend = t.items->n - need_rows + 1;
+    jend = jend < t.j0 ? t.j0 : jend > t.j1 ? t.j1 : jend;
     int64_t j = t.j0;
     for (; j + NI <= jend; j += NI) {
       if ((j & 4095) < NI && t.cancel && t.cancel->load(std::memory_order_relaxed)) return;
@@ -473,12 +476,12 @@ struct QI8BcastVnni {
       const int8_t* xr[1] = {codes + j * dim};
       block<1>(t, panel, L, xr, j, false);
     }
-    if (jend < t.j1) {
-      int8_t* last = reinterpret_cast<int8_t*>(panel + ns * 64);  // past the panel
-      std::memset(last, 0, static_cast<size_t>(ns * kStepBytes));
-      std::memcpy(last, codes + jend * dim, static_cast<size_t>(dim));
-      const int8_t* xr[1] = {last};
-      block<1>(t, panel, L, xr, jend, false);
+    int8_t* copy = reinterpret_cast<int8_t*>(panel + ns * 64);  // past the panel
+    for (; j < t.j1; ++j) {
+      std::memset(copy, 0, static_cast<size_t>(ns * kStepBytes));
+      std::memcpy(copy, codes + j * dim, static_cast<size_t>(dim));
+      const int8_t* xr[1] = {copy};
+      block<1>(t, panel, L, xr, j, false);
     }
   }
 };
