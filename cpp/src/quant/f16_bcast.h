@@ -1,6 +1,6 @@
 // Broadcast kernels for float16 tasks of a few queries (up to V::W), on either path. Included
 // inside a kernel file's namespace after quant/scan_impl.h, by the AVX2 and AVX-512 files (V
-// provides bcast2 / bcast4 and sum_pairs / sum_quads on top of scan_impl.h's list).
+// provides bcast_lanes and sum_pairs / sum_quads on top of scan_impl.h's list).
 //
 // A block of NI item rows is decoded W codes at a time into a small buffer (L1), from which R
 // consecutive values of an item are broadcast to every R-lane group of one vector whose lanes
@@ -23,15 +23,6 @@ struct QF16Bcast {
   static int64_t steps(int64_t dim) { return (dim + R - 1) / R; }
   // The panel, the decoded block, the expanded thresholds and |q'| per lane.
   static int64_t scratch_floats(int64_t dim) { return steps(dim) * W + NI * W + 2 * W + 64; }
-
-  static inline typename V::R bcast(const float* p) {
-    if constexpr (R == 1)
-      return V::set1(*p);
-    else if constexpr (R == 2)
-      return V::bcast2(p);
-    else
-      return V::bcast4(p);
-  }
 
   static inline typename V::R slot_sum(typename V::R a) {
     if constexpr (R == 1)
@@ -81,7 +72,7 @@ struct QF16Bcast {
         const typename V::R qv = V::load(S.panel + s * W);
         const float* b = S.buf + (s - s0) * R;
 #pragma GCC unroll 16
-        for (int i = 0; i < NB; ++i) acc[i] = V::fma(qv, bcast(b + i * W), acc[i]);
+        for (int i = 0; i < NB; ++i) acc[i] = V::fma(qv, V::bcast_lanes<R>(b + i * W), acc[i]);
       }
     }
     // One lane per slot is looked at (after slot_sum its R lanes are equal).

@@ -274,20 +274,6 @@ struct QI8BcastVnni {
     }
   }
 
-  // p[l % M] in lane l (M items' values; reads p[0..M) only).
-  template <int M>
-  static inline __m512 item_lanes(const float* p) {
-    if constexpr (M == 1) {
-      return _mm512_set1_ps(p[0]);
-    } else if constexpr (M == 2) {
-      double w;
-      std::memcpy(&w, p, 8);
-      return _mm512_castpd_ps(_mm512_set1_pd(w));
-    } else {
-      return _mm512_broadcast_f32x4(_mm_loadu_ps(p));
-    }
-  }
-
   // Lane l of the result: the sum of the R lanes of l's slot.
   static inline __m512i slot_sum(__m512i a) {
     if constexpr (R >= 2)
@@ -405,11 +391,12 @@ struct QI8BcastVnni {
   template <int M>
   static inline void epilogue(const QuantTask& t, const Lanes& L, __m512i sums, const int32_t* rs,
                               int64_t j) {
-    // 128 sum(c) of lane l's item.
-    const __m512i corr = _mm512_slli_epi32(
-        _mm512_castps_si512(item_lanes<M>(reinterpret_cast<const float*>(rs))), 7);
-    const __m512 sc = item_lanes<M>(t.items->scale + j), e = item_lanes<M>(t.items->err + j);
-    const __m512 m = _mm512_add_ps(item_lanes<M>(t.items->norm + j), e);
+    // 128 sum(c) of lane l's item (M = R: the R sums, 4 R bytes, as a step's codes are read).
+    const __m512i sums_c = M == 1 ? _mm512_set1_epi32(rs[0]) : bcast(rs);
+    const __m512i corr = _mm512_slli_epi32(sums_c, 7);
+    const __m512 sc = V::bcast_lanes<M>(t.items->scale + j),
+                 e = V::bcast_lanes<M>(t.items->err + j);
+    const __m512 m = _mm512_add_ps(V::bcast_lanes<M>(t.items->norm + j), e);
     const __m512 abs_slack = _mm512_set1_ps(kQuantAbsSlack);
     // One lane per slot is looked at when M = 1 (after slot_sum its R lanes are equal).
     constexpr unsigned kLook = M > 1 || R == 1 ? 0xffffu : R == 2 ? 0x5555u : 0x1111u;

@@ -21,14 +21,19 @@ struct V {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
-  // p[l % 2] / p[l % 4] in lane l (reads p[0..2) / p[0..4) only).
-  static R bcast2(const float* p) {
-    double w;
-    std::memcpy(&w, p, 8);
-    return _mm256_castpd_ps(_mm256_set1_pd(w));
-  }
-  static R bcast4(const float* p) {
-    return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
+  // p[l % M] in lane l, M in {1, 2, 4} (reads p[0..M) only).
+  template <int M>
+  static R bcast_lanes(const float* p) {
+    static_assert(M == 1 || M == 2 || M == 4, "M divides a 128-bit block");
+    if constexpr (M == 1) {
+      return set1(p[0]);
+    } else if constexpr (M == 2) {
+      double w;
+      std::memcpy(&w, p, 8);
+      return _mm256_castpd_ps(_mm256_set1_pd(w));
+    } else {
+      return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
+    }
   }
   // Lane l: the sum of the 2 (4) lanes of l's aligned group.
   static R sum_pairs(R a) { return add(a, _mm256_permute_ps(a, 0xb1)); }

@@ -21,13 +21,20 @@ struct V {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
-  // p[l % 2] / p[l % 4] in lane l (reads p[0..2) / p[0..4) only).
-  static R bcast2(const float* p) {
-    double w;
-    std::memcpy(&w, p, 8);
-    return _mm512_castpd_ps(_mm512_set1_pd(w));
+  // p[l % M] in lane l, M in {1, 2, 4} (reads p[0..M) only).
+  template <int M>
+  static R bcast_lanes(const float* p) {
+    static_assert(M == 1 || M == 2 || M == 4, "M divides a 128-bit block");
+    if constexpr (M == 1) {
+      return set1(p[0]);
+    } else if constexpr (M == 2) {
+      double w;
+      std::memcpy(&w, p, 8);
+      return _mm512_castpd_ps(_mm512_set1_pd(w));
+    } else {
+      return _mm512_broadcast_f32x4(_mm_loadu_ps(p));
+    }
   }
-  static R bcast4(const float* p) { return _mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
   // Lane l: the sum of the 2 (4) lanes of l's aligned group.
   static R sum_pairs(R a) {
     return add(a, _mm512_permutexvar_ps(
